@@ -1,0 +1,40 @@
+//! Hot domain functions: flattening, diffing and merge-patching a realistic document.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use dials_domain::{Document, ServiceName, diff, merge_patch};
+use serde_json::{Value, json};
+
+fn sample(n: usize, bump: u64) -> Document {
+    let mut map = serde_json::Map::new();
+    for i in 0..n {
+        map.insert(format!("key_{i}"), json!(i as u64 + bump));
+    }
+    map.insert(
+        "mqtt".into(),
+        json!({"host": "127.0.0.1", "port": 1883, "tls": false}),
+    );
+    Document::from_value(Value::Object(map)).expect("object")
+}
+
+fn bench(c: &mut Criterion) {
+    let old = sample(50, 0);
+    let new = sample(50, 1);
+    c.bench_function("service_name_parse", |b| {
+        b.iter(|| ServiceName::parse(black_box("tts-worker")))
+    });
+    c.bench_function("leaves_50_keys", |b| {
+        b.iter(|| black_box(&old).leaves().len())
+    });
+    c.bench_function("diff_50_keys_all_changed", |b| {
+        b.iter(|| diff(black_box(&old), black_box(&new)).len())
+    });
+    let patch = json!({"key_3": 7, "mqtt": {"port": 8883, "tls": true}, "key_9": null});
+    c.bench_function("merge_patch_50_keys", |b| {
+        b.iter(|| merge_patch(black_box(&old), black_box(&patch)))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

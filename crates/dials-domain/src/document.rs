@@ -1,0 +1,160 @@
+//! Config documents: one JSON object per service, and the leaves that make up its keys.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{DomainError, KeyPath};
+
+/// One service's config: a JSON object, nested objects allowed.
+///
+/// A *key* is the JSON Pointer of a leaf. Leaves are every value that is not a non-empty object:
+/// scalars, arrays (a list is one setting), and empty objects (kept so they survive history).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[serde(transparent)]
+pub struct Document(Map<String, Value>);
+
+impl Document {
+    /// An empty document.
+    pub fn new() -> Self {
+        Self(Map::new())
+    }
+
+    /// Wraps a JSON value, refusing anything but an object.
+    pub fn from_value(value: Value) -> Result<Self, DomainError> {
+        match value {
+            Value::Object(map) => Ok(Self(map)),
+            other => Err(DomainError::NotAnObject {
+                found: json_type(&other),
+            }),
+        }
+    }
+
+    /// The document as a JSON object.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// The document as a JSON value.
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.clone())
+    }
+
+    /// Consumes the document into a JSON value.
+    pub fn into_value(self) -> Value {
+        Value::Object(self.0)
+    }
+
+    /// Every leaf, keyed by its JSON Pointer, in pointer order.
+    pub fn leaves(&self) -> BTreeMap<KeyPath, &Value> {
+        let mut out = BTreeMap::new();
+        collect_leaves(&KeyPath::root(), &self.0, &mut out);
+        out
+    }
+
+    /// The value at `key`, if present.
+    pub fn get(&self, key: &KeyPath) -> Option<&Value> {
+        if key.as_str().is_empty() {
+            return None;
+        }
+        let mut current: Option<&Value> = None;
+        let mut map = &self.0;
+        for token in key.tokens() {
+            let v = map.get(&token)?;
+            current = Some(v);
+            match v {
+                Value::Object(inner) => map = inner,
+                _ => map = EMPTY.get_or_init(Map::new),
+            }
+        }
+        current
+    }
+
+    /// Whether the document has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+fn collect_leaves<'a>(
+    prefix: &KeyPath,
+    map: &'a Map<String, Value>,
+    out: &mut BTreeMap<KeyPath, &'a Value>,
+) {
+    for (name, value) in map {
+        let path = prefix.child(name);
+        match value {
+            Value::Object(inner) if !inner.is_empty() => collect_leaves(&path, inner, out),
+            leaf => {
+                out.insert(path, leaf);
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Self::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<Value> for Document {
+    type Error = DomainError;
+    fn try_from(value: Value) -> Result<Self, Self::Error> {
+        Self::from_value(value)
+    }
+}
+
+/// The JSON type name of a value, as people say it.
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn refuses_anything_but_an_object() {
+        assert!(Document::from_value(json!([1])).is_err());
+        assert!(Document::from_value(json!("x")).is_err());
+        assert!(Document::from_value(json!({})).is_ok());
+    }
+
+    #[test]
+    fn flattens_nested_objects_into_pointer_keyed_leaves() {
+        let doc = Document::from_value(json!({
+            "a": 1, "mqtt": {"host": "pi", "port": 1883}, "list": [1, 2], "empty": {}, "a/b": true
+        }))
+        .unwrap();
+        let keys: Vec<_> = doc.leaves().keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(
+            keys,
+            ["/a", "/a~1b", "/empty", "/list", "/mqtt/host", "/mqtt/port"]
+        );
+    }
+
+    #[test]
+    fn gets_values_by_pointer() {
+        let doc = Document::from_value(json!({"mqtt": {"host": "pi"}, "n": 3})).unwrap();
+        assert_eq!(
+            doc.get(&KeyPath::parse("/mqtt/host").unwrap()),
+            Some(&json!("pi"))
+        );
+        assert_eq!(doc.get(&KeyPath::parse("/n/x").unwrap()), None);
+        assert_eq!(doc.get(&KeyPath::parse("/missing").unwrap()), None);
+    }
+}

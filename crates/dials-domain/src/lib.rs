@@ -1,0 +1,24 @@
+//! The dials domain: the values every other crate talks about, as plain types and plain
+//! functions. Nothing here does I/O: no tokio, no SQL, no HTTP, no MQTT, no filesystem.
+//!
+//! - [`ServiceName`]: a validated service name (`^[a-z][a-z0-9-]{0,62}$`).
+//! - [`KeyPath`]: a JSON Pointer naming one leaf of a config document.
+//! - [`Document`]: one service's config, a JSON object; [`Document::leaves`] flattens it.
+//! - [`Version`], [`Revision`], [`Epoch`]: the counters that order changes.
+//! - [`diff`] and [`merge_patch`]: per-key changes and RFC 7396 merge patches.
+
+mod diff;
+mod document;
+mod error;
+mod name;
+mod patch;
+mod pointer;
+mod version;
+
+pub use diff::{KeyChange, diff};
+pub use document::Document;
+pub use error::DomainError;
+pub use name::ServiceName;
+pub use patch::merge_patch;
+pub use pointer::KeyPath;
+pub use version::{ChangeKind, Epoch, Revision, Version};

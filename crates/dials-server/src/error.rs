@@ -1,0 +1,200 @@
+//! One error type for every handler, rendered as RFC 9457 problem details by one
+//! `IntoResponse`. The table in [`ApiError::parts`] is the only place that maps errors to
+//! statuses. Internal causes are logged, never sent to clients.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dials_domain::{DomainError, Version};
+use dials_store::StoreError;
+use dials_wire::{FieldError, PROBLEM_JSON, Problem};
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: bad JSON, wrong types, bad parameters.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No credentials, or credentials that are not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials whose role is too low.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such service, version or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// The method is not allowed on this route.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// `expected_version` did not match.
+    #[error("the service is at version {current}, not {expected}")]
+    Conflict {
+        /// What the request expected.
+        expected: Version,
+        /// What the service is at.
+        current: Version,
+    },
+    /// An `If-Match` or `If-None-Match` precondition failed.
+    #[error("{detail}")]
+    PreconditionFailed {
+        /// What failed.
+        detail: String,
+        /// What the service is at.
+        current: Version,
+    },
+    /// The body is over the configured limit.
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The document violates the service's schema, or cannot be a document at all.
+    #[error("{detail}")]
+    Unprocessable {
+        /// Summary.
+        detail: String,
+        /// One entry per violation.
+        errors: Vec<FieldError>,
+    },
+    /// The database cannot be reached.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] StoreError),
+    /// A bug or an unexpected failure; logged, never detailed to the client.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// Status, problem type slug and title for each kind of error.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "malformed-request",
+                "Malformed request",
+            ),
+            Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Not authenticated",
+            ),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Conflict { .. } => (StatusCode::CONFLICT, "version-conflict", "Version conflict"),
+            PreconditionFailed { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+            ),
+            PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            Unprocessable { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+            ),
+            Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database-unavailable",
+                "Database unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "Internal server error",
+            ),
+        }
+    }
+
+    /// The problem body this error renders as.
+    pub fn problem(&self) -> Problem {
+        let (status, slug, title) = self.parts();
+        let (errors, current_version) = match self {
+            ApiError::Unprocessable { errors, .. } => (errors.clone(), None),
+            ApiError::Conflict { current, .. } | ApiError::PreconditionFailed { current, .. } => {
+                (Vec::new(), Some(current.0))
+            }
+            _ => (Vec::new(), None),
+        };
+        Problem {
+            type_: format!("urn:dials:problem:{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+            current_version,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            _ => {}
+        }
+        let problem = self.problem();
+        let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Database(ref inner) if is_unavailable(inner) => ApiError::Unavailable(e),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+fn is_unavailable(e: &dials_store::SqlxError) -> bool {
+    matches!(
+        e,
+        dials_store::SqlxError::PoolTimedOut
+            | dials_store::SqlxError::PoolClosed
+            | dials_store::SqlxError::Io(_)
+    )
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::InvalidServiceName { .. } | DomainError::InvalidKeyPath { .. } => {
+                ApiError::BadRequest(e.to_string())
+            }
+            DomainError::NotAnObject { .. } => ApiError::Unprocessable {
+                detail: e.to_string(),
+                errors: vec![FieldError {
+                    path: String::new(),
+                    message: e.to_string(),
+                }],
+            },
+        }
+    }
+}

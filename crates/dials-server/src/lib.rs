@@ -1,0 +1,23 @@
+//! The dials config manager: the REST API over a [`dials_store::Store`].
+//!
+//! [`Application::build`] is the one startup seam: it opens the store, does first-start work
+//! (data dir, epoch, admin token), binds the listener (port 0 allowed) and reports the address.
+//! [`router`] builds the whole HTTP surface from an [`AppState`] without a socket, for tests.
+
+mod auth;
+mod cache;
+mod error;
+mod extract;
+mod openapi;
+mod ops;
+mod routes;
+mod settings;
+mod startup;
+mod state;
+
+pub use auth::{Principal, Role, hash_token, new_token_secret};
+pub use error::ApiError;
+pub use routes::router;
+pub use settings::ServerSettings;
+pub use startup::Application;
+pub use state::AppState;

@@ -1,0 +1,304 @@
+//! The operations behind the config routes: reading a service's current config (through the
+//! cache) and writing a change with optimistic locking.
+//!
+//! A write reads the current state, checks the caller's preconditions, computes the new
+//! document and its per-key diff with the pure domain, and hands the store a compare-and-swap
+//! from the version it read. When another writer got there first, a write that named a version
+//! fails with 409; one that did not is computed again from the newer state.
+
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
+use bytes::Bytes;
+use dials_domain::{ChangeKind, Document, ServiceName, Version, diff, merge_patch};
+use dials_store::{NewChange, ServiceState, StoreError};
+use dials_wire::ConfigResponse;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::cache::CachedConfig;
+use crate::{ApiError, AppState, Principal};
+
+/// How many times a write without an expected version is recomputed after losing a race.
+const MAX_ATTEMPTS: usize = 32;
+
+/// What a write does to the document.
+#[derive(Debug, Clone)]
+pub enum Intent {
+    /// Replace the document.
+    Put(Document),
+    /// Apply an RFC 7396 merge patch.
+    Patch(Value),
+    /// Write an earlier version again.
+    RestoreVersion(Version),
+    /// Write the state as of an instant again.
+    RestoreAt(OffsetDateTime),
+    /// Remove the service, keeping its history.
+    Delete,
+}
+
+impl Intent {
+    fn kind(&self) -> ChangeKind {
+        match self {
+            Intent::Put(_) => ChangeKind::Put,
+            Intent::Patch(_) => ChangeKind::Patch,
+            Intent::RestoreVersion(_) | Intent::RestoreAt(_) => ChangeKind::Restore,
+            Intent::Delete => ChangeKind::Delete,
+        }
+    }
+}
+
+/// The caller's preconditions on a write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Preconditions {
+    /// `expected_version` in the body: a mismatch is 409.
+    pub expected_version: Option<Version>,
+    /// `If-Match`: a mismatch is 412.
+    pub if_match: Option<Version>,
+    /// `If-None-Match: *`: create only; writing to a live service is 412.
+    pub create_only: bool,
+}
+
+impl Preconditions {
+    /// Combines body and header preconditions; they must agree.
+    pub fn new(
+        expected_version: Option<u64>,
+        conditions: crate::extract::Conditions,
+    ) -> Result<Self, ApiError> {
+        let expected_version = expected_version.map(Version);
+        if let (Some(e), Some(m)) = (expected_version, conditions.if_match)
+            && e != m
+        {
+            return Err(ApiError::BadRequest(format!(
+                "expected_version {e} and If-Match {m} disagree; send one of them"
+            )));
+        }
+        if conditions.create_only && (expected_version.is_some() || conditions.if_match.is_some()) {
+            return Err(ApiError::BadRequest(
+                "If-None-Match: * creates a service; it cannot be combined with a version".into(),
+            ));
+        }
+        Ok(Self {
+            expected_version,
+            if_match: conditions.if_match,
+            create_only: conditions.create_only,
+        })
+    }
+
+    fn pinned(&self) -> bool {
+        self.expected_version.is_some() || self.if_match.is_some()
+    }
+
+    fn check(&self, current: Version, live: bool) -> Result<(), ApiError> {
+        if let Some(expected) = self.if_match
+            && expected != current
+        {
+            return Err(ApiError::PreconditionFailed {
+                detail: format!("If-Match {expected} failed: the service is at version {current}"),
+                current,
+            });
+        }
+        if let Some(expected) = self.expected_version
+            && expected != current
+        {
+            return Err(ApiError::Conflict { expected, current });
+        }
+        if self.create_only && live {
+            return Err(ApiError::PreconditionFailed {
+                detail: format!("If-None-Match: * failed: the service exists at version {current}"),
+                current,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Applies one change with optimistic locking. Answers the state after the write (`None`
+/// after a delete); a write that changes nothing writes no version and answers the current state.
+pub async fn write(
+    state: &AppState,
+    service: &ServiceName,
+    principal: &Principal,
+    intent: Intent,
+    pre: Preconditions,
+    reason: Option<String>,
+) -> Result<Option<ConfigResponse>, ApiError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let current = state.store.service(service).await?;
+        let version = current.as_ref().map_or(Version::NONE, |s| s.version);
+        let live_doc = current.as_ref().and_then(|s| s.document.as_ref());
+        pre.check(version, live_doc.is_some())?;
+
+        let before = live_doc.cloned().unwrap_or_default();
+        let after = match (&intent, live_doc) {
+            (Intent::Delete, None) => return Err(not_found(service)),
+            (Intent::Delete, Some(_)) => None,
+            (Intent::Put(_) | Intent::Patch(_), None) if !pre.create_only => {
+                return Err(ApiError::NotFound(format!(
+                    "service {service} does not exist; create it with the header `If-None-Match: *`"
+                )));
+            }
+            (Intent::Put(doc), _) => Some(doc.clone()),
+            (Intent::Patch(patch), _) => Some(merge_patch(&before, patch)?),
+            (Intent::RestoreVersion(v), _) => {
+                Some(restorable(state.store.version(service, *v).await?, || {
+                    format!("service {service} has no version {v}")
+                })?)
+            }
+            (Intent::RestoreAt(at), _) => Some(restorable(
+                state.store.version_at(service, *at).await?,
+                || format!("service {service} had no version at or before {at}"),
+            )?),
+        };
+        if current.is_none() && matches!(intent, Intent::RestoreVersion(_) | Intent::RestoreAt(_)) {
+            return Err(not_found(service));
+        }
+
+        let changes = diff(&before, after.as_ref().unwrap_or(&Document::new()));
+        if let (Some(state_now), true) = (
+            &current,
+            changes.is_empty() && after.is_some() && live_doc.is_some(),
+        ) {
+            // Nothing changes: no new version, no history, nothing to publish.
+            return Ok(Some(response_of(state, state_now)?));
+        }
+        let at = now();
+        let change = NewChange {
+            service: service.clone(),
+            base_version: version,
+            kind: intent.kind(),
+            document: after.clone(),
+            changes,
+            actor: principal.actor().to_owned(),
+            reason: reason.clone(),
+            at,
+        };
+        match state.store.commit(change).await {
+            Ok(committed) => {
+                let Some(document) = after else {
+                    state
+                        .configs
+                        .put(service, Arc::new(tombstone(committed.version)));
+                    return Ok(None);
+                };
+                let new_state = ServiceState {
+                    name: service.clone(),
+                    version: committed.version,
+                    revision: committed.revision,
+                    document: Some(document),
+                    updated_at: at,
+                    updated_by: principal.actor().to_owned(),
+                };
+                let response = response_of(state, &new_state)?;
+                state
+                    .configs
+                    .put(service, Arc::new(cache_entry(&response)?));
+                return Ok(Some(response));
+            }
+            Err(StoreError::Conflict { current }) if pre.pinned() => {
+                // The version matched when read but another writer committed first.
+                let expected = pre.if_match.or(pre.expected_version).unwrap_or(version);
+                return Err(match pre.if_match {
+                    Some(_) => ApiError::PreconditionFailed {
+                        detail: format!(
+                            "If-Match {expected} failed: the service is at version {current}"
+                        ),
+                        current,
+                    },
+                    None => ApiError::Conflict { expected, current },
+                });
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(ApiError::Internal(anyhow::anyhow!(
+        "gave up writing {service} after {MAX_ATTEMPTS} lost races"
+    )))
+}
+
+/// Now, at the microsecond precision every store keeps, so a write's answer and its history
+/// show the same instant.
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
+fn restorable(
+    record: Option<dials_store::VersionRecord>,
+    missing: impl FnOnce() -> String,
+) -> Result<Document, ApiError> {
+    let record = record.ok_or_else(|| ApiError::NotFound(missing()))?;
+    record.document.ok_or_else(|| ApiError::Unprocessable {
+        detail: format!(
+            "version {} is the service's deletion; restore a version before it",
+            record.version
+        ),
+        errors: Vec::new(),
+    })
+}
+
+/// The 404 for a service that does not exist (or was deleted).
+pub fn not_found(service: &ServiceName) -> ApiError {
+    ApiError::NotFound(format!("service {service} does not exist"))
+}
+
+/// The current config of a live service, as a response body.
+pub fn response_of(state: &AppState, s: &ServiceState) -> Result<ConfigResponse, ApiError> {
+    let document = s.document.as_ref().ok_or_else(|| not_found(&s.name))?;
+    Ok(ConfigResponse {
+        service: s.name.to_string(),
+        version: s.version.0,
+        revision: s.revision.0,
+        epoch: state.epoch.0,
+        updated_at: Some(s.updated_at),
+        updated_by: Some(s.updated_by.clone()),
+        config: document.to_value(),
+    })
+}
+
+fn cache_entry(response: &ConfigResponse) -> Result<CachedConfig, ApiError> {
+    let body = serde_json::to_vec(response).map_err(|e| ApiError::Internal(e.into()))?;
+    let etag = HeaderValue::from_str(&format!("\"{}\"", response.version))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(CachedConfig {
+        version: response.version,
+        etag,
+        body: Some(Bytes::from(body)),
+    })
+}
+
+fn tombstone(version: Version) -> CachedConfig {
+    CachedConfig {
+        version: version.0,
+        etag: HeaderValue::from_static("\"0\""),
+        body: None,
+    }
+}
+
+/// The current config of a service, from the cache or the store, with its serialized body.
+pub async fn current_config(
+    state: &AppState,
+    service: &ServiceName,
+) -> Result<(Arc<CachedConfig>, Bytes), ApiError> {
+    let entry = match state.configs.get(service) {
+        Some(hit) => hit,
+        None => {
+            // Services never written are not cached: any name may be asked for.
+            let current = state
+                .store
+                .service(service)
+                .await?
+                .ok_or_else(|| not_found(service))?;
+            let entry = Arc::new(match current.document {
+                Some(_) => cache_entry(&response_of(state, &current)?)?,
+                None => tombstone(current.version),
+            });
+            state.configs.put(service, entry.clone());
+            entry
+        }
+    };
+    let body = entry.body.clone().ok_or_else(|| not_found(service))?;
+    Ok((entry, body))
+}

@@ -1,0 +1,113 @@
+//! `GET /api/v1/history`: per-key change records, newest first, with filters and paging.
+
+use axum::Json;
+use axum::extract::State;
+use dials_domain::KeyPath;
+use dials_store::HistoryQuery;
+use dials_wire::{HistoryEntry, HistoryPage, Problem};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::IntoParams;
+
+use crate::extract::{Query, service_name};
+use crate::ops;
+use crate::{ApiError, AppState, Principal, Role};
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// Filters of `GET /api/v1/history`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Only this service.
+    service: Option<String>,
+    /// Only this key (a JSON Pointer) and the keys below it.
+    key: Option<String>,
+    /// Only changes at or after this instant (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>)]
+    since: Option<OffsetDateTime>,
+    /// Only changes before this instant (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>)]
+    until: Option<OffsetDateTime>,
+    /// Only changes by this actor (token name).
+    actor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Per-key change records, newest first.
+#[utoipa::path(get, path = "/api/v1/history", tag = "history", security(("bearer" = [])),
+    params(HistoryParams),
+    responses(
+        (status = 200, body = HistoryPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn history(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<HistoryParams>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    principal.require(Role::Viewer)?;
+    let service = params.service.as_deref().map(service_name).transpose()?;
+    if let Some(service) = &service
+        && state.store.service(service).await?.is_none()
+    {
+        return Err(ops::not_found(service));
+    }
+    let key = params.key.as_deref().map(KeyPath::parse).transpose()?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_LIMIT}, not {limit}"
+        )));
+    }
+    let before_id = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ApiError::BadRequest(format!("cursor {c:?} is not one this API gave out"))
+            })
+        })
+        .transpose()?;
+    let query = HistoryQuery {
+        service,
+        key: key.map(|k| k.to_string()),
+        since: params.since,
+        until: params.until,
+        actor: params.actor,
+        before_id,
+        // One more than asked tells whether another page follows.
+        limit: limit + 1,
+    };
+    let mut records = state.store.history(&query).await?;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let next_cursor = if more {
+        records.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    let items = records
+        .into_iter()
+        .map(|r| HistoryEntry {
+            revision: r.revision.0,
+            service: r.service.to_string(),
+            version: r.version.0,
+            key: r.key,
+            kind: r.kind.as_str().to_owned(),
+            old: r.old,
+            new: r.new,
+            actor: r.actor,
+            reason: r.reason,
+            at: r.at,
+        })
+        .collect();
+    Ok(Json(HistoryPage { items, next_cursor }))
+}

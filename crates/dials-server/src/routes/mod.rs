@@ -1,0 +1,60 @@
+//! The HTTP surface: every route, the fallbacks that keep errors in problem+json, and the
+//! OpenAPI document generated from the handlers.
+
+mod config;
+mod history;
+mod system;
+mod versions;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::openapi::ApiDoc;
+use crate::{ApiError, AppState};
+
+/// The whole application as a router over `state`: no socket needed, so tests can drive it
+/// directly.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(system::status))
+        .routes(routes!(config::list_services))
+        .routes(routes!(
+            config::get_config,
+            config::put_config,
+            config::patch_config
+        ))
+        .routes(routes!(config::delete_service))
+        .routes(routes!(versions::get_version))
+        .routes(routes!(versions::diff))
+        .routes(routes!(versions::restore))
+        .routes(routes!(history::history))
+        .split_for_parts();
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let limit = state.settings.max_body_bytes;
+    api.merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::debug_span!("http", method = %req.method(), path = %req.uri().path(), id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,31 @@
+//! What the server needs to know, already read and checked by the binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The server's settings. Only the `dials` binary reads flags, environment and `dials.toml`;
+/// it hands the server this plain struct.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Where the database (for SQLite), keys, admin token and backups live.
+    pub data_dir: PathBuf,
+    /// The address to listen on; port 0 picks a free one.
+    pub http_addr: SocketAddr,
+    /// `sqlite://…` (the default is `<data-dir>/dials.db`).
+    pub database_url: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl ServerSettings {
+    /// Settings for a server on loopback, a free port, and SQLite in `data_dir`.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            database_url: format!("sqlite://{}", data_dir.join("dials.db").display()),
+            data_dir,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}

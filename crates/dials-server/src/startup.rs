@@ -1,0 +1,150 @@
+//! The startup seam: open the store, do first-start work, bind, serve, shut down gracefully.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use dials_store::{SqliteStore, Store, TokenRecord};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+
+use crate::{AppState, ServerSettings, hash_token, new_token_secret, router};
+
+/// A built, bound application, ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    state: AppState,
+    admin_token: Option<PathBuf>,
+}
+
+impl Application {
+    /// Opens the store (creating data dir and database on first start), writes the first admin
+    /// token when the database is new, and binds the HTTP listener.
+    pub async fn build(settings: ServerSettings) -> anyhow::Result<Self> {
+        create_private_dir(&settings.data_dir)?;
+        let store = open_store(&settings.database_url).await?;
+        let admin_token = if store.created() {
+            Some(create_admin_token(store.as_ref(), &settings.data_dir).await?)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
+        let address = listener.local_addr()?;
+        tracing::info!(
+            %address, backend = store.backend(), epoch = %store.epoch(),
+            data_dir = %settings.data_dir.display(), "dials is ready"
+        );
+        Ok(Self {
+            listener,
+            address,
+            state: AppState::new(store, settings),
+            admin_token,
+        })
+    }
+
+    /// The address the listener is bound to (the real port when port 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The admin token file written by this start, if it was the first.
+    pub fn admin_token_path(&self) -> Option<&Path> {
+        self.admin_token.as_deref()
+    }
+
+    /// The shared state, for tests that look behind the API.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state.clone());
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
+        tracing::info!("dials stopped");
+        Ok(())
+    }
+}
+
+async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url)
+            .await
+            .with_context(|| format!("cannot open the database {url}"))?;
+        Ok(Arc::new(store))
+    } else {
+        bail!("unsupported database URL {url:?}: use sqlite://PATH")
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// First start: one admin token, written to `<data-dir>/admin.token` (0600), announced once.
+async fn create_admin_token(store: &dyn Store, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let secret = new_token_secret();
+    store
+        .insert_token(&TokenRecord {
+            id: uuid::Uuid::new_v4(),
+            name: "admin".into(),
+            role: "admin".into(),
+            service: None,
+            hash: hash_token(&secret),
+            created_at: OffsetDateTime::now_utc(),
+            created_by: "dials".into(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        })
+        .await?;
+    let path = data_dir.join("admin.token");
+    write_private_file(&path, format!("{secret}\n").as_bytes())?;
+    eprintln!(
+        "dials: created the first admin token in {} (readable only by you)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Writes a file only its owner may read (0600 from the moment it exists).
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The server driven over real HTTP: each test builds the real application on port 0 with a
+//! fresh data directory and talks to it as a user would.
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod config;
+mod errors;
+mod history;
+mod lifecycle;

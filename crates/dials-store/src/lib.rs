@@ -1,0 +1,104 @@
+//! dials storage: the [`Store`] trait is the only way the rest of dials reaches its database,
+//! and this crate is the only place that speaks SQL.
+//!
+//! A write is a compare-and-swap: the caller computes the new document from the state it read
+//! and hands [`Store::commit`] the version it started from. The backend commits the document, the
+//! next version, a new global revision, one history row per changed key and an outbox row in one
+//! transaction, or answers [`StoreError::Conflict`] when another writer got there first. That
+//! keeps every rule about *what* to write in the pure domain and every rule about *how* to write
+//! it here.
+//!
+//! Backends: [`SqliteStore`] (WAL, `synchronous=FULL`, one writer connection). Every backend
+//! must pass the same conformance tests (`tests/it`).
+
+mod sqlite;
+mod types;
+
+use async_trait::async_trait;
+use dials_domain::{Epoch, ServiceName, Version};
+
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+/// The database driver's error, so callers can tell an outage from a bug.
+pub use sqlx::Error as SqlxError;
+
+/// What can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The service's version is no longer the one the change was computed from.
+    #[error("version conflict: the service is at version {current}")]
+    Conflict {
+        /// The version the service is at now.
+        current: Version,
+    },
+    /// A stored value could not be read back (a corrupt or foreign database).
+    #[error("corrupt data in the database: {0}")]
+    Corrupt(String),
+    /// The database could not be reached or refused the operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result alias for storage operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything dials keeps, behind one interface. Implementations must be safe to share across
+/// tasks; every method is one transaction or one consistent read.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// The epoch of this database, created with it.
+    fn epoch(&self) -> Epoch;
+
+    /// Whether the database was created by this process (a first start).
+    fn created(&self) -> bool;
+
+    /// The latest applied migration.
+    async fn schema_version(&self) -> Result<i64>;
+
+    /// Answers when the database can be reached.
+    async fn ping(&self) -> Result<()>;
+
+    /// Closes every connection once work in progress ends; later calls fail as unavailable.
+    async fn close(&self);
+
+    /// The current state of a service, including a deleted one (its `document` is `None`).
+    async fn service(&self, name: &ServiceName) -> Result<Option<ServiceState>>;
+
+    /// Every service ever written, deleted ones included, by name.
+    async fn services(&self) -> Result<Vec<ServiceState>>;
+
+    /// One version of a service.
+    async fn version(&self, name: &ServiceName, version: Version) -> Result<Option<VersionRecord>>;
+
+    /// The newest version of a service written at or before `at`.
+    async fn version_at(
+        &self,
+        name: &ServiceName,
+        at: time::OffsetDateTime,
+    ) -> Result<Option<VersionRecord>>;
+
+    /// Commits one change atomically if the service is still at `change.base_version`.
+    async fn commit(&self, change: NewChange) -> Result<Committed>;
+
+    /// Per-key change records, newest first.
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;
+
+    /// The latest global revision (0 for an empty database).
+    async fn latest_revision(&self) -> Result<u64>;
+
+    /// How many outbox rows wait to be published.
+    async fn outbox_backlog(&self) -> Result<u64>;
+
+    /// Stores a new token (its hash only).
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
+
+    /// The token with this hash, if any (revoked and expired ones included; callers decide).
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
+}

@@ -1,0 +1,443 @@
+//! The SQLite backend: WAL journal, `synchronous=FULL` so that an acknowledged write survives a
+//! power cut, one writer connection (`BEGIN IMMEDIATE`) and a small pool of readers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dials_domain::{ChangeKind, Document, Epoch, Revision, ServiceName, Version};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    Committed, HistoryQuery, HistoryRecord, NewChange, Result, ServiceState, Store, StoreError,
+    TokenRecord, VersionRecord,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Readers run beside the one writer; WAL lets them read while it writes.
+const READERS: u32 = 4;
+
+/// A [`Store`] on one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    epoch: Epoch,
+    created: bool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database named by a `sqlite://PATH` URL, brings its schema
+    /// up to date and reads or creates its epoch.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let (epoch, created) = ensure_epoch(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self {
+            writer,
+            readers,
+            epoch,
+            created,
+        })
+    }
+}
+
+async fn ensure_epoch(pool: &SqlitePool) -> Result<(Epoch, bool)> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let existing: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'epoch'")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let result = match existing {
+        Some(text) => {
+            let uuid = Uuid::parse_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("epoch {text:?}: {e}")))?;
+            (Epoch(uuid), false)
+        }
+        None => {
+            let epoch = Epoch::new_random();
+            sqlx::query("INSERT INTO meta (key, value) VALUES ('epoch', ?), ('created_at', ?)")
+                .bind(epoch.to_string())
+                .bind(to_micros(OffsetDateTime::now_utc()).to_string())
+                .execute(&mut *tx)
+                .await?;
+            (epoch, true)
+        }
+    };
+    tx.commit().await?;
+    Ok(result)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    fn created(&self) -> bool {
+        self.created
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    async fn service(&self, name: &ServiceName) -> Result<Option<ServiceState>> {
+        let row = sqlx::query(
+            "SELECT name, version, revision, document, updated_at, updated_by \
+             FROM services WHERE name = ?",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| service_state(&r)).transpose()
+    }
+
+    async fn services(&self) -> Result<Vec<ServiceState>> {
+        let rows = sqlx::query(
+            "SELECT name, version, revision, document, updated_at, updated_by \
+             FROM services ORDER BY name",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(service_state).collect()
+    }
+
+    async fn version(&self, name: &ServiceName, version: Version) -> Result<Option<VersionRecord>> {
+        let row = sqlx::query(
+            "SELECT service, version, revision, kind, document, actor, reason, at \
+             FROM changes WHERE service = ? AND version = ?",
+        )
+        .bind(name.as_str())
+        .bind(to_i64(version.0)?)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| version_record(&r)).transpose()
+    }
+
+    async fn version_at(
+        &self,
+        name: &ServiceName,
+        at: OffsetDateTime,
+    ) -> Result<Option<VersionRecord>> {
+        let row = sqlx::query(
+            "SELECT service, version, revision, kind, document, actor, reason, at \
+             FROM changes WHERE service = ? AND at <= ? ORDER BY version DESC LIMIT 1",
+        )
+        .bind(name.as_str())
+        .bind(to_micros(at))
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| version_record(&r)).transpose()
+    }
+
+    async fn commit(&self, change: NewChange) -> Result<Committed> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM services WHERE name = ?")
+                .bind(change.service.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let current = Version(from_i64(current.unwrap_or(0))?);
+        if current != change.base_version {
+            return Err(StoreError::Conflict { current });
+        }
+        let version = current.next();
+        let at = to_micros(change.at);
+        let document = change.document.as_ref().map(document_text).transpose()?;
+        let revision: i64 = sqlx::query_scalar(
+            "INSERT INTO changes (service, version, kind, document, actor, reason, at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING revision",
+        )
+        .bind(change.service.as_str())
+        .bind(to_i64(version.0)?)
+        .bind(change.kind.as_str())
+        .bind(&document)
+        .bind(&change.actor)
+        .bind(&change.reason)
+        .bind(at)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO services (name, version, revision, document, updated_at, updated_by) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
+             revision = excluded.revision, document = excluded.document, \
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(change.service.as_str())
+        .bind(to_i64(version.0)?)
+        .bind(revision)
+        .bind(&document)
+        .bind(at)
+        .bind(&change.actor)
+        .execute(&mut *tx)
+        .await?;
+        // One statement for all history rows: each statement costs a hop to SQLite's worker
+        // thread, and a first write can carry dozens of keys. Chunks stay under SQLite's limit
+        // of 32,766 bound parameters.
+        for chunk in change.changes.chunks(1000) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO history (revision, service, version, key, kind, old_value, \
+                 new_value, actor, reason, at) ",
+            );
+            insert.push_values(chunk, |mut row, c| {
+                row.push_bind(revision)
+                    .push_bind(change.service.as_str())
+                    .push_bind(version.0 as i64)
+                    .push_bind(c.key.as_str())
+                    .push_bind(change.kind.as_str())
+                    .push_bind(c.old.as_ref().map(|v| v.to_string()))
+                    .push_bind(c.new.as_ref().map(|v| v.to_string()))
+                    .push_bind(&change.actor)
+                    .push_bind(&change.reason)
+                    .push_bind(at);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO outbox (revision, service, version, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(revision)
+        .bind(change.service.as_str())
+        .bind(to_i64(version.0)?)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Committed {
+            version,
+            revision: Revision(from_i64(revision)?),
+        })
+    }
+
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "SELECT id, revision, service, version, key, kind, old_value, new_value, actor, \
+             reason, at FROM history WHERE 1 = 1",
+        );
+        if let Some(service) = &query.service {
+            sql.push(" AND service = ")
+                .push_bind(service.as_str().to_owned());
+        }
+        if let Some(key) = &query.key {
+            sql.push(" AND (key = ").push_bind(key.clone());
+            sql.push(" OR substr(key, 1, ")
+                .push_bind(key.len() as i64 + 1);
+            sql.push(") = ").push_bind(format!("{key}/")).push(")");
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND at >= ").push_bind(to_micros(since));
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND at < ").push_bind(to_micros(until));
+        }
+        if let Some(actor) = &query.actor {
+            sql.push(" AND actor = ").push_bind(actor.clone());
+        }
+        if let Some(before) = query.before_id {
+            sql.push(" AND id < ").push_bind(before);
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(query.limit));
+        let rows = sql.build().fetch_all(&self.readers).await?;
+        rows.iter().map(history_record).collect()
+    }
+
+    async fn latest_revision(&self) -> Result<u64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(revision) FROM changes")
+            .fetch_one(&self.readers)
+            .await?;
+        from_i64(v.unwrap_or(0))
+    }
+
+    async fn outbox_backlog(&self) -> Result<u64> {
+        let v: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.readers)
+            .await?;
+        from_i64(v)
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, name, role, service, hash, created_at, created_by, \
+             expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(token.id.to_string())
+        .bind(&token.name)
+        .bind(&token.role)
+        .bind(&token.service)
+        .bind(&token.hash[..])
+        .bind(to_micros(token.created_at))
+        .bind(&token.created_by)
+        .bind(token.expires_at.map(to_micros))
+        .bind(token.last_used_at.map(to_micros))
+        .bind(token.revoked_at.map(to_micros))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, service, hash, created_at, created_by, expires_at, \
+             last_used_at, revoked_at FROM tokens WHERE hash = ?",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| token_record(&r)).transpose()
+    }
+}
+
+fn service_state(row: &SqliteRow) -> Result<ServiceState> {
+    Ok(ServiceState {
+        name: service_name(row.try_get("name")?)?,
+        version: Version(from_i64(row.try_get("version")?)?),
+        revision: Revision(from_i64(row.try_get("revision")?)?),
+        document: parse_document(row.try_get("document")?)?,
+        updated_at: from_micros(row.try_get("updated_at")?)?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+fn version_record(row: &SqliteRow) -> Result<VersionRecord> {
+    Ok(VersionRecord {
+        service: service_name(row.try_get("service")?)?,
+        version: Version(from_i64(row.try_get("version")?)?),
+        revision: Revision(from_i64(row.try_get("revision")?)?),
+        kind: change_kind(row.try_get("kind")?)?,
+        document: parse_document(row.try_get("document")?)?,
+        actor: row.try_get("actor")?,
+        reason: row.try_get("reason")?,
+        at: from_micros(row.try_get("at")?)?,
+    })
+}
+
+fn history_record(row: &SqliteRow) -> Result<HistoryRecord> {
+    Ok(HistoryRecord {
+        id: row.try_get("id")?,
+        revision: Revision(from_i64(row.try_get("revision")?)?),
+        service: service_name(row.try_get("service")?)?,
+        version: Version(from_i64(row.try_get("version")?)?),
+        key: row.try_get("key")?,
+        kind: change_kind(row.try_get("kind")?)?,
+        old: parse_value(row.try_get("old_value")?)?,
+        new: parse_value(row.try_get("new_value")?)?,
+        actor: row.try_get("actor")?,
+        reason: row.try_get("reason")?,
+        at: from_micros(row.try_get("at")?)?,
+    })
+}
+
+fn token_record(row: &SqliteRow) -> Result<TokenRecord> {
+    let id: String = row.try_get("id")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    let opt_time = |col: &str| -> Result<Option<OffsetDateTime>> {
+        row.try_get::<Option<i64>, _>(col)?
+            .map(from_micros)
+            .transpose()
+    };
+    Ok(TokenRecord {
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("token id: {e}")))?,
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        service: row.try_get("service")?,
+        hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("token hash is not 32 bytes".into()))?,
+        created_at: from_micros(row.try_get("created_at")?)?,
+        created_by: row.try_get("created_by")?,
+        expires_at: opt_time("expires_at")?,
+        last_used_at: opt_time("last_used_at")?,
+        revoked_at: opt_time("revoked_at")?,
+    })
+}
+
+fn service_name(raw: String) -> Result<ServiceName> {
+    ServiceName::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn change_kind(raw: String) -> Result<ChangeKind> {
+    ChangeKind::parse(&raw).ok_or_else(|| StoreError::Corrupt(format!("change kind {raw:?}")))
+}
+
+fn document_text(doc: &Document) -> Result<String> {
+    serde_json::to_string(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_document(raw: Option<String>) -> Result<Option<Document>> {
+    raw.map(|text| {
+        serde_json::from_str::<Document>(&text)
+            .map_err(|e| StoreError::Corrupt(format!("stored document: {e}")))
+    })
+    .transpose()
+}
+
+fn parse_value(raw: Option<String>) -> Result<Option<serde_json::Value>> {
+    raw.map(|text| {
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored value: {e}")))
+    })
+    .transpose()
+}
+
+/// Microseconds since the Unix epoch: exact, ordered, and the same in every backend.
+pub(crate) fn to_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+pub(crate) fn from_micros(us: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {us}: {e}")))
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("counter {v} out of range")))
+}
+
+fn from_i64(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative counter {v}")))
+}

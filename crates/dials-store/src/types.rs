@@ -1,0 +1,145 @@
+//! The plain values passed in and out of a [`crate::Store`].
+
+use dials_domain::{ChangeKind, Document, KeyChange, Revision, ServiceName, Version};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A service's current state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceState {
+    /// The service.
+    pub name: ServiceName,
+    /// Its current version (a deleted service keeps its last one).
+    pub version: Version,
+    /// The global revision of its latest change.
+    pub revision: Revision,
+    /// The document, or `None` once the service was deleted.
+    pub document: Option<Document>,
+    /// When it last changed.
+    pub updated_at: OffsetDateTime,
+    /// Who last changed it.
+    pub updated_by: String,
+}
+
+/// One stored version of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    /// The service.
+    pub service: ServiceName,
+    /// The version.
+    pub version: Version,
+    /// The global revision of the change.
+    pub revision: Revision,
+    /// What kind of change produced it.
+    pub kind: ChangeKind,
+    /// The document as of this version, `None` for a deletion.
+    pub document: Option<Document>,
+    /// Who wrote it.
+    pub actor: String,
+    /// Why, if given.
+    pub reason: Option<String>,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// A change to commit: the caller computed `document` (and the per-key `changes`) from the
+/// state it read at `base_version`.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    /// The service.
+    pub service: ServiceName,
+    /// The version the change was computed from (0 for a service never written).
+    pub base_version: Version,
+    /// What kind of change this is.
+    pub kind: ChangeKind,
+    /// The new document, `None` to delete the service.
+    pub document: Option<Document>,
+    /// One entry per changed key, as the domain's `diff` computed it.
+    pub changes: Vec<KeyChange>,
+    /// Who makes the change.
+    pub actor: String,
+    /// Why, if given.
+    pub reason: Option<String>,
+    /// When (the caller's clock, so one change has one time everywhere).
+    pub at: OffsetDateTime,
+}
+
+/// What a successful commit produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The new version.
+    pub version: Version,
+    /// The new global revision.
+    pub revision: Revision,
+}
+
+/// Filters of a history query. All are optional; `limit` is clamped by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryQuery {
+    /// Only this service.
+    pub service: Option<ServiceName>,
+    /// Only this key and keys below it (a JSON Pointer).
+    pub key: Option<String>,
+    /// Only changes at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Only changes before this instant.
+    pub until: Option<OffsetDateTime>,
+    /// Only changes by this actor.
+    pub actor: Option<String>,
+    /// Only records older than this record id (the paging cursor).
+    pub before_id: Option<i64>,
+    /// At most this many records.
+    pub limit: u32,
+}
+
+/// One per-key change record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRecord {
+    /// The record's id, increasing with time (the paging cursor).
+    pub id: i64,
+    /// The global revision of the change.
+    pub revision: Revision,
+    /// The service.
+    pub service: ServiceName,
+    /// The version the change produced.
+    pub version: Version,
+    /// JSON Pointer of the key.
+    pub key: String,
+    /// What kind of change it was part of.
+    pub kind: ChangeKind,
+    /// The value before, if the key existed.
+    pub old: Option<serde_json::Value>,
+    /// The value after, if the key exists.
+    pub new: Option<serde_json::Value>,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// An API token as stored: never the secret itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Public identifier (shown in lists, used to revoke).
+    pub id: Uuid,
+    /// A name people recognise.
+    pub name: String,
+    /// `viewer`, `operator`, `admin` or `service`.
+    pub role: String,
+    /// For `service` tokens: the one service it may act for.
+    pub service: Option<String>,
+    /// SHA-256 of the token secret.
+    pub hash: [u8; 32],
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// Who created it.
+    pub created_by: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<OffsetDateTime>,
+    /// When it was last used.
+    pub last_used_at: Option<OffsetDateTime>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
+}

@@ -1,0 +1,303 @@
+//! The behaviour every backend must show, written once against `&dyn Store`.
+
+use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
+use dials_store::{HistoryQuery, NewChange, Store, StoreError, TokenRecord};
+use serde_json::json;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+fn name(s: &str) -> ServiceName {
+    ServiceName::parse(s).unwrap()
+}
+
+fn doc(v: serde_json::Value) -> Document {
+    Document::from_value(v).unwrap()
+}
+
+fn change(service: &str, base: u64, before: &Document, after: Option<Document>) -> NewChange {
+    let empty = Document::new();
+    let changes = diff(before, after.as_ref().unwrap_or(&empty));
+    NewChange {
+        service: name(service),
+        base_version: Version(base),
+        kind: if after.is_some() {
+            ChangeKind::Put
+        } else {
+            ChangeKind::Delete
+        },
+        document: after,
+        changes,
+        actor: "tester".into(),
+        reason: Some("because".into()),
+        at: OffsetDateTime::now_utc(),
+    }
+}
+
+pub async fn first_commit_creates_version_one_and_revision_one(store: &dyn Store) {
+    let d = doc(json!({"voice": "amy", "rate": 1.0}));
+    let c = store
+        .commit(change("tts-worker", 0, &Document::new(), Some(d.clone())))
+        .await
+        .unwrap();
+    assert_eq!((c.version.0, c.revision.0), (1, 1));
+    let state = store.service(&name("tts-worker")).await.unwrap().unwrap();
+    assert_eq!(state.document, Some(d));
+    assert_eq!(state.version.0, 1);
+    assert_eq!(state.updated_by, "tester");
+    assert_eq!(store.latest_revision().await.unwrap(), 1);
+}
+
+pub async fn a_commit_from_a_stale_version_is_a_conflict_and_writes_nothing(store: &dyn Store) {
+    let a = doc(json!({"x": 1}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(a.clone())))
+        .await
+        .unwrap();
+    let err = store
+        .commit(change(
+            "svc",
+            0,
+            &Document::new(),
+            Some(doc(json!({"x": 2}))),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { current } if current.0 == 1),
+        "{err:?}"
+    );
+    let state = store.service(&name("svc")).await.unwrap().unwrap();
+    assert_eq!(state.document, Some(a));
+    assert_eq!(
+        store.latest_revision().await.unwrap(),
+        1,
+        "no revision was spent"
+    );
+}
+
+pub async fn every_changed_key_gets_a_history_row(store: &dyn Store) {
+    let v1 = doc(json!({"a": 1, "b": {"c": 2}}));
+    let v2 = doc(json!({"a": 1, "b": {"c": 3}, "d": true}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    store.commit(change("svc", 1, &v1, Some(v2))).await.unwrap();
+    let rows = store
+        .history(&HistoryQuery {
+            service: Some(name("svc")),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let keys: Vec<_> = rows.iter().map(|r| (r.version.0, r.key.as_str())).collect();
+    // Newest first; within one change, in reverse insertion (key) order.
+    assert_eq!(keys, [(2, "/d"), (2, "/b/c"), (1, "/b/c"), (1, "/a")]);
+    let bc = &rows[1];
+    assert_eq!(
+        (bc.old.clone(), bc.new.clone()),
+        (Some(json!(2)), Some(json!(3)))
+    );
+    assert_eq!(bc.reason.as_deref(), Some("because"));
+}
+
+pub async fn a_deleted_service_keeps_its_history_and_never_reuses_a_version(store: &dyn Store) {
+    let v1 = doc(json!({"a": 1}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    let deleted = store.commit(change("svc", 1, &v1, None)).await.unwrap();
+    assert_eq!(deleted.version.0, 2);
+    let state = store.service(&name("svc")).await.unwrap().unwrap();
+    assert_eq!(state.document, None);
+    // Re-creating continues from the tombstone's version.
+    let again = store
+        .commit(change("svc", 2, &Document::new(), Some(v1)))
+        .await
+        .unwrap();
+    assert_eq!(again.version.0, 3);
+    let rows = store
+        .history(&HistoryQuery {
+            service: Some(name("svc")),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        3,
+        "create, delete and re-create each recorded /a"
+    );
+    assert_eq!(rows[1].kind, ChangeKind::Delete);
+    assert_eq!(rows[1].new, None);
+}
+
+pub async fn versions_are_found_by_number_and_by_time(store: &dyn Store) {
+    let v1 = doc(json!({"a": 1}));
+    let v2 = doc(json!({"a": 2}));
+    let mut c1 = change("svc", 0, &Document::new(), Some(v1.clone()));
+    c1.at = datetime!(2026-01-01 10:00 UTC);
+    let mut c2 = change("svc", 1, &v1, Some(v2.clone()));
+    c2.at = datetime!(2026-01-01 11:00 UTC);
+    store.commit(c1).await.unwrap();
+    store.commit(c2).await.unwrap();
+    let one = store
+        .version(&name("svc"), Version(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.document, Some(v1.clone()));
+    assert_eq!(one.at, datetime!(2026-01-01 10:00 UTC));
+    assert!(
+        store
+            .version(&name("svc"), Version(3))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let svc = name("svc");
+    let at = |t| store.version_at(&svc, t);
+    assert_eq!(
+        at(datetime!(2026-01-01 10:30 UTC))
+            .await
+            .unwrap()
+            .unwrap()
+            .version
+            .0,
+        1
+    );
+    assert_eq!(
+        at(datetime!(2026-01-01 11:00 UTC))
+            .await
+            .unwrap()
+            .unwrap()
+            .version
+            .0,
+        2
+    );
+    assert!(at(datetime!(2025-12-31 00:00 UTC)).await.unwrap().is_none());
+}
+
+pub async fn history_filters_and_pages_newest_first(store: &dyn Store) {
+    let mut before = Document::new();
+    for i in 0..5u64 {
+        let after = doc(json!({"mqtt": {"port": 1000 + i}, "other": i}));
+        let mut c = change("svc", i, &before, Some(after.clone()));
+        c.actor = if i % 2 == 0 {
+            "alice".into()
+        } else {
+            "bob".into()
+        };
+        store.commit(c).await.unwrap();
+        before = after;
+    }
+    store
+        .commit(change(
+            "else",
+            0,
+            &Document::new(),
+            Some(doc(json!({"mqtt": 1}))),
+        ))
+        .await
+        .unwrap();
+
+    let q = |f: fn(&mut HistoryQuery)| {
+        let mut q = HistoryQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let by_key = store
+        .history(&q(|q| {
+            q.service = Some(name("svc"));
+            q.key = Some("/mqtt".into());
+        }))
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 5, "a key filter includes the keys below it");
+    assert!(by_key.iter().all(|r| r.key == "/mqtt/port"));
+    let by_actor = store
+        .history(&q(|q| q.actor = Some("bob".into())))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_actor.len(),
+        4,
+        "bob wrote versions 2 and 4, two keys each"
+    );
+
+    // Paging: three at a time, newest first, no record twice, none lost.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .history(&HistoryQuery {
+                limit: 3,
+                before_id: cursor,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(|r| r.id);
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen.len(), 11);
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "strictly newest first: {seen:?}"
+    );
+}
+
+pub async fn every_commit_leaves_an_outbox_row(store: &dyn Store) {
+    assert_eq!(store.outbox_backlog().await.unwrap(), 0);
+    let v1 = doc(json!({"a": 1}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    store.commit(change("svc", 1, &v1, None)).await.unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap(), 2);
+}
+
+pub async fn tokens_are_found_only_by_their_hash(store: &dyn Store) {
+    let token = TokenRecord {
+        id: uuid::Uuid::new_v4(),
+        name: "ci".into(),
+        role: "viewer".into(),
+        service: None,
+        hash: [7; 32],
+        created_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        created_by: "admin".into(),
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.insert_token(&token).await.unwrap();
+    assert_eq!(store.token_by_hash(&[7; 32]).await.unwrap(), Some(token));
+    assert_eq!(store.token_by_hash(&[8; 32]).await.unwrap(), None);
+}
+
+pub async fn concurrent_commits_from_the_same_version_have_exactly_one_winner(store: &dyn Store) {
+    let v1 = doc(json!({"n": 0}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    for round in 1..=20u64 {
+        let a = store.commit(change("svc", round, &v1, Some(doc(json!({"n": "a"})))));
+        let b = store.commit(change("svc", round, &v1, Some(doc(json!({"n": "b"})))));
+        let (a, b) = tokio::join!(a, b);
+        let wins = [a.is_ok(), b.is_ok()].iter().filter(|w| **w).count();
+        assert_eq!(wins, 1, "round {round}: {a:?} {b:?}");
+        let loser = if a.is_ok() { b } else { a };
+        assert!(matches!(loser, Err(StoreError::Conflict { current }) if current.0 == round + 1));
+    }
+}

@@ -1,0 +1,5 @@
+//! Storage conformance: every backend must behave the same. Each test is written against
+//! `&dyn Store` and run for every backend that can run here.
+
+mod conformance;
+mod sqlite;

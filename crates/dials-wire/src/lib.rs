@@ -1,0 +1,16 @@
+//! dials wire formats: every JSON body that crosses the REST API, in one place, so the server
+//! that writes them and the CLI and client library that read them share the same code.
+//!
+//! Field names and shapes here are the external contract; change them only with it.
+
+mod api;
+mod problem;
+
+pub use api::*;
+pub use problem::{FieldError, Problem};
+
+/// The media type of error bodies (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// How a secret value is shown to anyone but its own service.
+pub const SECRET_MASK: &str = "********";

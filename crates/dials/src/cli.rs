@@ -1,0 +1,47 @@
+//! Command-line arguments. Every flag of `serve` also has an environment variable and a
+//! `dials.toml` key; those are merged in `settings`, not here, so that errors can name where a
+//! bad value came from.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// dials: live, typed, signed configuration for fleets of small services.
+#[derive(Debug, Parser)]
+#[command(name = "dials", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the config manager.
+    ///
+    /// Each setting is taken from its flag, else its environment variable, else `dials.toml` in
+    /// the data directory, else its default.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Data directory: database, keys, admin token [env: DIALS_DATA_DIR] [default: ./dials-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// HTTP listen address; port 0 picks a free one [env: DIALS_HTTP_ADDR] [default: 127.0.0.1:8081]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<String>,
+
+    /// Database URL [env: DIALS_DATABASE_URL] [default: sqlite://<data-dir>/dials.db]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Log format, `pretty` or `json` [env: DIALS_LOG_FORMAT] [default: pretty on a terminal, else json]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Largest accepted request body in bytes [env: DIALS_MAX_BODY_BYTES] [default: 1048576]
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<String>,
+}

@@ -1,0 +1,93 @@
+//! The `dials` binary: `dials serve` runs the config manager.
+//!
+//! Settings are read here, once, at the edge, into [`dials_server::ServerSettings`]; a bad one
+//! is a single line naming it and exit code 2.
+
+mod cli;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::settings::{LogFormat, Resolved, SettingError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            match settings::resolve(&args, &settings::Environment::from_process()) {
+                Ok(resolved) => serve(resolved),
+                Err(SettingError(message)) => {
+                    eprintln!("dials: {message}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn serve(resolved: Resolved) -> ExitCode {
+    init_logging(resolved.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dials: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(resolved)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dials: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(resolved: Resolved) -> anyhow::Result<()> {
+    let app = dials_server::Application::build(resolved.server).await?;
+    println!("listening on http://{}", app.address());
+    app.run_until(shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DIALS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}

@@ -1,0 +1,358 @@
+//! Settings: flag > environment > `<data-dir>/dials.toml` > default, read once into typed
+//! values. Every error names the setting and where its bad value came from.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use dials_server::ServerSettings;
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+
+/// A bad setting, as the one line to print.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SettingError(pub String);
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `dials serve` runs with.
+#[derive(Debug)]
+pub struct Resolved {
+    pub server: ServerSettings,
+    pub log_format: LogFormat,
+}
+
+/// The environment variables, captured once (tests pass their own).
+#[derive(Debug, Default)]
+pub struct Environment {
+    vars: HashMap<String, String>,
+    stderr_is_terminal: bool,
+}
+
+impl Environment {
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars()
+                .filter(|(k, _)| k.starts_with("DIALS_"))
+                .collect(),
+            stderr_is_terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            vars: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            stderr_is_terminal: false,
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The keys `dials.toml` may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    http: Option<String>,
+    database: Option<String>,
+    log_format: Option<String>,
+    max_body_bytes: Option<toml::Value>,
+}
+
+/// One setting's value and where it came from, for error messages.
+struct Sourced {
+    value: String,
+    source: String,
+}
+
+fn pick(
+    flag: Option<&str>,
+    flag_name: &str,
+    env: &Environment,
+    env_name: &str,
+    file: Option<String>,
+    file_key: &str,
+    file_path: &Path,
+) -> Option<Sourced> {
+    if let Some(v) = flag {
+        return Some(Sourced {
+            value: v.to_owned(),
+            source: format!("--{flag_name}"),
+        });
+    }
+    if let Some(v) = env.get(env_name) {
+        return Some(Sourced {
+            value: v.to_owned(),
+            source: env_name.to_owned(),
+        });
+    }
+    file.map(|v| Sourced {
+        value: v,
+        source: format!("`{file_key}` in {}", file_path.display()),
+    })
+}
+
+/// Resolves every setting of `dials serve`.
+pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingError> {
+    let data_dir = match (&args.data_dir, env.get("DIALS_DATA_DIR")) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => PathBuf::from(dir),
+        (None, None) => PathBuf::from("./dials-data"),
+    };
+    if data_dir.exists() && !data_dir.is_dir() {
+        return Err(SettingError(format!(
+            "invalid data directory {}: it exists and is not a directory",
+            data_dir.display()
+        )));
+    }
+    let file_path = data_dir.join("dials.toml");
+    let file = read_file(&file_path)?;
+
+    let http = pick(
+        args.http.as_deref(),
+        "http",
+        env,
+        "DIALS_HTTP_ADDR",
+        file.http,
+        "http",
+        &file_path,
+    );
+    let http_addr = match http {
+        None => SocketAddr::from(([127, 0, 0, 1], 8081)),
+        Some(s) => parse_addr(&s.value).map_err(|why| {
+            SettingError(format!(
+                "invalid HTTP listen address {:?} ({}): {why}",
+                s.value, s.source
+            ))
+        })?,
+    };
+
+    let database = pick(
+        args.database.as_deref(),
+        "database",
+        env,
+        "DIALS_DATABASE_URL",
+        file.database,
+        "database",
+        &file_path,
+    );
+    let database_url = match database {
+        None => format!("sqlite://{}", data_dir.join("dials.db").display()),
+        Some(s) if s.value.starts_with("sqlite:") => s.value,
+        Some(s) => {
+            return Err(SettingError(format!(
+                "invalid database URL {:?} ({}): expected sqlite://PATH",
+                s.value, s.source
+            )));
+        }
+    };
+
+    let log = pick(
+        args.log_format.as_deref(),
+        "log-format",
+        env,
+        "DIALS_LOG_FORMAT",
+        file.log_format,
+        "log_format",
+        &file_path,
+    );
+    let log_format = match log {
+        None if env.stderr_is_terminal => LogFormat::Pretty,
+        None => LogFormat::Json,
+        Some(s) => match s.value.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(SettingError(format!(
+                    "invalid log format {other:?} ({}): expected `pretty` or `json`",
+                    s.source
+                )));
+            }
+        },
+    };
+
+    let body = pick(
+        args.max_body_bytes.as_deref(),
+        "max-body-bytes",
+        env,
+        "DIALS_MAX_BODY_BYTES",
+        file.max_body_bytes
+            .map(|v| v.to_string().trim_matches('"').to_owned()),
+        "max_body_bytes",
+        &file_path,
+    );
+    let max_body_bytes = match body {
+        None => 1024 * 1024,
+        Some(s) => s
+            .value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1024)
+            .ok_or_else(|| {
+                SettingError(format!(
+                    "invalid max body size {:?} ({}): expected a number of bytes, at least 1024",
+                    s.value, s.source
+                ))
+            })?,
+    };
+
+    Ok(Resolved {
+        server: ServerSettings {
+            data_dir,
+            http_addr,
+            database_url,
+            max_body_bytes,
+        },
+        log_format,
+    })
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, SettingError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            let first_line = e.message().lines().next().unwrap_or("").to_owned();
+            SettingError(format!(
+                "invalid settings file {}: {first_line}",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileSettings::default()),
+        Err(e) => Err(SettingError(format!(
+            "cannot read settings file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn parse_addr(raw: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = raw.parse() {
+        return Ok(addr);
+    }
+    if !raw.contains(':') {
+        return Err("expected HOST:PORT".into());
+    }
+    raw.to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "the host name has no address".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs::default()
+    }
+
+    fn with_dir(dir: &Path) -> ServeArgs {
+        ServeArgs {
+            data_dir: Some(dir.to_owned()),
+            ..args()
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = resolve(&with_dir(dir.path()), &Environment::default()).unwrap();
+        assert_eq!(r.server.http_addr.to_string(), "127.0.0.1:8081");
+        assert_eq!(
+            r.server.database_url,
+            format!("sqlite://{}", dir.path().join("dials.db").display())
+        );
+        assert_eq!(r.server.max_body_bytes, 1024 * 1024);
+        assert_eq!(r.log_format, LogFormat::Json, "not a terminal");
+    }
+
+    #[test]
+    fn flag_beats_environment_beats_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("dials.toml"),
+            "http = \"127.0.0.1:7001\"\nlog_format = \"pretty\"\nmax_body_bytes = 4096\n",
+        )
+        .unwrap();
+        let env = Environment::from_pairs(&[("DIALS_HTTP_ADDR", "127.0.0.1:7002")]);
+        let from_env = resolve(&with_dir(dir.path()), &env).unwrap();
+        assert_eq!(
+            from_env.server.http_addr.port(),
+            7002,
+            "environment beats file"
+        );
+        assert_eq!(from_env.log_format, LogFormat::Pretty, "file beats default");
+        assert_eq!(from_env.server.max_body_bytes, 4096);
+        let flag = ServeArgs {
+            http: Some("127.0.0.1:7003".into()),
+            ..with_dir(dir.path())
+        };
+        assert_eq!(
+            resolve(&flag, &env).unwrap().server.http_addr.port(),
+            7003,
+            "flag beats all"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_one_line_naming_the_setting_and_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment::from_pairs(&[("DIALS_HTTP_ADDR", "not-an-address")]);
+        let SettingError(msg) = resolve(&with_dir(dir.path()), &env).unwrap_err();
+        assert!(
+            msg.contains("HTTP listen address") && msg.contains("DIALS_HTTP_ADDR"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+
+        let bad_log = ServeArgs {
+            log_format: Some("xml".into()),
+            ..with_dir(dir.path())
+        };
+        let SettingError(msg) = resolve(&bad_log, &Environment::default()).unwrap_err();
+        assert!(msg.contains("--log-format"), "{msg}");
+
+        let bad_db = ServeArgs {
+            database: Some("mysql://x".into()),
+            ..with_dir(dir.path())
+        };
+        let SettingError(msg) = resolve(&bad_db, &Environment::default()).unwrap_err();
+        assert!(msg.contains("database URL"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_settings_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dials.toml"), "htp = \"x\"\n").unwrap();
+        let SettingError(msg) =
+            resolve(&with_dir(dir.path()), &Environment::default()).unwrap_err();
+        assert!(msg.contains("dials.toml") && msg.contains("htp"), "{msg}");
+    }
+
+    #[test]
+    fn a_too_small_body_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ServeArgs {
+            max_body_bytes: Some("10".into()),
+            ..with_dir(dir.path())
+        };
+        assert!(resolve(&a, &Environment::default()).is_err());
+    }
+}

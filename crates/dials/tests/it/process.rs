@@ -1,0 +1,93 @@
+//! Spawning `dials serve` and waiting for its `listening on` line.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStderr, Command};
+
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+    pub stderr: ChildStderr,
+}
+
+/// `dials serve` on a free port in `data_dir`, with extra arguments and environment.
+pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dials"));
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("DIALS_HTTP_ADDR")
+        .env_remove("DIALS_DATABASE_URL")
+        .env_remove("DIALS_DATA_DIR")
+        .env("DIALS_LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Starts `dials serve --http 127.0.0.1:0` and waits for the line announcing its address.
+pub async fn start(data_dir: &Path) -> Running {
+    let mut child = command(data_dir, &["--http", "127.0.0.1:0"], &[])
+        .spawn()
+        .expect("spawn dials");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("dials announced its address in time")
+        .expect("read stdout")
+        .expect("a line on stdout");
+    let base = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Running {
+        child,
+        base,
+        stderr,
+    }
+}
+
+impl Running {
+    /// Sends a signal and waits for the exit status.
+    pub async fn signal(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("dials exits after the signal")
+            .unwrap();
+        let mut err = String::new();
+        self.stderr.read_to_string(&mut err).await.unwrap();
+        (exit, err)
+    }
+}
+
+/// Runs `dials serve` expecting it to exit by itself; returns exit code and stderr.
+pub async fn run_to_exit(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        command(data_dir, args, env).output(),
+    )
+    .await
+    .expect("dials exits")
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,175 @@
+//! `dials serve` end to end.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::process::{run_to_exit, start};
+
+#[tokio::test]
+async fn a_fresh_data_dir_starts_serving_and_announces_the_admin_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let running = start(&data).await;
+    let health: Value = reqwest::get(format!("{}/health", running.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, json!({"ok": true}));
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let client = reqwest::Client::new();
+    let r = client
+        .put(format!(
+            "{}/api/v1/services/tts-worker/config",
+            running.base
+        ))
+        .bearer_auth(token.trim())
+        .header("If-None-Match", "*")
+        .json(&json!({"config": {"voice": "amy"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, stderr) = running.signal("INT").await;
+    assert!(
+        status.success(),
+        "SIGINT is a clean exit: {status:?}\n{stderr}"
+    );
+    let announcements: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("admin.token"))
+        .collect();
+    assert_eq!(announcements.len(), 1, "{stderr}");
+    assert!(
+        !stderr.contains(token.trim()),
+        "the token itself is never logged"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_a_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/services/router/config", running.base);
+    client
+        .put(&url)
+        .bearer_auth(token.trim())
+        .header("If-None-Match", "*")
+        .json(&json!({"config": {"model": "small"}}))
+        .send()
+        .await
+        .unwrap();
+    let (status, stderr) = running.signal("TERM").await;
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let again = start(dir.path()).await;
+    let url = format!("{}/api/v1/services/router/config", again.base);
+    let body: Value = client
+        .get(&url)
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["config"], json!({"model": "small"}));
+    let (_, stderr) = again.signal("TERM").await;
+    assert!(
+        !stderr.contains("admin.token"),
+        "no second admin token on restart: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (&["--http", "nowhere"], &[], "--http"),
+        (
+            &[],
+            &[("DIALS_HTTP_ADDR", "127.0.0.1:99999")],
+            "DIALS_HTTP_ADDR",
+        ),
+        (&["--log-format", "xml"], &[], "--log-format"),
+        (
+            &[],
+            &[("DIALS_MAX_BODY_BYTES", "lots")],
+            "DIALS_MAX_BODY_BYTES",
+        ),
+    ];
+    for (args, env, named) in cases {
+        let (code, stderr) = run_to_exit(dir.path(), args, env).await;
+        assert_eq!(code, 2, "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(named), "names {named}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_settings_file_is_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dials.toml"), "http = 5\n").unwrap();
+    let (code, stderr) = run_to_exit(dir.path(), &[], &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("dials.toml"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_settings_file_supplies_what_flags_and_environment_leave_out() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("dials.toml"),
+        "http = \"127.0.0.1:0\"\nmax_body_bytes = 2048\n",
+    )
+    .unwrap();
+    let mut child = crate::process::command(dir.path(), &[], &[])
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let line = lines.next_line().await.unwrap().unwrap();
+    let base = line.strip_prefix("listening on ").unwrap().to_owned();
+    assert!(
+        !base.ends_with(":8081"),
+        "port 0 from the file picked a free port: {base}"
+    );
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let r = reqwest::Client::new()
+        .put(format!("{base}/api/v1/services/x/config"))
+        .bearer_auth(token.trim())
+        .header("If-None-Match", "*")
+        .json(&json!({"config": {"a": "y".repeat(3000)}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the file's body limit applies"
+    );
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_port_already_in_use_is_one_clear_line_and_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = run_to_exit(dir.path(), &["--http", &addr], &[]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("cannot listen on") && last.contains(&addr),
+        "{stderr}"
+    );
+}

@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
         (name = "system", description = "Health and status"),
         (name = "config", description = "Service config documents"),
         (name = "history", description = "Versions, diffs, restores and per-key history"),
+        (name = "fleet", description = "Signing keys, instance reports and the change stream"),
     )
 )]
 pub struct ApiDoc;

@@ -175,6 +175,9 @@ pub async fn write(
         };
         match state.store.commit(change).await {
             Ok(committed) => {
+                announce(
+                    state, service, committed, &intent, principal, &reason, at, &after,
+                );
                 let Some(document) = after else {
                     state
                         .configs
@@ -215,6 +218,41 @@ pub async fn write(
     Err(ApiError::Internal(anyhow::anyhow!(
         "gave up writing {service} after {MAX_ATTEMPTS} lost races"
     )))
+}
+
+/// Tells the publisher and every watcher in this process about a committed change.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the values are the change's parts"
+)]
+fn announce(
+    state: &AppState,
+    service: &ServiceName,
+    committed: dials_store::Committed,
+    intent: &Intent,
+    principal: &Principal,
+    reason: &Option<String>,
+    at: OffsetDateTime,
+    after: &Option<Document>,
+) {
+    if let Some(publisher) = &state.publisher {
+        publisher.wake();
+    }
+    if state.events.receiver_count() > 0 {
+        let _ = state.events.send(Arc::new(dials_wire::WatchEvent {
+            revision: committed.revision.0,
+            service: service.to_string(),
+            version: committed.version.0,
+            kind: intent.kind().as_str().to_owned(),
+            actor: principal.actor().to_owned(),
+            reason: reason.clone(),
+            at,
+            config: after
+                .as_ref()
+                .map(Document::to_value)
+                .unwrap_or(Value::Null),
+        }));
+    }
 }
 
 /// Now, at the microsecond precision every store keeps, so a write's answer and its history

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use dials_mqtt::BrokerSetting;
+
 /// The server's settings. Only the `dials` binary reads flags, environment and `dials.toml`;
 /// it hands the server this plain struct.
 #[derive(Debug, Clone)]
@@ -15,10 +17,16 @@ pub struct ServerSettings {
     pub database_url: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Which MQTT broker to publish to.
+    pub mqtt: BrokerSetting,
+    /// Prefix of every MQTT topic (empty, or e.g. `home/`).
+    pub mqtt_prefix: String,
+    /// The Ed25519 signing key's 32-byte seed, base64, overriding `keys/signing.key`.
+    pub signing_key: Option<String>,
 }
 
 impl ServerSettings {
-    /// Settings for a server on loopback, a free port, and SQLite in `data_dir`.
+    /// Settings for a server on loopback, a free port, SQLite in `data_dir`, and no MQTT.
     pub fn local(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
         Self {
@@ -26,6 +34,9 @@ impl ServerSettings {
             data_dir,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_body_bytes: 1024 * 1024,
+            mqtt: BrokerSetting::None,
+            mqtt_prefix: String::new(),
+            signing_key: None,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use dials_mqtt::{BrokerChoice, Publisher, PublisherConfig, Topics};
 use dials_store::{SqliteStore, Store, TokenRecord};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -33,18 +34,24 @@ impl Application {
         } else {
             None
         };
+        let signer = Arc::new(crate::keys::signing_key(
+            &settings.data_dir,
+            settings.signing_key.as_deref(),
+        )?);
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         let address = listener.local_addr()?;
+        let publisher = start_mqtt(&settings, &store, &signer).await?;
         tracing::info!(
             %address, backend = store.backend(), epoch = %store.epoch(),
             data_dir = %settings.data_dir.display(), "dials is ready"
         );
+        let state = AppState::new(store, settings, signer, publisher);
         Ok(Self {
             listener,
             address,
-            state: AppState::new(store, settings),
+            state,
             admin_token,
         })
     }
@@ -82,6 +89,40 @@ impl Application {
     }
 }
 
+/// Resolves the broker setting, starts the in-process broker if that is the choice, and spawns
+/// the publisher. The log says which broker is in use.
+async fn start_mqtt(
+    settings: &ServerSettings,
+    store: &Arc<dyn Store>,
+    signer: &Arc<dials_wire::EnvelopeSigner>,
+) -> anyhow::Result<Option<dials_mqtt::PublisherHandle>> {
+    let choice = dials_mqtt::resolve(&settings.mqtt).await;
+    match &choice {
+        BrokerChoice::Disabled => {
+            tracing::info!("MQTT is off (--mqtt none): changes are served over HTTP only");
+            return Ok(None);
+        }
+        BrokerChoice::Embedded(addr) => {
+            dials_mqtt::embedded::start(*addr).await?;
+            tracing::info!(%addr, "MQTT: running the in-process broker");
+        }
+        BrokerChoice::External(broker) => {
+            tracing::info!(broker = %broker.display_url(), "MQTT: using an external broker");
+        }
+    }
+    let config = PublisherConfig {
+        choice,
+        client_id: format!("dials-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        topics: Topics::new(settings.mqtt_prefix.clone()),
+        epoch: store.epoch().0,
+    };
+    Ok(Some(Publisher::spawn(
+        config,
+        store.clone(),
+        signer.clone(),
+    )))
+}
+
 async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url)
@@ -93,7 +134,7 @@ async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
@@ -133,7 +174,7 @@ async fn create_admin_token(store: &dyn Store, data_dir: &Path) -> anyhow::Resul
 }
 
 /// Writes a file only its owner may read (0600 from the moment it exists).
-fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

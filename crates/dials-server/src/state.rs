@@ -4,10 +4,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dials_domain::Epoch;
+use dials_mqtt::PublisherHandle;
 use dials_store::Store;
+use dials_wire::{EnvelopeSigner, WatchEvent};
+use tokio::sync::broadcast;
 
 use crate::ServerSettings;
 use crate::cache::{ConfigCache, TokenCache};
+
+/// How many change events a slow watcher may fall behind before it re-reads from the store.
+const EVENT_BUFFER: usize = 1024;
 
 /// Shared, cheaply cloned application state.
 #[derive(Debug, Clone)]
@@ -28,11 +34,22 @@ pub struct Inner {
     pub started: Instant,
     /// The settings it runs with.
     pub settings: ServerSettings,
+    /// Signs MQTT envelopes; its public key is served at `/api/v1/keys`.
+    pub signer: Arc<EnvelopeSigner>,
+    /// The MQTT publisher, when MQTT is enabled.
+    pub publisher: Option<PublisherHandle>,
+    /// Every committed change, for watch streams in this process.
+    pub events: broadcast::Sender<Arc<WatchEvent>>,
 }
 
 impl AppState {
     /// State over an opened store.
-    pub fn new(store: Arc<dyn Store>, settings: ServerSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: ServerSettings,
+        signer: Arc<EnvelopeSigner>,
+        publisher: Option<PublisherHandle>,
+    ) -> Self {
         Self(Arc::new(Inner {
             epoch: store.epoch(),
             store,
@@ -40,6 +57,9 @@ impl AppState {
             tokens: TokenCache::default(),
             started: Instant::now(),
             settings,
+            signer,
+            publisher,
+            events: broadcast::channel(EVENT_BUFFER).0,
         }))
     }
 }

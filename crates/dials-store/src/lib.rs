@@ -96,6 +96,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// How many outbox rows wait to be published.
     async fn outbox_backlog(&self) -> Result<u64>;
 
+    /// Committed changes not yet published, oldest first, after outbox id `after`.
+    async fn pending_outbox(&self, after: i64, limit: u32) -> Result<Vec<OutboxItem>>;
+
+    /// Services that have outbox rows not yet published.
+    async fn pending_services(&self) -> Result<Vec<ServiceName>>;
+
+    /// Marks outbox rows as published (after the broker acknowledged them).
+    async fn mark_published(&self, ids: &[i64], at: time::OffsetDateTime) -> Result<()>;
+
+    /// Changes after global revision `after`, oldest first (the watch stream's replay).
+    async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>>;
+
+    /// Records an instance's report, replacing its previous one.
+    async fn record_instance(&self, report: &InstanceReport) -> Result<()>;
+
+    /// What each instance of a service last reported, by instance name.
+    async fn instances(&self, service: &ServiceName) -> Result<Vec<InstanceReport>>;
+
+    /// Every instance report of every service.
+    async fn all_instances(&self) -> Result<Vec<InstanceReport>>;
+
     /// Stores a new token (its hash only).
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
 

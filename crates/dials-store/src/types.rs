@@ -143,3 +143,50 @@ pub struct TokenRecord {
     /// When it was revoked, if it was.
     pub revoked_at: Option<OffsetDateTime>,
 }
+
+/// A committed change waiting in the outbox, with what publishing it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    /// The outbox row's id: publish order.
+    pub id: i64,
+    /// The change's global revision.
+    pub revision: Revision,
+    /// The service.
+    pub service: ServiceName,
+    /// The version the change produced.
+    pub version: Version,
+    /// What kind of change.
+    pub kind: ChangeKind,
+    /// The document as of that version, `None` for a deletion.
+    pub document: Option<Document>,
+    /// Who made it.
+    pub actor: String,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// One change as the watch stream shows it.
+pub type ChangeRecord = VersionRecord;
+
+/// What one running instance of a service last reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceReport {
+    /// The service.
+    pub service: ServiceName,
+    /// The instance's own name.
+    pub instance: String,
+    /// The version it reported on.
+    pub version: Version,
+    /// `applied`, `rejected` or `failed`.
+    pub status: String,
+    /// Why, when not applied.
+    pub error: Option<String>,
+    /// Hash of the schema the instance runs with, if it sent one.
+    pub schema_hash: Option<String>,
+    /// Keys the instance's environment overrides (JSON array), if it sent them.
+    pub overrides: Option<serde_json::Value>,
+    /// The instance's own timestamp.
+    pub reported_at: OffsetDateTime,
+    /// When the manager received it.
+    pub received_at: OffsetDateTime,
+}

@@ -43,9 +43,10 @@ pub struct Status {
     pub mode: Mode,
     /// The database's state.
     pub database: DatabaseStatus,
-    /// The MQTT broker's state, when MQTT is enabled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub broker: Option<Value>,
+    /// The MQTT broker: `mode` (`embedded`, `external` or `none`), `url`, `connected`,
+    /// `last_error`, `published`.
+    #[schema(value_type = Object)]
+    pub broker: Value,
     /// The epoch of this database's life.
     pub epoch: Uuid,
     /// The global revision of the latest change.
@@ -260,4 +261,90 @@ pub struct HistoryPage {
     /// Pass as `cursor` to get the next (older) page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// One signing key of `GET /api/v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeyInfo {
+    /// First 16 hex digits of SHA-256 of the raw public key.
+    pub key_id: String,
+    /// Standard base64 of the 32 raw bytes of the Ed25519 public key.
+    pub public_key: String,
+    /// Whether this key signs new envelopes (older ones stay trusted during a rotation).
+    pub current: bool,
+}
+
+/// `GET /api/v1/keys`: the key that signs MQTT envelopes, and every key still trusted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeysResponse {
+    /// The current key's id.
+    pub key_id: String,
+    /// The current public key (standard base64, 32 raw bytes).
+    pub public_key: String,
+    /// Every trusted key, the current one included.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// What one running instance last reported.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceInfo {
+    /// The instance's name.
+    pub instance: String,
+    /// The version it reported on.
+    pub version: u64,
+    /// `applied`, `rejected` or `failed`.
+    pub status: String,
+    /// Why, when not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether it runs the service's current version.
+    pub current: bool,
+    /// Hash of the schema it runs with, if sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_hash: Option<String>,
+    /// Keys its environment overrides, if sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub overrides: Option<Value>,
+    /// The instance's own time of the report.
+    #[serde(with = "time::serde::rfc3339")]
+    pub reported_at: OffsetDateTime,
+    /// When the manager received it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// `GET /api/v1/services/{s}/instances`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstancesResponse {
+    /// The service.
+    pub service: String,
+    /// Its current version (0 if it has none).
+    pub version: u64,
+    /// Every instance that reported, by name.
+    pub instances: Vec<InstanceInfo>,
+}
+
+/// One event of `GET /api/v1/watch` (SSE `event: change`, `id:` the revision).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WatchEvent {
+    /// Global revision: pass as `since` (or `Last-Event-ID`) to resume after it.
+    pub revision: u64,
+    /// The service.
+    pub service: String,
+    /// The version the change produced.
+    pub version: u64,
+    /// `put`, `patch`, `restore` or `delete`.
+    pub kind: String,
+    /// Who made it.
+    pub actor: String,
+    /// Why, if given.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// The document as of this version (`null` after a delete).
+    #[schema(value_type = Object)]
+    pub config: Value,
 }

@@ -4,9 +4,11 @@
 //! Field names and shapes here are the external contract; change them only with it.
 
 mod api;
+pub mod envelope;
 mod problem;
 
 pub use api::*;
+pub use envelope::{Envelope, EnvelopeError, EnvelopeSigner};
 pub use problem::{FieldError, Problem};
 
 /// The media type of error bodies (RFC 9457).

@@ -37,6 +37,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
 
+    /// MQTT broker: `auto` (the one on 127.0.0.1:1883, else run one in-process there),
+    /// `embedded[:ADDR]`, `mqtt://[user:pass@]host:port`, `mqtts://…` or `none`
+    /// [env: DIALS_MQTT_URL] [default: auto]
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+
+    /// Prefix of every MQTT topic, e.g. `home/` [env: DIALS_MQTT_PREFIX] [default: none]
+    #[arg(long, value_name = "PREFIX")]
+    pub mqtt_prefix: Option<String>,
+
     /// Log format, `pretty` or `json` [env: DIALS_LOG_FORMAT] [default: pretty on a terminal, else json]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use dials_mqtt::BrokerSetting;
 use dials_server::ServerSettings;
 use serde::Deserialize;
 
@@ -75,6 +76,8 @@ struct FileSettings {
     database: Option<String>,
     log_format: Option<String>,
     max_body_bytes: Option<toml::Value>,
+    mqtt: Option<String>,
+    mqtt_prefix: Option<String>,
 }
 
 /// One setting's value and where it came from, for error messages.
@@ -214,12 +217,51 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             })?,
     };
 
+    let mqtt = pick(
+        args.mqtt.as_deref(),
+        "mqtt",
+        env,
+        "DIALS_MQTT_URL",
+        file.mqtt,
+        "mqtt",
+        &file_path,
+    );
+    let mqtt = match mqtt {
+        None => BrokerSetting::Auto,
+        Some(s) => BrokerSetting::parse(&s.value).map_err(|e| {
+            // Never echo a URL that may carry a password.
+            SettingError(format!("invalid MQTT broker ({}): {e}", s.source))
+        })?,
+    };
+    let prefix = pick(
+        args.mqtt_prefix.as_deref(),
+        "mqtt-prefix",
+        env,
+        "DIALS_MQTT_PREFIX",
+        file.mqtt_prefix,
+        "mqtt_prefix",
+        &file_path,
+    );
+    let mqtt_prefix = match prefix {
+        None => String::new(),
+        Some(s) if s.value.contains(['+', '#', '\0']) => {
+            return Err(SettingError(format!(
+                "invalid MQTT topic prefix {:?} ({}): it may not contain +, # or NUL",
+                s.value, s.source
+            )));
+        }
+        Some(s) => s.value,
+    };
+
     Ok(Resolved {
         server: ServerSettings {
             data_dir,
             http_addr,
             database_url,
             max_body_bytes,
+            mqtt,
+            mqtt_prefix,
+            signing_key: env.get("DIALS_SIGNING_KEY").map(str::to_owned),
         },
         log_format,
     })
@@ -344,6 +386,24 @@ mod tests {
         let SettingError(msg) =
             resolve(&with_dir(dir.path()), &Environment::default()).unwrap_err();
         assert!(msg.contains("dials.toml") && msg.contains("htp"), "{msg}");
+    }
+
+    #[test]
+    fn the_broker_defaults_to_auto_and_a_bad_one_is_refused_without_echoing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = resolve(&with_dir(dir.path()), &Environment::default()).unwrap();
+        assert_eq!(r.server.mqtt, BrokerSetting::Auto);
+        let env = Environment::from_pairs(&[("DIALS_MQTT_URL", "http://user:secret@x")]);
+        let SettingError(msg) = resolve(&with_dir(dir.path()), &env).unwrap_err();
+        assert!(
+            msg.contains("DIALS_MQTT_URL") && !msg.contains("secret"),
+            "{msg}"
+        );
+        let bad_prefix = ServeArgs {
+            mqtt_prefix: Some("a/#".into()),
+            ..with_dir(dir.path())
+        };
+        assert!(resolve(&bad_prefix, &Environment::default()).is_err());
     }
 
     #[test]

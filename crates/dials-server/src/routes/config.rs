@@ -6,9 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dials_domain::Document;
-use dials_wire::{
-    ConfigResponse, InstancesSummary, PatchConfig, Problem, PutConfig, ServiceInfo, ServiceList,
-};
+use dials_wire::{ConfigResponse, PatchConfig, Problem, PutConfig, ServiceInfo, ServiceList};
 
 use crate::extract::{Conditions, JsonBody, ServicePath};
 use crate::ops::{self, Intent, Preconditions};
@@ -25,19 +23,27 @@ pub async fn list_services(
     principal: Principal,
 ) -> Result<Json<ServiceList>, ApiError> {
     principal.require(Role::Viewer)?;
-    let services = state
+    let live: Vec<_> = state
         .store
         .services()
         .await?
         .into_iter()
         .filter(|s| s.document.is_some())
+        .collect();
+    let versions = live
+        .iter()
+        .map(|s| (s.name.to_string(), s.version.0))
+        .collect();
+    let mut summaries = super::fleet::summaries(&state, &versions).await?;
+    let services = live
+        .into_iter()
         .map(|s| ServiceInfo {
+            instances: summaries.remove(s.name.as_str()).unwrap_or_default(),
             name: s.name.to_string(),
             version: s.version.0,
             updated_at: Some(s.updated_at),
             updated_by: Some(s.updated_by),
             has_schema: false,
-            instances: InstancesSummary::default(),
         })
         .collect();
     Ok(Json(ServiceList { services }))

@@ -2,9 +2,11 @@
 //! OpenAPI document generated from the handlers.
 
 mod config;
+mod fleet;
 mod history;
 mod system;
 mod versions;
+mod watch;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +38,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(versions::diff))
         .routes(routes!(versions::restore))
         .routes(routes!(history::history))
+        .routes(routes!(fleet::keys))
+        .routes(routes!(fleet::instances))
+        .routes(routes!(watch::watch))
         .split_for_parts();
 
     let request_id = HeaderName::from_static("x-request-id");

@@ -42,7 +42,10 @@ pub async fn status(
             ok,
             schema_version,
         },
-        broker: None,
+        broker: match &state.publisher {
+            Some(publisher) => serde_json::to_value(publisher.state()).unwrap_or_default(),
+            None => serde_json::json!({"mode": "none", "connected": false}),
+        },
         epoch: state.epoch.0,
         revision,
         outbox_backlog,

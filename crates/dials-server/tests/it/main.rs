@@ -1,6 +1,7 @@
 //! The server driven over real HTTP: each test builds the real application on port 0 with a
 //! fresh data directory and talks to it as a user would.
 
+mod broker;
 mod helpers;
 
 mod auth;
@@ -9,3 +10,5 @@ mod config;
 mod errors;
 mod history;
 mod lifecycle;
+mod mqtt;
+mod watch;

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    Committed, HistoryQuery, HistoryRecord, NewChange, Result, ServiceState, Store, StoreError,
-    TokenRecord, VersionRecord,
+    ChangeRecord, Committed, HistoryQuery, HistoryRecord, InstanceReport, NewChange, OutboxItem,
+    Result, ServiceState, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -301,6 +301,118 @@ impl Store for SqliteStore {
         from_i64(v)
     }
 
+    async fn pending_outbox(&self, after: i64, limit: u32) -> Result<Vec<OutboxItem>> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.revision, o.service, o.version, c.kind, c.document, c.actor, c.at \
+             FROM outbox o JOIN changes c ON c.revision = o.revision \
+             WHERE o.published_at IS NULL AND o.id > ? ORDER BY o.id LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxItem {
+                    id: row.try_get("id")?,
+                    revision: Revision(from_i64(row.try_get("revision")?)?),
+                    service: service_name(row.try_get("service")?)?,
+                    version: Version(from_i64(row.try_get("version")?)?),
+                    kind: change_kind(row.try_get("kind")?)?,
+                    document: parse_document(row.try_get("document")?)?,
+                    actor: row.try_get("actor")?,
+                    at: from_micros(row.try_get("at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn pending_services(&self) -> Result<Vec<ServiceName>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT service FROM outbox WHERE published_at IS NULL ORDER BY service",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        names.into_iter().map(service_name).collect()
+    }
+
+    async fn mark_published(&self, ids: &[i64], at: OffsetDateTime) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for chunk in ids.chunks(500) {
+            let mut update = QueryBuilder::<Sqlite>::new("UPDATE outbox SET published_at = ");
+            update
+                .push_bind(to_micros(at))
+                .push(" WHERE published_at IS NULL AND id IN (");
+            let mut list = update.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            update.push(")");
+            update.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
+        let rows = sqlx::query(
+            "SELECT service, version, revision, kind, document, actor, reason, at \
+             FROM changes WHERE revision > ? ORDER BY revision LIMIT ?",
+        )
+        .bind(to_i64(after)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(version_record).collect()
+    }
+
+    async fn record_instance(&self, report: &InstanceReport) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO instances (service, instance, version, status, error, schema_hash, \
+             overrides, reported_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (service, instance) DO UPDATE SET version = excluded.version, \
+             status = excluded.status, error = excluded.error, \
+             schema_hash = excluded.schema_hash, overrides = excluded.overrides, \
+             reported_at = excluded.reported_at, received_at = excluded.received_at",
+        )
+        .bind(report.service.as_str())
+        .bind(&report.instance)
+        .bind(to_i64(report.version.0)?)
+        .bind(&report.status)
+        .bind(&report.error)
+        .bind(&report.schema_hash)
+        .bind(report.overrides.as_ref().map(|v| v.to_string()))
+        .bind(to_micros(report.reported_at))
+        .bind(to_micros(report.received_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn instances(&self, service: &ServiceName) -> Result<Vec<InstanceReport>> {
+        let rows = sqlx::query(
+            "SELECT service, instance, version, status, error, schema_hash, overrides, \
+             reported_at, received_at FROM instances WHERE service = ? ORDER BY instance",
+        )
+        .bind(service.as_str())
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(instance_report).collect()
+    }
+
+    async fn all_instances(&self) -> Result<Vec<InstanceReport>> {
+        let rows = sqlx::query(
+            "SELECT service, instance, version, status, error, schema_hash, overrides, \
+             reported_at, received_at FROM instances ORDER BY service, instance",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(instance_report).collect()
+    }
+
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO tokens (id, name, role, service, hash, created_at, created_by, \
@@ -370,6 +482,20 @@ fn history_record(row: &SqliteRow) -> Result<HistoryRecord> {
         actor: row.try_get("actor")?,
         reason: row.try_get("reason")?,
         at: from_micros(row.try_get("at")?)?,
+    })
+}
+
+fn instance_report(row: &SqliteRow) -> Result<InstanceReport> {
+    Ok(InstanceReport {
+        service: service_name(row.try_get("service")?)?,
+        instance: row.try_get("instance")?,
+        version: Version(from_i64(row.try_get("version")?)?),
+        status: row.try_get("status")?,
+        error: row.try_get("error")?,
+        schema_hash: row.try_get("schema_hash")?,
+        overrides: parse_value(row.try_get("overrides")?)?,
+        reported_at: from_micros(row.try_get("reported_at")?)?,
+        received_at: from_micros(row.try_get("received_at")?)?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! The behaviour every backend must show, written once against `&dyn Store`.
 
 use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
-use dials_store::{HistoryQuery, NewChange, Store, StoreError, TokenRecord};
+use dials_store::{HistoryQuery, InstanceReport, NewChange, Store, StoreError, TokenRecord};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -300,4 +300,92 @@ pub async fn concurrent_commits_from_the_same_version_have_exactly_one_winner(st
         let loser = if a.is_ok() { b } else { a };
         assert!(matches!(loser, Err(StoreError::Conflict { current }) if current.0 == round + 1));
     }
+}
+
+pub async fn the_outbox_hands_out_pending_changes_in_order_until_marked(store: &dyn Store) {
+    let v1 = doc(json!({"a": 1}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    store
+        .commit(change("other", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    store.commit(change("svc", 1, &v1, None)).await.unwrap();
+    let pending = store.pending_outbox(0, 100).await.unwrap();
+    let order: Vec<_> = pending
+        .iter()
+        .map(|p| (p.service.as_str(), p.version.0))
+        .collect();
+    assert_eq!(order, [("svc", 1), ("other", 1), ("svc", 2)]);
+    assert_eq!(pending[0].document, Some(v1));
+    assert_eq!(pending[2].kind, ChangeKind::Delete);
+    assert_eq!(pending[2].document, None);
+    let after_first = store.pending_outbox(pending[0].id, 100).await.unwrap();
+    assert_eq!(after_first.len(), 2);
+
+    store
+        .mark_published(&[pending[0].id, pending[2].id], OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let left = store.pending_outbox(0, 100).await.unwrap();
+    assert_eq!(
+        left.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [pending[1].id]
+    );
+    assert_eq!(store.outbox_backlog().await.unwrap(), 1);
+}
+
+pub async fn changes_since_a_revision_replay_in_revision_order(store: &dyn Store) {
+    let mut before = Document::new();
+    for i in 0..5u64 {
+        let after = doc(json!({"n": i}));
+        store
+            .commit(change("svc", i, &before, Some(after.clone())))
+            .await
+            .unwrap();
+        before = after;
+    }
+    let since = store.changes_since(2, 100).await.unwrap();
+    let revs: Vec<_> = since.iter().map(|c| c.revision.0).collect();
+    assert_eq!(revs, [3, 4, 5]);
+    assert_eq!(since[0].document, Some(doc(json!({"n": 2}))));
+    assert_eq!(
+        store.changes_since(1, 2).await.unwrap().len(),
+        2,
+        "limit applies"
+    );
+    assert!(store.changes_since(5, 100).await.unwrap().is_empty());
+}
+
+pub async fn an_instance_report_replaces_the_previous_one(store: &dyn Store) {
+    let report = |instance: &str, version: u64, status: &str| InstanceReport {
+        service: name("tts-worker"),
+        instance: instance.into(),
+        version: Version(version),
+        status: status.into(),
+        error: (status != "applied").then(|| "bad value".to_owned()),
+        schema_hash: Some("abc".into()),
+        overrides: Some(json!(["/voice"])),
+        reported_at: datetime!(2026-01-01 10:00 UTC),
+        received_at: datetime!(2026-01-01 10:00:01 UTC),
+    };
+    store
+        .record_instance(&report("pi-1", 1, "applied"))
+        .await
+        .unwrap();
+    store
+        .record_instance(&report("pi-2", 1, "applied"))
+        .await
+        .unwrap();
+    store
+        .record_instance(&report("pi-1", 2, "rejected"))
+        .await
+        .unwrap();
+    let all = store.instances(&name("tts-worker")).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], report("pi-1", 2, "rejected"));
+    assert!(store.instances(&name("router")).await.unwrap().is_empty());
+    assert_eq!(store.all_instances().await.unwrap().len(), 2);
 }

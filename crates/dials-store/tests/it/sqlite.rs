@@ -30,6 +30,9 @@ conformance_tests!(
     every_commit_leaves_an_outbox_row,
     tokens_are_found_only_by_their_hash,
     concurrent_commits_from_the_same_version_have_exactly_one_winner,
+    the_outbox_hands_out_pending_changes_in_order_until_marked,
+    changes_since_a_revision_replay_in_revision_order,
+    an_instance_report_replaces_the_previous_one,
 );
 
 #[tokio::test]

@@ -1,4 +1,7 @@
 //! The real `dials` binary, run as a user runs it: settings, first start, signals, exit codes.
 
+#[path = "../../../dials-server/tests/it/broker.rs"]
+mod broker;
+mod mqtt;
 mod process;
 mod serve;

@@ -24,6 +24,8 @@ pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command 
         .env_remove("DIALS_DATABASE_URL")
         .env_remove("DIALS_DATA_DIR")
         .env("DIALS_LOG_FORMAT", "json")
+        // Tests run in parallel: none may take the shared default broker port.
+        .env("DIALS_MQTT_URL", "none")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -36,9 +38,14 @@ pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command 
 
 /// Starts `dials serve --http 127.0.0.1:0` and waits for the line announcing its address.
 pub async fn start(data_dir: &Path) -> Running {
-    let mut child = command(data_dir, &["--http", "127.0.0.1:0"], &[])
-        .spawn()
-        .expect("spawn dials");
+    start_with(data_dir, &[]).await
+}
+
+/// Like [`start`], with more arguments.
+pub async fn start_with(data_dir: &Path, args: &[&str]) -> Running {
+    let mut all = vec!["--http", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut child = command(data_dir, &all, &[]).spawn().expect("spawn dials");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stdout).lines();

@@ -1,0 +1,659 @@
+//! The publisher: one task that owns the MQTT connection and drains the outbox.
+//!
+//! Why one task: rumqttc reports a publish's packet id when it writes it and the broker's
+//! PUBACK by packet id. Owning both the queue and the event loop in one task lets us tag each
+//! packet id with the outbox row it carries without any locking, and know for certain that a
+//! row is marked published only after its PUBACK.
+//!
+//! The connection uses a clean session, so on every (re)connect nothing is in flight: the task
+//! flushes what was acknowledged, republishes every service's latest envelope (brokers may lose
+//! retained messages when they restart), then re-sends every row still pending, oldest first.
+//! Rows are published in outbox order, which is version order per service; duplicates are
+//! possible (at-least-once) and receivers drop versions they already hold.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dials_domain::ChangeKind;
+use dials_store::{OutboxItem, Store};
+use dials_wire::EnvelopeSigner;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS, Transport,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::{BrokerChoice, Topics};
+
+/// Publishes allowed in flight (sent, not yet acknowledged) at once.
+const WINDOW: usize = 256;
+/// How long acknowledged rows may wait before being marked published in one batch.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
+/// How often health is republished while connected.
+const HEALTH_EVERY: Duration = Duration::from_secs(30);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the publisher needs to know.
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// Where to connect (not `Disabled`).
+    pub choice: BrokerChoice,
+    /// MQTT client id.
+    pub client_id: String,
+    /// Topic names.
+    pub topics: Topics,
+    /// The database's epoch, stamped on every envelope.
+    pub epoch: Uuid,
+}
+
+/// The broker connection as `/api/v1/status` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BrokerState {
+    /// `embedded` or `external`.
+    pub mode: &'static str,
+    /// Where it connects, without credentials.
+    pub url: Option<String>,
+    /// Whether the connection is up now.
+    pub connected: bool,
+    /// The last connection error, if any.
+    pub last_error: Option<String>,
+    /// Outbox rows acknowledged by the broker since start.
+    pub published: u64,
+}
+
+/// The running publisher: wake it after a commit, read its state, stop it.
+#[derive(Debug)]
+pub struct PublisherHandle {
+    wake: Arc<Notify>,
+    state: watch::Receiver<BrokerState>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PublisherHandle {
+    /// Tells the publisher that the outbox has something new. Cheap; never waits.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The connection's state now.
+    pub fn state(&self) -> BrokerState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every state change (tests wait on it instead of sleeping).
+    pub fn watch_state(&self) -> watch::Receiver<BrokerState> {
+        self.state.clone()
+    }
+
+    /// Publishes `ok:false` health, disconnects cleanly and waits for the task. What was not
+    /// acknowledged stays in the outbox for the next start.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// Starts publishers.
+#[derive(Debug)]
+pub struct Publisher;
+
+impl Publisher {
+    /// Spawns the publisher task.
+    pub fn spawn(
+        config: PublisherConfig,
+        store: Arc<dyn Store>,
+        signer: Arc<EnvelopeSigner>,
+    ) -> PublisherHandle {
+        let wake = Arc::new(Notify::new());
+        let initial = BrokerState {
+            mode: config.choice.mode(),
+            url: config.choice.display_url(),
+            connected: false,
+            last_error: None,
+            published: 0,
+        };
+        let (state_tx, state) = watch::channel(initial);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = Task::new(config, store, signer, wake.clone(), state_tx);
+        let handle = tokio::spawn(task.run(stop_rx));
+        PublisherHandle {
+            wake,
+            state,
+            stop,
+            task: Mutex::new(Some(handle)),
+        }
+    }
+}
+
+/// What a queued publish carries, so its PUBACK can be attributed.
+#[derive(Debug, Clone, Copy)]
+enum Tag {
+    Outbox(i64),
+    Other,
+}
+
+struct Msg {
+    topic: String,
+    payload: Vec<u8>,
+    retain: bool,
+    tag: Tag,
+}
+
+struct Task {
+    config: PublisherConfig,
+    store: Arc<dyn Store>,
+    signer: Arc<EnvelopeSigner>,
+    wake: Arc<Notify>,
+    state: watch::Sender<BrokerState>,
+    connected: bool,
+    /// Messages waiting for a place in the window.
+    queue: VecDeque<Msg>,
+    /// Tags of messages handed to the client, in order, waiting for their packet id.
+    unnumbered: VecDeque<Tag>,
+    /// Tags by packet id, waiting for their PUBACK.
+    in_flight: HashMap<u16, Tag>,
+    /// Messages handed to the client and not yet acknowledged.
+    outstanding: usize,
+    /// The last outbox id queued in this session.
+    cursor: i64,
+    /// Acknowledged outbox ids not yet marked published.
+    acked: Vec<i64>,
+}
+
+impl Task {
+    fn new(
+        config: PublisherConfig,
+        store: Arc<dyn Store>,
+        signer: Arc<EnvelopeSigner>,
+        wake: Arc<Notify>,
+        state: watch::Sender<BrokerState>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            signer,
+            wake,
+            state,
+            connected: false,
+            queue: VecDeque::new(),
+            unnumbered: VecDeque::new(),
+            in_flight: HashMap::new(),
+            outstanding: 0,
+            cursor: 0,
+            acked: Vec::new(),
+        }
+    }
+
+    fn options(&self) -> MqttOptions {
+        let (host, port, tls, credentials) = match &self.config.choice {
+            BrokerChoice::Embedded(addr) => (addr.ip().to_string(), addr.port(), false, None),
+            BrokerChoice::External(b) => (b.host.clone(), b.port, b.tls, b.credentials.clone()),
+            BrokerChoice::Disabled => ("127.0.0.1".into(), 1883, false, None),
+        };
+        let mut options = MqttOptions::new(self.config.client_id.clone(), host, port);
+        options
+            .set_keep_alive(Duration::from_secs(15))
+            .set_clean_session(true)
+            .set_inflight(WINDOW as u16)
+            .set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024)
+            .set_last_will(LastWill::new(
+                self.config.topics.health(),
+                serde_json::to_vec(&json!({
+                    "ok": false, "mode": "unreachable", "epoch": self.config.epoch,
+                }))
+                .unwrap_or_default(),
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some((user, pass)) = credentials {
+            options.set_credentials(user, pass);
+        }
+        if tls {
+            // The ring provider keeps the build free of C toolchains; installing twice is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            options.set_transport(Transport::tls_with_default_config());
+        }
+        options
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let (client, mut eventloop) = AsyncClient::new(self.options(), WINDOW * 2 + 16);
+        let mut backoff = BACKOFF_MIN;
+        // Health goes out on every connect; the timer only refreshes it in between.
+        let mut health =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let wake = self.wake.clone();
+        let mut flush_at: Option<tokio::time::Instant> = None;
+        loop {
+            let flush = async {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => break,
+                event = eventloop.poll() => match event {
+                    Ok(event) => {
+                        self.on_event(&client, event).await;
+                        backoff = BACKOFF_MIN;
+                    }
+                    Err(e) => {
+                        self.on_disconnect(&e).await;
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                },
+                _ = wake.notified(), if self.connected => {
+                    self.refill().await;
+                    self.pump(&client);
+                }
+                _ = health.tick(), if self.connected => {
+                    self.queue_health(true).await;
+                    self.pump(&client);
+                }
+                _ = flush => {
+                    self.flush().await;
+                }
+            }
+            flush_at = match (flush_at, self.acked.is_empty()) {
+                (_, true) => None,
+                (Some(at), false) => Some(at),
+                (None, false) => Some(tokio::time::Instant::now() + FLUSH_AFTER),
+            };
+            if self.acked.len() >= WINDOW {
+                self.flush().await;
+                flush_at = None;
+            }
+        }
+        self.stop_gracefully(&client, &mut eventloop).await;
+    }
+
+    async fn on_event(&mut self, client: &AsyncClient, event: Event) {
+        match event {
+            Event::Incoming(Incoming::ConnAck(_)) => {
+                tracing::info!(broker = ?self.config.choice.display_url(), "connected to the MQTT broker");
+                self.flush().await;
+                self.reset_session();
+                self.connected = true;
+                self.state.send_modify(|s| {
+                    s.connected = true;
+                    s.last_error = None;
+                });
+                if let Err(e) =
+                    client.try_subscribe(self.config.topics.applied_filter(), QoS::AtLeastOnce)
+                {
+                    tracing::warn!(error = %e, "cannot subscribe to applied reports");
+                }
+                self.queue_health(true).await;
+                self.queue_latest().await;
+                self.refill().await;
+                self.pump(client);
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(tag) = self.unnumbered.pop_front() {
+                    self.in_flight.insert(pkid, tag);
+                }
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                if let Some(tag) = self.in_flight.remove(&ack.pkid) {
+                    self.outstanding = self.outstanding.saturating_sub(1);
+                    if let Tag::Outbox(id) = tag {
+                        self.acked.push(id);
+                        self.state.send_modify(|s| s.published += 1);
+                    }
+                }
+                if self.queue.len() < WINDOW {
+                    self.refill().await;
+                }
+                self.pump(client);
+            }
+            Event::Incoming(Incoming::Publish(publish)) => {
+                self.on_report(&publish.topic, &publish.payload);
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_disconnect(&mut self, error: &ConnectionError) {
+        if self.connected {
+            tracing::warn!(error = %error, "lost the MQTT broker; writes continue and wait in the outbox");
+        } else {
+            tracing::debug!(error = %error, "MQTT broker not reachable");
+        }
+        self.connected = false;
+        self.reset_session();
+        self.flush().await;
+        let message = error.to_string();
+        self.state.send_modify(|s| {
+            s.connected = false;
+            s.last_error = Some(message);
+        });
+    }
+
+    fn reset_session(&mut self) {
+        self.queue.clear();
+        self.unnumbered.clear();
+        self.in_flight.clear();
+        self.outstanding = 0;
+        self.cursor = 0;
+    }
+
+    /// Hands queued messages to the client while the window has room.
+    fn pump(&mut self, client: &AsyncClient) {
+        while self.outstanding < WINDOW {
+            let Some(msg) = self.queue.pop_front() else {
+                break;
+            };
+            match client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload) {
+                Ok(()) => {
+                    self.unnumbered.push_back(msg.tag);
+                    self.outstanding += 1;
+                }
+                Err(e) => {
+                    // Only when the connection is going away; the next session re-sends.
+                    tracing::debug!(error = %e, "publish not queued");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Loads the next pending outbox rows into the queue.
+    async fn refill(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let items = match self.store.pending_outbox(self.cursor, WINDOW as u32).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox");
+                return;
+            }
+        };
+        for item in items {
+            self.cursor = item.id;
+            self.queue_item(&item);
+        }
+    }
+
+    fn queue_item(&mut self, item: &OutboxItem) {
+        let service = item.service.as_str();
+        let payload = match &item.document {
+            Some(doc) => {
+                match self.envelope(service, item.version.0, item.revision.0, doc.to_value()) {
+                    Some(bytes) => bytes,
+                    None => return,
+                }
+            }
+            // An empty retained message removes the retained envelope of a deleted service.
+            None => Vec::new(),
+        };
+        self.queue.push_back(Msg {
+            topic: self.config.topics.updated(service),
+            payload,
+            retain: true,
+            tag: Tag::Outbox(item.id),
+        });
+        let action = match item.kind {
+            ChangeKind::Put => "put",
+            ChangeKind::Patch => "patch",
+            ChangeKind::Restore => "restore",
+            ChangeKind::Delete => "delete",
+        };
+        let audit = json!({
+            "action": action,
+            "actor": item.actor,
+            "service": service,
+            "version": item.version.0,
+            "at": rfc3339(item.at),
+        });
+        self.queue.push_back(Msg {
+            topic: self.config.topics.audit(action),
+            payload: serde_json::to_vec(&audit).unwrap_or_default(),
+            retain: false,
+            tag: Tag::Other,
+        });
+    }
+
+    fn envelope(
+        &self,
+        service: &str,
+        version: u64,
+        revision: u64,
+        config: Value,
+    ) -> Option<Vec<u8>> {
+        match self.signer.sign(
+            service,
+            version,
+            revision,
+            config,
+            self.config.epoch,
+            OffsetDateTime::now_utc(),
+        ) {
+            Ok(envelope) => Some(envelope.to_bytes()),
+            Err(e) => {
+                tracing::error!(error = %e, service, version, "cannot sign an envelope");
+                None
+            }
+        }
+    }
+
+    /// After a (re)connect: every service's latest envelope again, retained, except services
+    /// whose newer versions are still pending (those follow from the outbox, in order).
+    async fn queue_latest(&mut self) {
+        let (services, pending) = match (
+            self.store.services().await,
+            self.store.pending_services().await,
+        ) {
+            (Ok(s), Ok(p)) => (s, p.into_iter().collect::<HashSet<_>>()),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot read services to republish");
+                return;
+            }
+        };
+        for service in services.into_iter().filter(|s| !pending.contains(&s.name)) {
+            let payload = match &service.document {
+                Some(doc) => match self.envelope(
+                    service.name.as_str(),
+                    service.version.0,
+                    service.revision.0,
+                    doc.to_value(),
+                ) {
+                    Some(bytes) => bytes,
+                    None => continue,
+                },
+                None => Vec::new(),
+            };
+            self.queue.push_back(Msg {
+                topic: self.config.topics.updated(service.name.as_str()),
+                payload,
+                retain: true,
+                tag: Tag::Other,
+            });
+        }
+    }
+
+    async fn queue_health(&mut self, ok: bool) {
+        let backlog = self.store.outbox_backlog().await;
+        let schema_version = self.store.schema_version().await.unwrap_or(0);
+        let health = json!({
+            "ok": ok && backlog.is_ok(),
+            "mode": "normal",
+            "database": {"backend": self.store.backend(), "ok": backlog.is_ok()},
+            "epoch": self.config.epoch,
+            "schema_version": schema_version,
+            "outbox_backlog": backlog.unwrap_or(0),
+            "at": rfc3339(OffsetDateTime::now_utc()),
+        });
+        self.queue.push_front(Msg {
+            topic: self.config.topics.health(),
+            payload: serde_json::to_vec(&health).unwrap_or_default(),
+            retain: true,
+            tag: Tag::Other,
+        });
+    }
+
+    async fn flush(&mut self) {
+        if self.acked.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.acked);
+        if let Err(e) = self
+            .store
+            .mark_published(&ids, OffsetDateTime::now_utc())
+            .await
+        {
+            // Not fatal: the rows are re-sent later and receivers drop duplicates.
+            tracing::warn!(error = %e, rows = ids.len(), "cannot mark rows published");
+        }
+    }
+
+    fn on_report(&self, topic: &str, payload: &[u8]) {
+        let Some((service, instance)) = self.config.topics.parse_applied(topic) else {
+            return;
+        };
+        match parse_report(service, instance, payload) {
+            Ok(report) => {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.record_instance(&report).await {
+                        tracing::warn!(error = %e, "cannot record an applied report");
+                    }
+                });
+            }
+            Err(why) => tracing::warn!(topic, why, "ignored an applied report"),
+        }
+    }
+
+    async fn stop_gracefully(&mut self, client: &AsyncClient, eventloop: &mut rumqttc::EventLoop) {
+        self.flush().await;
+        if !self.connected {
+            return;
+        }
+        let health = json!({
+            "ok": false, "mode": "stopped", "epoch": self.config.epoch,
+            "at": rfc3339(OffsetDateTime::now_utc()),
+        });
+        let _ = client.try_publish(
+            self.config.topics.health(),
+            QoS::AtLeastOnce,
+            true,
+            serde_json::to_vec(&health).unwrap_or_default(),
+        );
+        let _ = client.try_disconnect();
+        let drain = async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                        if let Some(Tag::Outbox(id)) = self.in_flight.remove(&ack.pkid) {
+                            self.acked.push(id);
+                        }
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        self.flush().await;
+        tracing::info!("disconnected from the MQTT broker");
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Reads an applied report: `{service, instance, version, status, error?, at, schema_hash?,
+/// overrides?}`; the topic names service and instance and wins over the body.
+fn parse_report(
+    service: &str,
+    instance: &str,
+    payload: &[u8],
+) -> Result<dials_store::InstanceReport, &'static str> {
+    #[derive(serde::Deserialize)]
+    struct Report {
+        version: u64,
+        status: String,
+        #[serde(default)]
+        error: Option<String>,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        at: Option<OffsetDateTime>,
+        #[serde(default)]
+        schema_hash: Option<String>,
+        #[serde(default)]
+        overrides: Option<Value>,
+    }
+    let service = dials_domain::ServiceName::parse(service).map_err(|_| "bad service name")?;
+    if instance.len() > 128 || instance.is_empty() {
+        return Err("instance name must be 1 to 128 characters");
+    }
+    let report: Report = serde_json::from_slice(payload).map_err(|_| "not a report")?;
+    if !matches!(report.status.as_str(), "applied" | "rejected" | "failed") {
+        return Err("status must be applied, rejected or failed");
+    }
+    let now = OffsetDateTime::now_utc();
+    Ok(dials_store::InstanceReport {
+        service,
+        instance: instance.to_owned(),
+        version: dials_domain::Version(report.version),
+        status: report.status,
+        error: report.error.map(|e| e.chars().take(2000).collect()),
+        schema_hash: report.schema_hash,
+        overrides: report.overrides,
+        reported_at: report.at.unwrap_or(now),
+        received_at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_full_applied_report() {
+        let r = parse_report(
+            "tts-worker",
+            "pi-1",
+            br#"{"service":"tts-worker","instance":"pi-1","version":3,"status":"rejected",
+                "error":"rate: must be at most 2","at":"2026-11-22T10:00:00Z","schema_hash":"ab",
+                "overrides":["/voice"]}"#,
+        )
+        .unwrap();
+        assert_eq!((r.version.0, r.status.as_str()), (3, "rejected"));
+        assert_eq!(r.error.as_deref(), Some("rate: must be at most 2"));
+        assert_eq!(r.overrides, Some(json!(["/voice"])));
+    }
+
+    #[test]
+    fn refuses_reports_that_are_not_reports() {
+        assert!(parse_report("tts", "pi", b"garbage").is_err());
+        assert!(parse_report("tts", "pi", br#"{"version":1,"status":"great"}"#).is_err());
+        assert!(parse_report("Bad!", "pi", br#"{"version":1,"status":"applied"}"#).is_err());
+        assert!(
+            parse_report(
+                "tts",
+                &"x".repeat(200),
+                br#"{"version":1,"status":"applied"}"#
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! The `--mqtt` setting and how `auto` is resolved.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::Url;
+
+/// A broker setting that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingError(pub String);
+
+/// What `--mqtt` / `DIALS_MQTT_URL` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerSetting {
+    /// Use the broker answering on 127.0.0.1:1883, else run one in-process there.
+    Auto,
+    /// Run the in-process broker on this address (default 127.0.0.1:1883).
+    Embedded(SocketAddr),
+    /// Connect to an external broker.
+    External(ExternalBroker),
+    /// No MQTT at all.
+    None,
+}
+
+/// An external broker's address and credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ExternalBroker {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Whether to use TLS (`mqtts://`).
+    pub tls: bool,
+    /// User name and password, if given.
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ExternalBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password.
+        f.debug_struct("ExternalBroker")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+impl ExternalBroker {
+    /// `mqtt://host:port` (or `mqtts://`), without credentials: safe to log and show.
+    pub fn display_url(&self) -> String {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{scheme}://{host}:{}", self.port)
+    }
+}
+
+const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 1883);
+
+impl BrokerSetting {
+    /// Parses the setting's text.
+    pub fn parse(raw: &str) -> Result<Self, SettingError> {
+        let raw = raw.trim();
+        match raw {
+            "auto" => return Ok(BrokerSetting::Auto),
+            "none" => return Ok(BrokerSetting::None),
+            "embedded" => return Ok(BrokerSetting::Embedded(SocketAddr::from(DEFAULT_ADDR))),
+            _ => {}
+        }
+        if let Some(addr) = raw.strip_prefix("embedded:") {
+            let addr = addr.parse::<SocketAddr>().map_err(|_| {
+                SettingError(format!(
+                    "`embedded:{addr}` needs an IP:PORT such as embedded:127.0.0.1:1883"
+                ))
+            })?;
+            return Ok(BrokerSetting::Embedded(addr));
+        }
+        let url = Url::parse(raw).map_err(|e| {
+            SettingError(format!(
+                "expected auto, embedded[:ADDR], mqtt://[user:pass@]host:port, mqtts://… or none ({e})"
+            ))
+        })?;
+        let tls = match url.scheme() {
+            "mqtt" => false,
+            "mqtts" => true,
+            other => {
+                return Err(SettingError(format!(
+                    "unknown scheme `{other}://`: use mqtt:// or mqtts://"
+                )));
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| SettingError("the broker URL has no host".into()))?
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+        let credentials = if url.username().is_empty() {
+            None
+        } else {
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            Some((decode(url.username()), decode(url.password().unwrap_or(""))))
+        };
+        Ok(BrokerSetting::External(ExternalBroker {
+            host,
+            port,
+            tls,
+            credentials,
+        }))
+    }
+}
+
+/// What the manager will actually do about MQTT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// Start the in-process broker on this address, and connect to it.
+    Embedded(SocketAddr),
+    /// Connect to an external broker.
+    External(ExternalBroker),
+    /// No MQTT.
+    Disabled,
+}
+
+impl BrokerChoice {
+    /// `external`, `embedded` or `none`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            BrokerChoice::Embedded(_) => "embedded",
+            BrokerChoice::External(_) => "external",
+            BrokerChoice::Disabled => "none",
+        }
+    }
+
+    /// Where it connects, without credentials.
+    pub fn display_url(&self) -> Option<String> {
+        match self {
+            BrokerChoice::Embedded(addr) => Some(format!("mqtt://{addr}")),
+            BrokerChoice::External(b) => Some(b.display_url()),
+            BrokerChoice::Disabled => None,
+        }
+    }
+}
+
+/// Turns the setting into a choice; `auto` probes 127.0.0.1:1883 for a broker already answering.
+pub async fn resolve(setting: &BrokerSetting) -> BrokerChoice {
+    match setting {
+        BrokerSetting::None => BrokerChoice::Disabled,
+        BrokerSetting::Embedded(addr) => BrokerChoice::Embedded(*addr),
+        BrokerSetting::External(b) => BrokerChoice::External(b.clone()),
+        BrokerSetting::Auto => {
+            let addr = SocketAddr::from(DEFAULT_ADDR);
+            let probe = tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await;
+            match probe {
+                Ok(Ok(_)) => BrokerChoice::External(ExternalBroker {
+                    host: "127.0.0.1".into(),
+                    port: 1883,
+                    tls: false,
+                    credentials: None,
+                }),
+                _ => BrokerChoice::Embedded(addr),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form_of_the_setting() {
+        assert_eq!(BrokerSetting::parse("auto").unwrap(), BrokerSetting::Auto);
+        assert_eq!(BrokerSetting::parse("none").unwrap(), BrokerSetting::None);
+        assert_eq!(
+            BrokerSetting::parse("embedded").unwrap(),
+            BrokerSetting::Embedded("127.0.0.1:1883".parse().unwrap())
+        );
+        assert_eq!(
+            BrokerSetting::parse("embedded:127.0.0.1:1999").unwrap(),
+            BrokerSetting::Embedded("127.0.0.1:1999".parse().unwrap())
+        );
+        let BrokerSetting::External(b) =
+            BrokerSetting::parse("mqtt://u%40x:p%3Ass@broker.lan:1884").unwrap()
+        else {
+            panic!("external")
+        };
+        assert_eq!(
+            (b.host.as_str(), b.port, b.tls),
+            ("broker.lan", 1884, false)
+        );
+        assert_eq!(b.credentials, Some(("u@x".into(), "p:ss".into())));
+        assert_eq!(
+            b.display_url(),
+            "mqtt://broker.lan:1884",
+            "no credentials shown"
+        );
+        assert!(
+            !format!("{b:?}").contains("p:ss"),
+            "Debug hides the password"
+        );
+        let BrokerSetting::External(t) = BrokerSetting::parse("mqtts://broker.lan").unwrap() else {
+            panic!("external")
+        };
+        assert_eq!((t.port, t.tls), (8883, true));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_use() {
+        for bad in ["", "http://x", "embedded:nowhere", "mqtt://", "broker:1883"] {
+            assert!(BrokerSetting::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

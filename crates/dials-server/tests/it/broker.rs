@@ -1,0 +1,180 @@
+//! A real Mosquitto, started by the test on a free port, and an MQTT subscriber that collects
+//! what it receives. Shared by the server suite and the binary suite.
+#![allow(dead_code, reason = "shared by two test suites; each uses a part")]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub async fn start() -> Mosquitto {
+        Self::start_on(free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Mosquitto {
+            port,
+            dir,
+            child: None,
+        };
+        m.restart().await;
+        m
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// (Re)starts the broker on the same port; it forgets retained messages.
+    pub async fn restart(&mut self) {
+        let conf: PathBuf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n\
+                 max_inflight_messages 0\nmax_queued_messages 100000\n",
+                self.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("mosquitto is installed (scripts/test installs it)");
+        self.child = Some(child);
+        wait_for_port(self.addr()).await;
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+async fn wait_for_port(addr: SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "broker on {addr} did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Message {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A subscriber on `filter`; messages arrive on the returned channel.
+pub struct Subscriber {
+    pub messages: mpsc::UnboundedReceiver<Message>,
+    pub client: AsyncClient,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    pub async fn connect(addr: SocketAddr, filter: &str) -> Subscriber {
+        let id = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        options
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 1000);
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        let (tx, messages) = mpsc::unbounded_channel();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        if let Some(s) = subscribed_tx.take() {
+                            let _ = s.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let _ = tx.send(Message {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed)
+            .await
+            .unwrap()
+            .unwrap();
+        Subscriber {
+            messages,
+            client,
+            _task: task,
+        }
+    }
+
+    /// The next message, failing the test after `secs` seconds.
+    pub async fn next(&mut self, secs: u64) -> Message {
+        tokio::time::timeout(Duration::from_secs(secs), self.messages.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no message within {secs} s"))
+            .expect("subscriber alive")
+    }
+
+    /// The next message on `topic`, skipping others.
+    pub async fn next_on(&mut self, topic: &str, secs: u64) -> Message {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = tokio::time::timeout(left, self.messages.recv())
+                .await
+                .unwrap_or_else(|_| panic!("nothing on {topic} within {secs} s"))
+                .expect("subscriber alive");
+            if m.topic == topic {
+                return m;
+            }
+        }
+    }
+}

@@ -13,5 +13,5 @@ mod setting;
 mod topics;
 
 pub use publisher::{BrokerState, Publisher, PublisherConfig, PublisherHandle};
-pub use setting::{BrokerChoice, BrokerSetting, SettingError, resolve};
+pub use setting::{BrokerChoice, BrokerSetting, ExternalBroker, SettingError, resolve, resolve_at};
 pub use topics::Topics;

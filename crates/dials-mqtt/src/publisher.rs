@@ -52,6 +52,8 @@ pub struct PublisherConfig {
     pub topics: Topics,
     /// The database's epoch, stamped on every envelope.
     pub epoch: Uuid,
+    /// PEM of the CA to trust for `mqtts://` instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// The broker connection as `/api/v1/status` shows it.
@@ -223,7 +225,10 @@ impl Task {
         if tls {
             // The ring provider keeps the build free of C toolchains; installing twice is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            options.set_transport(Transport::tls_with_default_config());
+            options.set_transport(match &self.config.ca_pem {
+                Some(ca) => Transport::tls(ca.clone(), None, None),
+                None => Transport::tls_with_default_config(),
+            });
         }
         options
     }

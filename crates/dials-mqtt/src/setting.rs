@@ -155,25 +155,29 @@ impl BrokerChoice {
 
 /// Turns the setting into a choice; `auto` probes 127.0.0.1:1883 for a broker already answering.
 pub async fn resolve(setting: &BrokerSetting) -> BrokerChoice {
+    resolve_at(setting, SocketAddr::from(DEFAULT_ADDR)).await
+}
+
+/// [`resolve`], with `auto` probing `default` instead of 127.0.0.1:1883.
+pub async fn resolve_at(setting: &BrokerSetting, default: SocketAddr) -> BrokerChoice {
     match setting {
         BrokerSetting::None => BrokerChoice::Disabled,
         BrokerSetting::Embedded(addr) => BrokerChoice::Embedded(*addr),
         BrokerSetting::External(b) => BrokerChoice::External(b.clone()),
         BrokerSetting::Auto => {
-            let addr = SocketAddr::from(DEFAULT_ADDR);
             let probe = tokio::time::timeout(
                 Duration::from_millis(300),
-                tokio::net::TcpStream::connect(addr),
+                tokio::net::TcpStream::connect(default),
             )
             .await;
             match probe {
                 Ok(Ok(_)) => BrokerChoice::External(ExternalBroker {
-                    host: "127.0.0.1".into(),
-                    port: 1883,
+                    host: default.ip().to_string(),
+                    port: default.port(),
                     tls: false,
                     credentials: None,
                 }),
-                _ => BrokerChoice::Embedded(addr),
+                _ => BrokerChoice::Embedded(default),
             }
         }
     }
@@ -218,6 +222,18 @@ mod tests {
             panic!("external")
         };
         assert_eq!((t.port, t.tls), (8883, true));
+    }
+
+    #[tokio::test]
+    async fn auto_uses_a_broker_that_answers_and_otherwise_runs_its_own() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let found = resolve_at(&BrokerSetting::Auto, addr).await;
+        assert_eq!(found.mode(), "external");
+        assert_eq!(found.display_url(), Some(format!("mqtt://{addr}")));
+        drop(listener);
+        let own = resolve_at(&BrokerSetting::Auto, addr).await;
+        assert_eq!(own, BrokerChoice::Embedded(addr));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct ServerSettings {
     pub mqtt: BrokerSetting,
     /// Prefix of every MQTT topic (empty, or e.g. `home/`).
     pub mqtt_prefix: String,
+    /// A CA certificate (PEM) to trust for `mqtts://` instead of the system's roots.
+    pub mqtt_ca: Option<PathBuf>,
     /// The Ed25519 signing key's 32-byte seed, base64, overriding `keys/signing.key`.
     pub signing_key: Option<String>,
 }
@@ -36,6 +38,7 @@ impl ServerSettings {
             max_body_bytes: 1024 * 1024,
             mqtt: BrokerSetting::None,
             mqtt_prefix: String::new(),
+            mqtt_ca: None,
             signing_key: None,
         }
     }

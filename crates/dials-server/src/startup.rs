@@ -110,7 +110,15 @@ async fn start_mqtt(
             tracing::info!(broker = %broker.display_url(), "MQTT: using an external broker");
         }
     }
+    let ca_pem = match &settings.mqtt_ca {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read the MQTT CA file {}", path.display()))?,
+        ),
+        None => None,
+    };
     let config = PublisherConfig {
+        ca_pem,
         choice,
         client_id: format!("dials-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         topics: Topics::new(settings.mqtt_prefix.clone()),

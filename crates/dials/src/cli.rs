@@ -47,6 +47,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PREFIX")]
     pub mqtt_prefix: Option<String>,
 
+    /// CA certificate (PEM) to trust for an `mqtts://` broker instead of the system's roots
+    /// [env: DIALS_MQTT_CA]
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_ca: Option<PathBuf>,
+
     /// Log format, `pretty` or `json` [env: DIALS_LOG_FORMAT] [default: pretty on a terminal, else json]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

@@ -78,6 +78,7 @@ struct FileSettings {
     max_body_bytes: Option<toml::Value>,
     mqtt: Option<String>,
     mqtt_prefix: Option<String>,
+    mqtt_ca: Option<String>,
 }
 
 /// One setting's value and where it came from, for error messages.
@@ -253,6 +254,26 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
         Some(s) => s.value,
     };
 
+    let ca = pick(
+        args.mqtt_ca.as_ref().and_then(|p| p.to_str()),
+        "mqtt-ca",
+        env,
+        "DIALS_MQTT_CA",
+        file.mqtt_ca,
+        "mqtt_ca",
+        &file_path,
+    );
+    let mqtt_ca = match ca {
+        None => None,
+        Some(s) if !Path::new(&s.value).is_file() => {
+            return Err(SettingError(format!(
+                "invalid MQTT CA file {:?} ({}): no such file",
+                s.value, s.source
+            )));
+        }
+        Some(s) => Some(PathBuf::from(s.value)),
+    };
+
     Ok(Resolved {
         server: ServerSettings {
             data_dir,
@@ -261,6 +282,7 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             max_body_bytes,
             mqtt,
             mqtt_prefix,
+            mqtt_ca,
             signing_key: env.get("DIALS_SIGNING_KEY").map(str::to_owned),
         },
         log_format,

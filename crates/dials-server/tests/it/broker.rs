@@ -23,6 +23,8 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra configuration lines (TLS, passwords).
+    extra: String,
 }
 
 impl Mosquitto {
@@ -36,9 +38,101 @@ impl Mosquitto {
             port,
             dir,
             child: None,
+            extra: String::new(),
         };
         m.restart().await;
         m
+    }
+
+    /// A broker that speaks only TLS (certificate for 127.0.0.1 and localhost, signed by the
+    /// returned CA) and only to `user` with `password`.
+    pub async fn start_tls(user: &str, password: &str) -> (Mosquitto, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["openssl", "req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=dials test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["openssl", "req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        run(&[
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        run(&["mosquitto_passwd", "-c", "-b", "passwd", user, password]);
+        let extra = format!(
+            "cafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\npassword_file {0}/passwd\n",
+            d.display()
+        );
+        let ca = d.join("ca.pem");
+        let mut m = Mosquitto {
+            port: free_port(),
+            dir,
+            child: None,
+            extra,
+        };
+        m.restart().await;
+        (m, ca)
     }
 
     pub fn url(&self) -> String {
@@ -55,9 +149,11 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n\
-                 max_inflight_messages 0\nmax_queued_messages 100000\n",
-                self.port
+                "listener {} 127.0.0.1\nallow_anonymous {}\npersistence false\nuser root\n\
+                 max_inflight_messages 0\nmax_queued_messages 100000\n{}",
+                self.port,
+                self.extra.is_empty(),
+                self.extra
             ),
         )
         .unwrap();

@@ -461,3 +461,80 @@ async fn the_in_process_broker_carries_retained_signed_envelopes_too() {
     assert_eq!(m.json()["version"], 2);
     independent_check(&public_key(&app).await, &m.payload).unwrap();
 }
+
+#[tokio::test]
+async fn a_tls_broker_with_a_password_is_reached_with_mqtts_and_a_private_ca() {
+    let (broker, ca) = Mosquitto::start_tls("dials", "s3cret:p@ss").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = ServerSettings::local(dir.path());
+    settings.mqtt = BrokerSetting::parse(&format!(
+        "mqtts://dials:s3cret%3Ap%40ss@localhost:{}",
+        broker.port
+    ))
+    .unwrap();
+    settings.mqtt_ca = Some(ca.clone());
+    let app = spawn_with(settings).await;
+    wait_connected(&app).await;
+    app.create("router", json!({"a": 1})).await;
+    let mut state = app.state.publisher.as_ref().unwrap().watch_state();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        state.wait_for(|s| s.published >= 1),
+    )
+    .await
+    .expect("the TLS broker acknowledged the envelope")
+    .unwrap();
+    let status: Value = app
+        .req(Method::GET, "/api/v1/status")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["broker"]["url"],
+        format!("mqtts://localhost:{}", broker.port)
+    );
+    assert!(
+        !status.to_string().contains("s3cret"),
+        "the password is never shown"
+    );
+
+    // The wrong password never connects, and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = ServerSettings::local(dir.path());
+    settings.mqtt =
+        BrokerSetting::parse(&format!("mqtts://dials:wrong@localhost:{}", broker.port)).unwrap();
+    settings.mqtt_ca = Some(ca);
+    let refused = spawn_with(settings).await;
+    let mut state = refused.state.publisher.as_ref().unwrap().watch_state();
+    let s = tokio::time::timeout(
+        Duration::from_secs(10),
+        state.wait_for(|s| s.last_error.is_some()),
+    )
+    .await
+    .expect("an error is reported")
+    .unwrap()
+    .clone();
+    assert!(!s.connected);
+    // And a broker whose certificate is not trusted is refused too.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = ServerSettings::local(dir.path());
+    settings.mqtt = BrokerSetting::parse(&format!(
+        "mqtts://dials:s3cret%3Ap%40ss@localhost:{}",
+        broker.port
+    ))
+    .unwrap();
+    let untrusted = spawn_with(settings).await;
+    let mut state = untrusted.state.publisher.as_ref().unwrap().watch_state();
+    let s = tokio::time::timeout(
+        Duration::from_secs(10),
+        state.wait_for(|s| s.last_error.is_some()),
+    )
+    .await
+    .expect("an error is reported")
+    .unwrap()
+    .clone();
+    assert!(!s.connected, "{s:?}");
+}

@@ -71,9 +71,33 @@ impl Document {
         current
     }
 
+    /// Removes the value at `key` and returns it; an object left empty by the removal is
+    /// removed too, so no empty shell of a setting stays behind.
+    pub fn remove(&mut self, key: &KeyPath) -> Option<Value> {
+        let tokens: Vec<String> = key.tokens().collect();
+        remove_in(&mut self.0, &tokens)
+    }
+
     /// Whether the document has no keys.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+fn remove_in(map: &mut Map<String, Value>, tokens: &[String]) -> Option<Value> {
+    match tokens {
+        [] => None,
+        [last] => map.remove(last),
+        [first, rest @ ..] => {
+            let Value::Object(inner) = map.get_mut(first)? else {
+                return None;
+            };
+            let removed = remove_in(inner, rest);
+            if removed.is_some() && inner.is_empty() {
+                map.remove(first);
+            }
+            removed
+        }
     }
 }
 
@@ -145,6 +169,20 @@ mod tests {
             keys,
             ["/a", "/a~1b", "/empty", "/list", "/mqtt/host", "/mqtt/port"]
         );
+    }
+
+    #[test]
+    fn removes_a_key_and_the_objects_it_leaves_empty() {
+        let mut doc =
+            Document::from_value(json!({"a": {"b": {"c": 1}}, "x": 2, "y": {"z": 1, "w": 2}}))
+                .unwrap();
+        assert_eq!(
+            doc.remove(&KeyPath::parse("/a/b/c").unwrap()),
+            Some(json!(1))
+        );
+        assert_eq!(doc.remove(&KeyPath::parse("/y/z").unwrap()), Some(json!(1)));
+        assert_eq!(doc.remove(&KeyPath::parse("/nope/x").unwrap()), None);
+        assert_eq!(doc.into_value(), json!({"x": 2, "y": {"w": 2}}));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub enum ChangeKind {
     Restore,
     /// The service removed; its history stays.
     Delete,
+    /// The document repaired to fit a newly registered schema.
+    Migrate,
 }
 
 impl ChangeKind {
@@ -80,6 +82,7 @@ impl ChangeKind {
             ChangeKind::Patch => "patch",
             ChangeKind::Restore => "restore",
             ChangeKind::Delete => "delete",
+            ChangeKind::Migrate => "migrate",
         }
     }
 
@@ -90,6 +93,7 @@ impl ChangeKind {
             "patch" => ChangeKind::Patch,
             "restore" => ChangeKind::Restore,
             "delete" => ChangeKind::Delete,
+            "migrate" => ChangeKind::Migrate,
             _ => return None,
         })
     }

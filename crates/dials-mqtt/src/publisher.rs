@@ -15,7 +15,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dials_domain::ChangeKind;
 use dials_store::{OutboxItem, Store};
 use dials_wire::EnvelopeSigner;
 use rumqttc::{
@@ -416,12 +415,7 @@ impl Task {
             retain: true,
             tag: Tag::Outbox(item.id),
         });
-        let action = match item.kind {
-            ChangeKind::Put => "put",
-            ChangeKind::Patch => "patch",
-            ChangeKind::Restore => "restore",
-            ChangeKind::Delete => "delete",
-        };
+        let action = item.kind.as_str();
         let audit = json!({
             "action": action,
             "actor": item.actor,

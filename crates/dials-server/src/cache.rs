@@ -54,6 +54,17 @@ impl ConfigCache {
     }
 }
 
+impl ConfigCache {
+    /// Stores `entry` whatever is there: for a change that keeps the version (a new schema
+    /// changes the defaults a read shows).
+    pub fn replace(&self, service: &ServiceName, entry: Arc<CachedConfig>) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.clone(), entry);
+    }
+}
+
 /// Principals of tokens already checked, by token hash.
 #[derive(Debug, Default)]
 pub struct TokenCache {

@@ -42,6 +42,17 @@ pub enum ApiError {
         /// What the service is at.
         current: Version,
     },
+    /// A new schema that the stored document does not fit.
+    #[error("{detail}")]
+    SchemaConflict {
+        /// Summary.
+        detail: String,
+        /// The stored document's violations of the new schema.
+        errors: Vec<FieldError>,
+    },
+    /// The request conflicts with the state of things (e.g. deleting `global`).
+    #[error("{0}")]
+    Refused(String),
     /// The body is over the configured limit.
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -87,6 +98,8 @@ impl ApiError {
                 "Method not allowed",
             ),
             Conflict { .. } => (StatusCode::CONFLICT, "version-conflict", "Version conflict"),
+            SchemaConflict { .. } => (StatusCode::CONFLICT, "schema-conflict", "Schema conflict"),
+            Refused(_) => (StatusCode::CONFLICT, "refused", "Refused"),
             PreconditionFailed { .. } => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
@@ -118,13 +131,14 @@ impl ApiError {
     /// The problem body this error renders as.
     pub fn problem(&self) -> Problem {
         let (status, slug, title) = self.parts();
-        let (errors, current_version) = match self {
-            ApiError::Unprocessable { errors, .. } => (errors.clone(), None),
-            ApiError::Conflict { current, .. } | ApiError::PreconditionFailed { current, .. } => {
-                (Vec::new(), Some(current.0))
-            }
-            _ => (Vec::new(), None),
-        };
+        let (errors, current_version) =
+            match self {
+                ApiError::Unprocessable { errors, .. }
+                | ApiError::SchemaConflict { errors, .. } => (errors.clone(), None),
+                ApiError::Conflict { current, .. }
+                | ApiError::PreconditionFailed { current, .. } => (Vec::new(), Some(current.0)),
+                _ => (Vec::new(), None),
+            };
         Problem {
             type_: format!("urn:dials:problem:{slug}"),
             title: title.to_owned(),

@@ -12,6 +12,7 @@ mod keys;
 mod openapi;
 mod ops;
 mod routes;
+mod schemas;
 mod settings;
 mod startup;
 mod state;

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "system", description = "Health and status"),
         (name = "config", description = "Service config documents"),
+        (name = "schema", description = "Schemas, validation and search"),
         (name = "history", description = "Versions, diffs, restores and per-key history"),
         (name = "fleet", description = "Signing keys, instance reports and the change stream"),
     )

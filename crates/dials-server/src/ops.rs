@@ -11,6 +11,7 @@ use std::sync::Arc;
 use axum::http::HeaderValue;
 use bytes::Bytes;
 use dials_domain::{ChangeKind, Document, ServiceName, Version, diff, merge_patch};
+use dials_schema::CompiledSchema;
 use dials_store::{NewChange, ServiceState, StoreError};
 use dials_wire::ConfigResponse;
 use serde_json::Value;
@@ -123,6 +124,7 @@ pub async fn write(
     pre: Preconditions,
     reason: Option<String>,
 ) -> Result<Option<ConfigResponse>, ApiError> {
+    let schema = crate::schemas::schema_of(state, service).await?;
     for _ in 0..MAX_ATTEMPTS {
         let current = state.store.service(service).await?;
         let version = current.as_ref().map_or(Version::NONE, |s| s.version);
@@ -133,7 +135,7 @@ pub async fn write(
         let after = match (&intent, live_doc) {
             (Intent::Delete, None) => return Err(not_found(service)),
             (Intent::Delete, Some(_)) => None,
-            (Intent::Put(_) | Intent::Patch(_), None) if !pre.create_only => {
+            (Intent::Put(_) | Intent::Patch(_), None) if !pre.create_only && schema.is_none() => {
                 return Err(ApiError::NotFound(format!(
                     "service {service} does not exist; create it with the header `If-None-Match: *`"
                 )));
@@ -154,13 +156,19 @@ pub async fn write(
             return Err(not_found(service));
         }
 
+        if let (Some(schema), Some(document)) = (&schema, &after) {
+            schema
+                .check(document)
+                .map_err(|violations| invalid(service, violations))?;
+        }
+
         let changes = diff(&before, after.as_ref().unwrap_or(&Document::new()));
         if let (Some(state_now), true) = (
             &current,
             changes.is_empty() && after.is_some() && live_doc.is_some(),
         ) {
             // Nothing changes: no new version, no history, nothing to publish.
-            return Ok(Some(response_of(state, state_now)?));
+            return Ok(Some(response_of(state, state_now, schema.as_deref())?));
         }
         let at = now();
         let change = NewChange {
@@ -175,28 +183,16 @@ pub async fn write(
         };
         match state.store.commit(change).await {
             Ok(committed) => {
-                announce(
-                    state, service, committed, &intent, principal, &reason, at, &after,
-                );
-                let Some(document) = after else {
-                    state
-                        .configs
-                        .put(service, Arc::new(tombstone(committed.version)));
-                    return Ok(None);
+                let done = Applied {
+                    service: service.clone(),
+                    committed,
+                    kind: intent.kind(),
+                    actor: principal.actor().to_owned(),
+                    reason,
+                    at,
+                    document: after,
                 };
-                let new_state = ServiceState {
-                    name: service.clone(),
-                    version: committed.version,
-                    revision: committed.revision,
-                    document: Some(document),
-                    updated_at: at,
-                    updated_by: principal.actor().to_owned(),
-                };
-                let response = response_of(state, &new_state)?;
-                state
-                    .configs
-                    .put(service, Arc::new(cache_entry(&response)?));
-                return Ok(Some(response));
+                return after_commit(state, done, schema.as_deref());
             }
             Err(StoreError::Conflict { current }) if pre.pinned() => {
                 // The version matched when read but another writer committed first.
@@ -220,44 +216,94 @@ pub async fn write(
     )))
 }
 
-/// Tells the publisher and every watcher in this process about a committed change.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the values are the change's parts"
-)]
-fn announce(
+/// A change the store committed, with what the rest of the process needs to hear of it.
+#[derive(Debug)]
+pub struct Applied {
+    /// The service.
+    pub service: ServiceName,
+    /// Version and revision.
+    pub committed: dials_store::Committed,
+    /// What kind of change.
+    pub kind: ChangeKind,
+    /// Who made it.
+    pub actor: String,
+    /// Why.
+    pub reason: Option<String>,
+    /// When.
+    pub at: OffsetDateTime,
+    /// The stored document, `None` after a delete.
+    pub document: Option<Document>,
+}
+
+/// After a commit: wakes the publisher, tells watchers, refreshes the caches, and answers the
+/// new state as GET shows it.
+pub fn after_commit(
     state: &AppState,
-    service: &ServiceName,
-    committed: dials_store::Committed,
-    intent: &Intent,
-    principal: &Principal,
-    reason: &Option<String>,
-    at: OffsetDateTime,
-    after: &Option<Document>,
-) {
+    done: Applied,
+    schema: Option<&CompiledSchema>,
+) -> Result<Option<ConfigResponse>, ApiError> {
     if let Some(publisher) = &state.publisher {
         publisher.wake();
     }
+    state.schemas.invalidate_search();
     if state.events.receiver_count() > 0 {
         let _ = state.events.send(Arc::new(dials_wire::WatchEvent {
-            revision: committed.revision.0,
-            service: service.to_string(),
-            version: committed.version.0,
-            kind: intent.kind().as_str().to_owned(),
-            actor: principal.actor().to_owned(),
-            reason: reason.clone(),
-            at,
-            config: after
+            revision: done.committed.revision.0,
+            service: done.service.to_string(),
+            version: done.committed.version.0,
+            kind: done.kind.as_str().to_owned(),
+            actor: done.actor.clone(),
+            reason: done.reason.clone(),
+            at: done.at,
+            config: done
+                .document
                 .as_ref()
                 .map(Document::to_value)
                 .unwrap_or(Value::Null),
         }));
     }
+    let Some(document) = done.document else {
+        state
+            .configs
+            .put(&done.service, Arc::new(tombstone(done.committed.version)));
+        return Ok(None);
+    };
+    let new_state = ServiceState {
+        name: done.service.clone(),
+        version: done.committed.version,
+        revision: done.committed.revision,
+        document: Some(document),
+        updated_at: done.at,
+        updated_by: done.actor,
+    };
+    let response = response_of(state, &new_state, schema)?;
+    state
+        .configs
+        .put(&done.service, Arc::new(cache_entry(&response)?));
+    Ok(Some(response))
+}
+
+/// The 422 for a document that violates its service's schema.
+pub fn invalid(service: &ServiceName, violations: Vec<dials_schema::Violation>) -> ApiError {
+    let n = violations.len();
+    ApiError::Unprocessable {
+        detail: format!(
+            "the config of {service} does not fit its schema ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        ),
+        errors: violations
+            .into_iter()
+            .map(|v| dials_wire::FieldError {
+                path: v.path,
+                message: v.message,
+            })
+            .collect(),
+    }
 }
 
 /// Now, at the microsecond precision every store keeps, so a write's answer and its history
 /// show the same instant.
-fn now() -> OffsetDateTime {
+pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .unwrap_or(t)
@@ -282,8 +328,12 @@ pub fn not_found(service: &ServiceName) -> ApiError {
     ApiError::NotFound(format!("service {service} does not exist"))
 }
 
-/// The current config of a live service, as a response body.
-pub fn response_of(state: &AppState, s: &ServiceState) -> Result<ConfigResponse, ApiError> {
+/// The current config of a live service, as a response body: schema defaults filled in.
+pub fn response_of(
+    state: &AppState,
+    s: &ServiceState,
+    schema: Option<&CompiledSchema>,
+) -> Result<ConfigResponse, ApiError> {
     let document = s.document.as_ref().ok_or_else(|| not_found(&s.name))?;
     Ok(ConfigResponse {
         service: s.name.to_string(),
@@ -292,8 +342,56 @@ pub fn response_of(state: &AppState, s: &ServiceState) -> Result<ConfigResponse,
         epoch: state.epoch.0,
         updated_at: Some(s.updated_at),
         updated_by: Some(s.updated_by.clone()),
-        config: document.to_value(),
+        config: crate::schemas::with_defaults(schema, document).into_value(),
     })
+}
+
+/// What a service with a schema but no document reads as: all defaults, at the version it is
+/// at (0 when never written).
+fn defaults_response(
+    state: &AppState,
+    service: &ServiceName,
+    version: Version,
+    schema: &CompiledSchema,
+) -> ConfigResponse {
+    ConfigResponse {
+        service: service.to_string(),
+        version: version.0,
+        revision: 0,
+        epoch: state.epoch.0,
+        updated_at: None,
+        updated_by: None,
+        config: schema.apply_defaults(&Document::new()).into_value(),
+    }
+}
+
+/// Rebuilds a service's cached config, e.g. after its schema (and so its defaults) changed.
+pub async fn refresh_cache(state: &AppState, service: &ServiceName) -> Result<(), ApiError> {
+    if let Some(entry) = build_entry(state, service).await? {
+        state.configs.replace(service, Arc::new(entry));
+    }
+    Ok(())
+}
+
+/// What a read of `service` shows now, from the store; `None` for a service never written
+/// that has no schema.
+async fn build_entry(
+    state: &AppState,
+    service: &ServiceName,
+) -> Result<Option<CachedConfig>, ApiError> {
+    let schema = crate::schemas::schema_of(state, service).await?;
+    let current = state.store.service(service).await?;
+    Ok(Some(match (&current, &schema) {
+        (Some(s), _) if s.document.is_some() => {
+            cache_entry(&response_of(state, s, schema.as_deref())?)?
+        }
+        (_, Some(schema)) => {
+            let version = current.as_ref().map_or(Version::NONE, |s| s.version);
+            cache_entry(&defaults_response(state, service, version, schema))?
+        }
+        (Some(s), None) => tombstone(s.version),
+        (None, None) => return Ok(None),
+    }))
 }
 
 fn cache_entry(response: &ConfigResponse) -> Result<CachedConfig, ApiError> {
@@ -324,15 +422,11 @@ pub async fn current_config(
         Some(hit) => hit,
         None => {
             // Services never written are not cached: any name may be asked for.
-            let current = state
-                .store
-                .service(service)
-                .await?
-                .ok_or_else(|| not_found(service))?;
-            let entry = Arc::new(match current.document {
-                Some(_) => cache_entry(&response_of(state, &current)?)?,
-                None => tombstone(current.version),
-            });
+            let entry = Arc::new(
+                build_entry(state, service)
+                    .await?
+                    .ok_or_else(|| not_found(service))?,
+            );
             state.configs.put(service, entry.clone());
             entry
         }

@@ -30,6 +30,8 @@ pub struct Inner {
     pub configs: ConfigCache,
     /// Checked tokens.
     pub tokens: TokenCache,
+    /// Compiled schemas and the search index.
+    pub schemas: crate::schemas::SchemaCache,
     /// When the process started.
     pub started: Instant,
     /// The settings it runs with.
@@ -55,6 +57,7 @@ impl AppState {
             store,
             configs: ConfigCache::default(),
             tokens: TokenCache::default(),
+            schemas: Default::default(),
             started: Instant::now(),
             settings,
             signer,

@@ -85,7 +85,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Option<VersionRecord>>;
 
     /// Commits one change atomically if the service is still at `change.base_version`.
+    /// Deleting a service (a change without a document) also removes its schema.
     async fn commit(&self, change: NewChange) -> Result<Committed>;
+
+    /// A service's registered schema.
+    async fn schema(&self, name: &ServiceName) -> Result<Option<SchemaRecord>>;
+
+    /// Every registered schema, by service name.
+    async fn schemas(&self) -> Result<Vec<SchemaRecord>>;
+
+    /// Registers a schema; with `migration`, also commits that change (a compare-and-swap like
+    /// [`Store::commit`]) in the same transaction, so a schema never lands without the document
+    /// repaired to fit it.
+    async fn put_schema(
+        &self,
+        record: &SchemaRecord,
+        migration: Option<NewChange>,
+    ) -> Result<Option<Committed>>;
 
     /// Per-key change records, newest first.
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;

@@ -190,3 +190,18 @@ pub struct InstanceReport {
     /// When the manager received it.
     pub received_at: OffsetDateTime,
 }
+
+/// A service's registered schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaRecord {
+    /// The service.
+    pub service: ServiceName,
+    /// The JSON Schema.
+    pub schema: serde_json::Value,
+    /// Hex SHA-256 of the schema, to tell re-registrations from changes.
+    pub hash: String,
+    /// When it was registered.
+    pub updated_at: OffsetDateTime,
+    /// Who registered it.
+    pub updated_by: String,
+}

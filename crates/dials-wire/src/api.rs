@@ -348,3 +348,63 @@ pub struct WatchEvent {
     #[schema(value_type = Object)]
     pub config: Value,
 }
+
+/// `GET/PUT /api/v1/services/{s}/schema`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SchemaResponse {
+    /// The service.
+    pub service: String,
+    /// Hex SHA-256 of the schema.
+    pub hash: String,
+    /// When it was registered.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Who registered it.
+    pub updated_by: String,
+    /// The JSON Schema.
+    #[schema(value_type = Object)]
+    pub schema: Value,
+    /// When registering it changed the stored document (`?migrate=true`): what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationReport>,
+}
+
+/// What a schema migration did to the stored document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MigrationReport {
+    /// The version the migrated document was written as.
+    pub version: u64,
+    /// Keys removed because the schema no longer has them.
+    pub dropped: Vec<String>,
+    /// Keys reset to their default because their value no longer fits.
+    pub reset: Vec<String>,
+}
+
+/// `POST /api/v1/services/{s}/validate`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    /// The document to check (nothing is stored).
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+/// The answer of `POST /api/v1/services/{s}/validate`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ValidateResponse {
+    /// Whether the document would be accepted.
+    pub valid: bool,
+    /// One entry per violation.
+    pub errors: Vec<crate::FieldError>,
+}
+
+/// `GET /api/v1/search`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResponse {
+    /// Matching settings, best first: `{service, key, title, description, type, complexity,
+    /// secret, restart_required, value, is_default}`.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+    /// How many settings matched in all (`items` may be cut by `limit`).
+    pub total: usize,
+}

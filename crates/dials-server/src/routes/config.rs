@@ -23,29 +23,52 @@ pub async fn list_services(
     principal: Principal,
 ) -> Result<Json<ServiceList>, ApiError> {
     principal.require(Role::Viewer)?;
-    let live: Vec<_> = state
+    let with_schema: std::collections::HashSet<_> = state
+        .store
+        .schemas()
+        .await?
+        .into_iter()
+        .map(|r| r.service)
+        .collect();
+    // Live services, and services that registered a schema but were never written (they read
+    // as all defaults).
+    let listed: Vec<_> = state
         .store
         .services()
         .await?
         .into_iter()
-        .filter(|s| s.document.is_some())
+        .filter(|s| s.document.is_some() || with_schema.contains(&s.name))
         .collect();
-    let versions = live
+    let mut rows: Vec<ServiceInfo> = listed
         .iter()
-        .map(|s| (s.name.to_string(), s.version.0))
-        .collect();
-    let mut summaries = super::fleet::summaries(&state, &versions).await?;
-    let services = live
-        .into_iter()
         .map(|s| ServiceInfo {
-            instances: summaries.remove(s.name.as_str()).unwrap_or_default(),
             name: s.name.to_string(),
             version: s.version.0,
-            updated_at: Some(s.updated_at),
-            updated_by: Some(s.updated_by),
-            has_schema: false,
+            updated_at: s.document.as_ref().map(|_| s.updated_at),
+            updated_by: s.document.as_ref().map(|_| s.updated_by.clone()),
+            has_schema: with_schema.contains(&s.name),
+            instances: Default::default(),
         })
         .collect();
+    for name in &with_schema {
+        if !listed.iter().any(|s| &s.name == name) {
+            rows.push(ServiceInfo {
+                name: name.to_string(),
+                version: 0,
+                updated_at: None,
+                updated_by: None,
+                has_schema: true,
+                instances: Default::default(),
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let versions = rows.iter().map(|s| (s.name.clone(), s.version)).collect();
+    let mut summaries = super::fleet::summaries(&state, &versions).await?;
+    for row in &mut rows {
+        row.instances = summaries.remove(&row.name).unwrap_or_default();
+    }
+    let services = rows;
     Ok(Json(ServiceList { services }))
 }
 
@@ -198,6 +221,13 @@ pub async fn delete_service(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     principal.require(Role::Admin)?;
+    if service.is_global() {
+        return Err(ApiError::Refused(
+            "the global service holds cross-service settings and cannot be deleted; \
+             change its keys instead"
+                .into(),
+        ));
+    }
     let pre = Preconditions::new(None, Conditions::from_headers(&headers)?)?;
     ops::write(&state, &service, &principal, Intent::Delete, pre, None).await?;
     Ok(StatusCode::NO_CONTENT)

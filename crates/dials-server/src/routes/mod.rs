@@ -4,6 +4,7 @@
 mod config;
 mod fleet;
 mod history;
+mod schema;
 mod system;
 mod versions;
 mod watch;
@@ -38,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(versions::diff))
         .routes(routes!(versions::restore))
         .routes(routes!(history::history))
+        .routes(routes!(schema::get_schema, schema::put_schema))
+        .routes(routes!(schema::validate))
+        .routes(routes!(schema::search))
         .routes(routes!(fleet::keys))
         .routes(routes!(fleet::instances))
         .routes(routes!(watch::watch))

@@ -11,4 +11,5 @@ mod errors;
 mod history;
 mod lifecycle;
 mod mqtt;
+mod schema;
 mod watch;

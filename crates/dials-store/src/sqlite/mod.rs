@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     ChangeRecord, Committed, HistoryQuery, HistoryRecord, InstanceReport, NewChange, OutboxItem,
-    Result, ServiceState, Store, StoreError, TokenRecord, VersionRecord,
+    Result, SchemaRecord, ServiceState, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -176,82 +176,55 @@ impl Store for SqliteStore {
 
     async fn commit(&self, change: NewChange) -> Result<Committed> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM services WHERE name = ?")
-                .bind(change.service.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let current = Version(from_i64(current.unwrap_or(0))?);
-        if current != change.base_version {
-            return Err(StoreError::Conflict { current });
-        }
-        let version = current.next();
-        let at = to_micros(change.at);
-        let document = change.document.as_ref().map(document_text).transpose()?;
-        let revision: i64 = sqlx::query_scalar(
-            "INSERT INTO changes (service, version, kind, document, actor, reason, at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING revision",
+        let committed = commit_in(&mut tx, &change).await?;
+        tx.commit().await?;
+        Ok(committed)
+    }
+
+    async fn schema(&self, name: &ServiceName) -> Result<Option<SchemaRecord>> {
+        let row = sqlx::query(
+            "SELECT service, schema, hash, updated_at, updated_by FROM schemas WHERE service = ?",
         )
-        .bind(change.service.as_str())
-        .bind(to_i64(version.0)?)
-        .bind(change.kind.as_str())
-        .bind(&document)
-        .bind(&change.actor)
-        .bind(&change.reason)
-        .bind(at)
-        .fetch_one(&mut *tx)
+        .bind(name.as_str())
+        .fetch_optional(&self.readers)
         .await?;
+        row.map(|r| schema_record(&r)).transpose()
+    }
+
+    async fn schemas(&self) -> Result<Vec<SchemaRecord>> {
+        let rows = sqlx::query(
+            "SELECT service, schema, hash, updated_at, updated_by FROM schemas ORDER BY service",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(schema_record).collect()
+    }
+
+    async fn put_schema(
+        &self,
+        record: &SchemaRecord,
+        migration: Option<NewChange>,
+    ) -> Result<Option<Committed>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let committed = match &migration {
+            Some(change) => Some(commit_in(&mut tx, change).await?),
+            None => None,
+        };
         sqlx::query(
-            "INSERT INTO services (name, version, revision, document, updated_at, updated_by) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
-             revision = excluded.revision, document = excluded.document, \
+            "INSERT INTO schemas (service, schema, hash, updated_at, updated_by) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET \
+             schema = excluded.schema, hash = excluded.hash, \
              updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         )
-        .bind(change.service.as_str())
-        .bind(to_i64(version.0)?)
-        .bind(revision)
-        .bind(&document)
-        .bind(at)
-        .bind(&change.actor)
-        .execute(&mut *tx)
-        .await?;
-        // One statement for all history rows: each statement costs a hop to SQLite's worker
-        // thread, and a first write can carry dozens of keys. Chunks stay under SQLite's limit
-        // of 32,766 bound parameters.
-        for chunk in change.changes.chunks(1000) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO history (revision, service, version, key, kind, old_value, \
-                 new_value, actor, reason, at) ",
-            );
-            insert.push_values(chunk, |mut row, c| {
-                row.push_bind(revision)
-                    .push_bind(change.service.as_str())
-                    .push_bind(version.0 as i64)
-                    .push_bind(c.key.as_str())
-                    .push_bind(change.kind.as_str())
-                    .push_bind(c.old.as_ref().map(|v| v.to_string()))
-                    .push_bind(c.new.as_ref().map(|v| v.to_string()))
-                    .push_bind(&change.actor)
-                    .push_bind(&change.reason)
-                    .push_bind(at);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        sqlx::query(
-            "INSERT INTO outbox (revision, service, version, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(revision)
-        .bind(change.service.as_str())
-        .bind(to_i64(version.0)?)
-        .bind(at)
+        .bind(record.service.as_str())
+        .bind(record.schema.to_string())
+        .bind(&record.hash)
+        .bind(to_micros(record.updated_at))
+        .bind(&record.updated_by)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Committed {
-            version,
-            revision: Revision(from_i64(revision)?),
-        })
+        Ok(committed)
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {
@@ -443,6 +416,104 @@ impl Store for SqliteStore {
         .await?;
         row.map(|r| token_record(&r)).transpose()
     }
+}
+
+/// One change inside an open write transaction: the compare-and-swap on the version, the
+/// change row, the service row, its history rows and its outbox row.
+async fn commit_in(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    change: &NewChange,
+) -> Result<Committed> {
+    let current: Option<i64> = sqlx::query_scalar("SELECT version FROM services WHERE name = ?")
+        .bind(change.service.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let current = Version(from_i64(current.unwrap_or(0))?);
+    if current != change.base_version {
+        return Err(StoreError::Conflict { current });
+    }
+    let version = current.next();
+    let at = to_micros(change.at);
+    let document = change.document.as_ref().map(document_text).transpose()?;
+    let revision: i64 = sqlx::query_scalar(
+        "INSERT INTO changes (service, version, kind, document, actor, reason, at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING revision",
+    )
+    .bind(change.service.as_str())
+    .bind(to_i64(version.0)?)
+    .bind(change.kind.as_str())
+    .bind(&document)
+    .bind(&change.actor)
+    .bind(&change.reason)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO services (name, version, revision, document, updated_at, updated_by) \
+         VALUES (?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
+         revision = excluded.revision, document = excluded.document, \
+         updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+    )
+    .bind(change.service.as_str())
+    .bind(to_i64(version.0)?)
+    .bind(revision)
+    .bind(&document)
+    .bind(at)
+    .bind(&change.actor)
+    .execute(&mut **tx)
+    .await?;
+    // One statement for all history rows: each statement costs a hop to SQLite's worker
+    // thread, and a first write can carry dozens of keys. Chunks stay under SQLite's limit
+    // of 32,766 bound parameters.
+    for chunk in change.changes.chunks(1000) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO history (revision, service, version, key, kind, old_value, \
+             new_value, actor, reason, at) ",
+        );
+        insert.push_values(chunk, |mut row, c| {
+            row.push_bind(revision)
+                .push_bind(change.service.as_str())
+                .push_bind(version.0 as i64)
+                .push_bind(c.key.as_str())
+                .push_bind(change.kind.as_str())
+                .push_bind(c.old.as_ref().map(|v| v.to_string()))
+                .push_bind(c.new.as_ref().map(|v| v.to_string()))
+                .push_bind(&change.actor)
+                .push_bind(&change.reason)
+                .push_bind(at);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    sqlx::query("INSERT INTO outbox (revision, service, version, created_at) VALUES (?, ?, ?, ?)")
+        .bind(revision)
+        .bind(change.service.as_str())
+        .bind(to_i64(version.0)?)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    if change.document.is_none() {
+        sqlx::query("DELETE FROM schemas WHERE service = ?")
+            .bind(change.service.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(Committed {
+        version,
+        revision: Revision(from_i64(revision)?),
+    })
+}
+
+fn schema_record(row: &SqliteRow) -> Result<SchemaRecord> {
+    let text: String = row.try_get("schema")?;
+    Ok(SchemaRecord {
+        service: service_name(row.try_get("service")?)?,
+        schema: serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("stored schema: {e}")))?,
+        hash: row.try_get("hash")?,
+        updated_at: from_micros(row.try_get("updated_at")?)?,
+        updated_by: row.try_get("updated_by")?,
+    })
 }
 
 fn service_state(row: &SqliteRow) -> Result<ServiceState> {

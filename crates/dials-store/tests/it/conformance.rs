@@ -1,7 +1,9 @@
 //! The behaviour every backend must show, written once against `&dyn Store`.
 
 use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
-use dials_store::{HistoryQuery, InstanceReport, NewChange, Store, StoreError, TokenRecord};
+use dials_store::{
+    HistoryQuery, InstanceReport, NewChange, SchemaRecord, Store, StoreError, TokenRecord,
+};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -388,4 +390,82 @@ pub async fn an_instance_report_replaces_the_previous_one(store: &dyn Store) {
     assert_eq!(all[0], report("pi-1", 2, "rejected"));
     assert!(store.instances(&name("router")).await.unwrap().is_empty());
     assert_eq!(store.all_instances().await.unwrap().len(), 2);
+}
+
+fn schema_record(service: &str, hash: &str) -> SchemaRecord {
+    SchemaRecord {
+        service: name(service),
+        schema: json!({"type": "object", "properties": {"a": {"type": "integer"}}}),
+        hash: hash.into(),
+        updated_at: datetime!(2026-01-01 10:00 UTC),
+        updated_by: "admin".into(),
+    }
+}
+
+pub async fn a_schema_is_stored_replaced_and_removed_with_its_service(store: &dyn Store) {
+    assert!(store.schema(&name("svc")).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .put_schema(&schema_record("svc", "h1"), None)
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .put_schema(&schema_record("svc", "h2"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.schema(&name("svc")).await.unwrap(),
+        Some(schema_record("svc", "h2"))
+    );
+    assert_eq!(store.schemas().await.unwrap().len(), 1);
+    let v1 = doc(json!({"a": 1}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    store.commit(change("svc", 1, &v1, None)).await.unwrap();
+    assert!(
+        store.schema(&name("svc")).await.unwrap().is_none(),
+        "deleting the service removes its schema"
+    );
+}
+
+pub async fn a_schema_with_a_migration_lands_together_or_not_at_all(store: &dyn Store) {
+    let v1 = doc(json!({"a": "x", "b": 1}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    let mut migration = change("svc", 1, &v1, Some(doc(json!({"b": 1}))));
+    migration.kind = ChangeKind::Migrate;
+    let committed = store
+        .put_schema(&schema_record("svc", "h1"), Some(migration.clone()))
+        .await
+        .unwrap();
+    assert_eq!(committed.map(|c| c.version.0), Some(2));
+    assert_eq!(
+        store
+            .version(&name("svc"), Version(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
+        ChangeKind::Migrate
+    );
+
+    // A migration computed from a stale version fails, and the schema is not replaced.
+    let err = store
+        .put_schema(&schema_record("svc", "h2"), Some(migration))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { current } if current.0 == 2),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.schema(&name("svc")).await.unwrap().unwrap().hash,
+        "h1"
+    );
 }

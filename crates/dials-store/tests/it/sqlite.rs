@@ -33,6 +33,8 @@ conformance_tests!(
     the_outbox_hands_out_pending_changes_in_order_until_marked,
     changes_since_a_revision_replay_in_revision_order,
     an_instance_report_replaces_the_previous_one,
+    a_schema_is_stored_replaced_and_removed_with_its_service,
+    a_schema_with_a_migration_lands_together_or_not_at_all,
 );
 
 #[tokio::test]

@@ -1,0 +1,149 @@
+//! Compiled schemas and the search index, kept in memory.
+//!
+//! A schema is compiled once, when first needed, and replaced when a new one is registered
+//! through this process. The search index is rebuilt lazily on the first search after any
+//! change to a document or schema.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use dials_domain::{Document, ServiceName};
+use dials_schema::{CompiledSchema, Complexity, SearchIndex, SearchItem};
+use serde_json::Value;
+
+use crate::{ApiError, AppState};
+
+/// Compiled schemas by service; `None` remembers that a service has none.
+#[derive(Debug, Default)]
+pub struct SchemaCache {
+    entries: RwLock<HashMap<ServiceName, Option<Arc<CompiledSchema>>>>,
+    search: RwLock<Option<Arc<SearchIndex>>>,
+}
+
+impl SchemaCache {
+    /// Remembers the schema a service now has.
+    pub fn set(&self, service: &ServiceName, schema: Option<Arc<CompiledSchema>>) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.clone(), schema);
+        self.invalidate_search();
+    }
+
+    /// Drops the search index; the next search rebuilds it.
+    pub fn invalidate_search(&self) {
+        *self.search.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn get(&self, service: &ServiceName) -> Option<Option<Arc<CompiledSchema>>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(service)
+            .cloned()
+    }
+}
+
+/// The compiled schema of a service, if it has one.
+pub async fn schema_of(
+    state: &AppState,
+    service: &ServiceName,
+) -> Result<Option<Arc<CompiledSchema>>, ApiError> {
+    if let Some(known) = state.schemas.get(service) {
+        return Ok(known);
+    }
+    let compiled = match state.store.schema(service).await? {
+        Some(record) => Some(Arc::new(CompiledSchema::compile(&record.schema).map_err(
+            |e| {
+                ApiError::Internal(anyhow::anyhow!(
+                    "stored schema of {service} does not compile: {e}"
+                ))
+            },
+        )?)),
+        None => None,
+    };
+    state
+        .schemas
+        .entries
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(service.clone(), compiled.clone());
+    Ok(compiled)
+}
+
+/// The document as services see it: schema defaults filled in.
+pub fn with_defaults(schema: Option<&CompiledSchema>, document: &Document) -> Document {
+    match schema {
+        Some(schema) => schema.apply_defaults(document),
+        None => document.clone(),
+    }
+}
+
+/// The search index over every setting of every live service, built when missing.
+pub async fn search_index(state: &AppState) -> Result<Arc<SearchIndex>, ApiError> {
+    if let Some(index) = state
+        .schemas
+        .search
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    {
+        return Ok(index);
+    }
+    let services = state.store.services().await?;
+    let mut documents: HashMap<ServiceName, Document> = services
+        .into_iter()
+        .filter_map(|s| s.document.map(|d| (s.name, d)))
+        .collect();
+    let mut items = Vec::new();
+    for record in state.store.schemas().await? {
+        let schema = schema_of(state, &record.service).await?;
+        let Some(schema) = schema else { continue };
+        let document = documents.remove(&record.service).unwrap_or_default();
+        let filled = schema.apply_defaults(&document);
+        for setting in schema.settings() {
+            let value = filled.get(&setting.key);
+            items.push(SearchItem::from_setting(
+                record.service.as_str(),
+                setting,
+                value,
+            ));
+        }
+    }
+    // Services without a schema still show their keys, typed by their values.
+    for (service, document) in documents {
+        for (key, value) in document.leaves() {
+            items.push(SearchItem {
+                service: service.to_string(),
+                key,
+                title: None,
+                description: None,
+                type_: json_type(value).to_owned(),
+                complexity: Complexity::Advanced,
+                secret: false,
+                restart_required: false,
+                value: Some(value.clone()),
+                is_default: false,
+            });
+        }
+    }
+    let index = Arc::new(SearchIndex::new(items));
+    *state
+        .schemas
+        .search
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = Some(index.clone());
+    Ok(index)
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}

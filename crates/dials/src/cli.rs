@@ -21,6 +21,38 @@ pub enum Command {
     /// Each setting is taken from its flag, else its environment variable, else `dials.toml` in
     /// the data directory, else its default.
     Serve(ServeArgs),
+
+    /// Load a folder of schemas and configs into a running dials.
+    ///
+    /// Registers every `SERVICE.schema.json` as that service's schema, then writes every
+    /// `SERVICE.config.json` as its config. With no folder, loads the demo fleet shipped in
+    /// `examples/tars` (a seven-service voice assistant).
+    Seed(SeedArgs),
+}
+
+/// How the CLI reaches a running manager.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The manager's URL [env: DIALS_SERVER] [default: http://127.0.0.1:8081]
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// API token [env: DIALS_TOKEN] [default: the one in ./dials-data/admin.token]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Print machine-readable JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Folder with SERVICE.schema.json and SERVICE.config.json files [default: examples/tars]
+    pub dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args, Default)]

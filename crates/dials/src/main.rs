@@ -4,6 +4,8 @@
 //! is a single line naming it and exit code 2.
 
 mod cli;
+mod client;
+mod seed;
 mod settings;
 
 use std::process::ExitCode;
@@ -24,6 +26,29 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::Seed(args) => run_client(seed::run(args)),
+    }
+}
+
+/// Runs a CLI command: exit 0 when it succeeded, 1 with one line on stderr when not.
+fn run_client(command: impl std::future::Future<Output = anyhow::Result<bool>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dials: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(command) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("dials: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

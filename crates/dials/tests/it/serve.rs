@@ -173,3 +173,105 @@ async fn a_port_already_in_use_is_one_clear_line_and_exit_code_1() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn seed_loads_the_demo_fleet_into_a_running_manager_in_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dials"))
+        .args(["seed", "--server", &running.base, "--token", token.trim()])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("registered")).count(),
+        7,
+        "{stdout}"
+    );
+    let list: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/services", running.base))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<_> = list["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "global",
+            "llm-worker",
+            "memory-worker",
+            "router",
+            "stt-worker",
+            "tts-worker",
+            "wake-activation"
+        ]
+    );
+    assert!(
+        list["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["version"] == 1 && s["has_schema"] == true)
+    );
+
+    // Running it again is harmless: nothing changes, no new versions.
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_dials"))
+        .args([
+            "seed",
+            "--json",
+            "--server",
+            &running.base,
+            "--token",
+            token.trim(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(again.status.success());
+    let rows: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert!(
+        rows.as_array().unwrap().iter().all(|r| r["version"] == 1),
+        "{rows}"
+    );
+    running.signal("TERM").await;
+}
+
+#[tokio::test]
+async fn seed_against_no_server_is_one_line_and_exit_code_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dials"))
+        .args([
+            "seed",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--token",
+            "x",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot reach dials"), "{stderr}");
+}

@@ -8,9 +8,12 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use axum::extract::FromRequestParts;
-use axum::http::header;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use base64::Engine;
 use dials_store::TokenRecord;
 use sha2::{Digest, Sha256};
@@ -98,6 +101,8 @@ pub struct Principal {
     pub service: Option<String>,
     /// When the token stops working.
     pub expires_at: Option<OffsetDateTime>,
+    /// The client's address, when known.
+    pub address: Option<std::net::IpAddr>,
     hash: [u8; 32],
 }
 
@@ -113,6 +118,7 @@ impl Principal {
             role: record.role.parse().ok()?,
             service: record.service.clone(),
             expires_at: record.expires_at,
+            address: None,
             hash: record.hash,
         })
     }
@@ -164,27 +170,123 @@ pub fn hash_token(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The cookie that carries a browser session.
+pub const SESSION_COOKIE: &str = "dials_session";
+
+/// Filled by the extractor with the caller's name, so the layer that audits denied requests
+/// knows who was denied.
+#[derive(Debug, Clone, Default)]
+pub struct ActorSlot(pub Arc<Mutex<Option<String>>>);
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized("no credentials: send `Authorization: Bearer <token>`".into())
-        })?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header is not `Bearer <token>`".into())
-            })?;
-        authenticate(state, secret).await
+        let address = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(ip) = address {
+            state.guard.check_blocked(ip)?;
+        }
+        let result = if let Some(header) = parts.headers.get(header::AUTHORIZATION) {
+            match bearer(header) {
+                Some(secret) => authenticate(state, secret).await,
+                None => Err(ApiError::Unauthorized(
+                    "the Authorization header is not `Bearer <token>`".into(),
+                )),
+            }
+        } else if let Some(cookie) = session_cookie(&parts.headers) {
+            from_session(state, &cookie, parts).await
+        } else {
+            return Err(ApiError::Unauthorized(
+                "no credentials: send `Authorization: Bearer <token>` or sign in".into(),
+            ));
+        };
+        match result {
+            Ok(mut principal) => {
+                principal.address = address;
+                if let Some(slot) = parts.extensions.get::<ActorSlot>()
+                    && let Ok(mut slot) = slot.0.lock()
+                {
+                    *slot = Some(principal.name.clone());
+                }
+                state.guard.touch(state, &principal);
+                Ok(principal)
+            }
+            Err(e @ ApiError::Unauthorized(_)) => match address {
+                Some(ip) => Err(state.guard.failed(ip).unwrap_or(e)),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
+}
+
+fn bearer(header: &axum::http::HeaderValue) -> Option<&str> {
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// A principal from a session cookie; an unsafe method must echo the session's CSRF token.
+async fn from_session(
+    state: &AppState,
+    cookie: &str,
+    parts: &Parts,
+) -> Result<Principal, ApiError> {
+    let hash = hash_token(cookie);
+    let session = state
+        .store
+        .session(&hash)
+        .await?
+        .filter(|s| s.expires_at > OffsetDateTime::now_utc())
+        .ok_or_else(|| ApiError::Unauthorized("the session has ended; sign in again".into()))?;
+    if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let sent = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !bool::from(sent.as_bytes().ct_eq(session.csrf.as_bytes())) {
+            return Err(ApiError::Forbidden(
+                "CSRF check failed: send the session's csrf_token in X-CSRF-Token".into(),
+            ));
+        }
+    }
+    let record = state.store.token_by_id(session.token_id).await?;
+    let principal = record
+        .as_ref()
+        .and_then(Principal::from_record)
+        .ok_or_else(|| ApiError::Unauthorized("the session's token was revoked".into()))?;
+    if principal
+        .expires_at
+        .is_some_and(|t| t <= OffsetDateTime::now_utc())
+    {
+        return Err(ApiError::Unauthorized(
+            "the session's token has expired".into(),
+        ));
+    }
+    Ok(principal)
 }
 
 /// Checks a presented token secret.

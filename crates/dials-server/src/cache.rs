@@ -88,4 +88,12 @@ impl TokenCache {
             .unwrap_or_else(|e| e.into_inner())
             .insert(hash, principal);
     }
+
+    /// Forgets a token (revoked).
+    pub fn forget(&self, token_id: uuid::Uuid) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, p| p.token_id != token_id);
+    }
 }

@@ -67,6 +67,12 @@ pub enum ApiError {
         /// One entry per violation.
         errors: Vec<FieldError>,
     },
+    /// Too many failed authentications from this address.
+    #[error("too many failed attempts from this address; try again in {retry_after} s")]
+    TooManyRequests {
+        /// Seconds until the next attempt is allowed.
+        retry_after: u64,
+    },
     /// The database cannot be reached.
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
@@ -114,6 +120,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation-failed",
                 "Validation failed",
+            ),
+            TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
             ),
             Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -169,6 +180,15 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let ApiError::TooManyRequests { retry_after } = self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if matches!(self, ApiError::Unauthorized(_) | ApiError::Forbidden(_)) {
+            // For the layer that writes denied requests to the audit log.
+            response.extensions_mut().insert(Denied(self.to_string()));
+        }
         if matches!(self, ApiError::Unavailable(_)) {
             response
                 .headers_mut()
@@ -177,6 +197,10 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Why a request was denied (401/403), attached to the response for the audit layer.
+#[derive(Debug, Clone)]
+pub struct Denied(pub String);
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {

@@ -8,6 +8,7 @@ mod auth;
 mod cache;
 mod error;
 mod extract;
+mod guard;
 mod keys;
 mod openapi;
 mod ops;

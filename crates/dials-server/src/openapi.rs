@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         (name = "config", description = "Service config documents"),
         (name = "schema", description = "Schemas, validation and search"),
         (name = "history", description = "Versions, diffs, restores and per-key history"),
+        (name = "security", description = "Tokens, browser sessions and the access log"),
         (name = "fleet", description = "Signing keys, instance reports and the change stream"),
     )
 )]

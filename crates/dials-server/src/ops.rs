@@ -180,6 +180,7 @@ pub async fn write(
             actor: principal.actor().to_owned(),
             reason: reason.clone(),
             at,
+            origin: principal.address.map(|a| a.to_string()),
         };
         match state.store.commit(change).await {
             Ok(committed) => {

@@ -30,6 +30,8 @@ pub struct Inner {
     pub configs: ConfigCache,
     /// Checked tokens.
     pub tokens: TokenCache,
+    /// Rate limiting of failed authentications, and token use.
+    pub guard: crate::guard::AuthGuard,
     /// Compiled schemas and the search index.
     pub schemas: crate::schemas::SchemaCache,
     /// When the process started.
@@ -58,6 +60,7 @@ impl AppState {
             configs: ConfigCache::default(),
             tokens: TokenCache::default(),
             schemas: Default::default(),
+            guard: Default::default(),
             started: Instant::now(),
             settings,
             signer,

@@ -85,7 +85,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Option<VersionRecord>>;
 
     /// Commits one change atomically if the service is still at `change.base_version`.
-    /// Deleting a service (a change without a document) also removes its schema.
+    /// Deleting a service (a change without a document) also removes its schema. The change is
+    /// written to the access log in the same transaction.
     async fn commit(&self, change: NewChange) -> Result<Committed>;
 
     /// A service's registered schema.
@@ -138,4 +139,34 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The token with this hash, if any (revoked and expired ones included; callers decide).
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>>;
+
+    /// The token with this id.
+    async fn token_by_id(&self, id: uuid::Uuid) -> Result<Option<TokenRecord>>;
+
+    /// Every token, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Revokes a token and ends its sessions; `false` if there is no such live token.
+    async fn revoke_token(&self, id: uuid::Uuid, at: time::OffsetDateTime) -> Result<bool>;
+
+    /// Records that a token was used.
+    async fn touch_token(&self, id: uuid::Uuid, at: time::OffsetDateTime) -> Result<()>;
+
+    /// Opens a browser session.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()>;
+
+    /// The session whose cookie hashes to `hash`.
+    async fn session(&self, hash: &[u8; 32]) -> Result<Option<SessionRecord>>;
+
+    /// Ends a session.
+    async fn delete_session(&self, hash: &[u8; 32]) -> Result<()>;
+
+    /// Appends to the access log.
+    async fn insert_audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// Reads the access log, newest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
+
+    /// Deletes access-log entries older than `before` (and expired sessions); returns how many.
+    async fn prune(&self, before: time::OffsetDateTime) -> Result<u64>;
 }

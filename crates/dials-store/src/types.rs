@@ -62,6 +62,8 @@ pub struct NewChange {
     pub reason: Option<String>,
     /// When (the caller's clock, so one change has one time everywhere).
     pub at: OffsetDateTime,
+    /// The network address the change came from, for the audit log.
+    pub origin: Option<String>,
 }
 
 /// What a successful commit produced.
@@ -204,4 +206,59 @@ pub struct SchemaRecord {
     pub updated_at: OffsetDateTime,
     /// Who registered it.
     pub updated_by: String,
+}
+
+/// A browser session: what the cookie stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the cookie value.
+    pub hash: [u8; 32],
+    /// The token the session was opened with.
+    pub token_id: Uuid,
+    /// The CSRF token unsafe requests must echo.
+    pub csrf: String,
+    /// When it was opened.
+    pub created_at: OffsetDateTime,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+/// One entry of the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Increasing with time (the paging cursor); 0 before it is stored.
+    pub id: i64,
+    /// When.
+    pub at: OffsetDateTime,
+    /// Who: a token's name, or `anonymous`.
+    pub actor: String,
+    /// What, e.g. `config.put`, `token.create`, or `GET /api/v1/tokens` for a denied request.
+    pub action: String,
+    /// What it was done to (a service, a token id), if anything.
+    pub target: Option<String>,
+    /// The client's network address, if known.
+    pub address: Option<String>,
+    /// `ok` or `denied`.
+    pub outcome: String,
+    /// Why it was denied, or other detail; never a secret value.
+    pub reason: Option<String>,
+}
+
+/// Filters of an audit query.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only actions starting with this (e.g. `config.` or `token.`).
+    pub action: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// At or after.
+    pub since: Option<OffsetDateTime>,
+    /// Before.
+    pub until: Option<OffsetDateTime>,
+    /// Older than this id (the cursor).
+    pub before_id: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
 }

@@ -408,3 +408,126 @@ pub struct SearchResponse {
     /// How many settings matched in all (`items` may be cut by `limit`).
     pub total: usize,
 }
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A name people recognise; recorded as the actor of everything the token does.
+    pub name: String,
+    /// `viewer`, `operator`, `admin` or `service`.
+    pub role: String,
+    /// For `service` tokens: the one service it acts for (required then, refused otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// When it stops working (RFC 3339), if ever.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    /// Its id (used to revoke it).
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: String,
+    /// Its service, for `service` tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Who created it.
+    pub created_by: String,
+    /// When it stops working.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub expires_at: Option<OffsetDateTime>,
+    /// When it was last used (to the minute).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// When it was revoked.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    /// The token's details.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// The secret to send as `Authorization: Bearer <token>`. Shown once.
+    pub token: String,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    /// Every token, oldest first.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// `POST /api/v1/session`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// An API token; the session acts with its role.
+    pub token: String,
+}
+
+/// The answer to `POST /api/v1/session` (the session itself is the HttpOnly cookie).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionResponse {
+    /// Send as `X-CSRF-Token` with every unsafe request made with the cookie.
+    pub csrf_token: String,
+    /// When the session ends.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    /// The token's name.
+    pub name: String,
+    /// The token's role.
+    pub role: String,
+}
+
+/// One entry of `GET /api/v1/audit`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Increasing with time.
+    pub id: i64,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who: a token's name, or `anonymous`.
+    pub actor: String,
+    /// What: `config.put`, `schema.put`, `token.create`, `session.create`, … or the method and
+    /// path of a denied request.
+    pub action: String,
+    /// What it was done to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The client's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// `ok` or `denied`.
+    pub outcome: String,
+    /// Why it was denied, or detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /api/v1/audit`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// This page's entries.
+    pub items: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next (older) page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}

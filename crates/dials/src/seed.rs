@@ -63,10 +63,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<bool> {
     if args.client.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!(
-            "{:<20} {:<11} {:>7}  {}",
-            "SERVICE", "SCHEMA", "VERSION", "ERROR"
-        );
+        println!("{:<20} {:<11} {:>7}  ERROR", "SERVICE", "SCHEMA", "VERSION");
         for r in &rows {
             println!(
                 "{:<20} {:<11} {:>7}  {}",

@@ -5,6 +5,7 @@ mod config;
 mod fleet;
 mod history;
 mod schema;
+mod security;
 mod system;
 mod versions;
 mod watch;
@@ -42,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(schema::get_schema, schema::put_schema))
         .routes(routes!(schema::validate))
         .routes(routes!(schema::search))
+        .routes(routes!(security::create_token, security::list_tokens))
+        .routes(routes!(security::revoke_token))
+        .routes(routes!(security::create_session, security::delete_session))
+        .routes(routes!(security::audit_log))
         .routes(routes!(fleet::keys))
         .routes(routes!(fleet::instances))
         .routes(routes!(watch::watch))
@@ -53,6 +58,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::audit_denials,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

@@ -139,6 +139,7 @@ pub async fn put_schema(
                     &record.hash[..12]
                 )),
                 at: record.updated_at,
+                origin: principal.address.map(|a| a.to_string()),
             });
         }
     }
@@ -177,6 +178,7 @@ pub async fn put_schema(
         });
     }
     ops::refresh_cache(&state, &service).await?;
+    super::security::audit(&state, &principal, "schema.put", Some(service.to_string())).await;
     Ok(Json(schema_response(record, migrated)))
 }
 

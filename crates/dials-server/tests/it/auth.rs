@@ -21,7 +21,7 @@ async fn the_api_refuses_requests_without_a_valid_token() {
         (Method::POST, "/api/v1/services/router/restore"),
         (Method::GET, "/api/v1/history"),
     ];
-    for (method, path) in routes {
+    for (i, (method, path)) in routes.into_iter().enumerate() {
         let none = app
             .client
             .request(method.clone(), app.url(path))
@@ -30,6 +30,11 @@ async fn the_api_refuses_requests_without_a_valid_token() {
             .unwrap();
         assert_eq!(none.headers()["www-authenticate"], "Bearer");
         problem(none, StatusCode::UNAUTHORIZED).await;
+        // Bad credentials count towards the per-address limit (10 in a burst; see the
+        // security tests), so only the first routes try them.
+        if i >= 4 {
+            continue;
+        }
         let wrong = app
             .client
             .request(method.clone(), app.url(path))

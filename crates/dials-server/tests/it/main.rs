@@ -12,4 +12,5 @@ mod history;
 mod lifecycle;
 mod mqtt;
 mod schema;
+mod security;
 mod watch;

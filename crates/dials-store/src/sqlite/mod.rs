@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    ChangeRecord, Committed, HistoryQuery, HistoryRecord, InstanceReport, NewChange, OutboxItem,
-    Result, SchemaRecord, ServiceState, Store, StoreError, TokenRecord, VersionRecord,
+    AuditQuery, AuditRecord, ChangeRecord, Committed, HistoryQuery, HistoryRecord, InstanceReport,
+    NewChange, OutboxItem, Result, SchemaRecord, ServiceState, SessionRecord, Store, StoreError,
+    TokenRecord, VersionRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -406,6 +407,163 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn token_by_id(&self, id: Uuid) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, service, hash, created_at, created_by, expires_at, \
+             last_used_at, revoked_at FROM tokens WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| token_record(&r)).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, service, hash, created_at, created_by, expires_at, \
+             last_used_at, revoked_at FROM tokens ORDER BY created_at, id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(token_record).collect()
+    }
+
+    async fn revoke_token(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(to_micros(at))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+        sqlx::query("DELETE FROM sessions WHERE token_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn touch_token(&self, id: Uuid, at: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+            .bind(to_micros(at))
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_session(&self, session: &SessionRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (hash, token_id, csrf, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&session.hash[..])
+        .bind(session.token_id.to_string())
+        .bind(&session.csrf)
+        .bind(to_micros(session.created_at))
+        .bind(to_micros(session.expires_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT hash, token_id, csrf, created_at, expires_at FROM sessions WHERE hash = ?",
+        )
+        .bind(&hash[..])
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(|r| {
+            let hash: Vec<u8> = r.try_get("hash")?;
+            let token_id: String = r.try_get("token_id")?;
+            Ok(SessionRecord {
+                hash: hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("session hash is not 32 bytes".into()))?,
+                token_id: Uuid::parse_str(&token_id)
+                    .map_err(|e| StoreError::Corrupt(format!("session token id: {e}")))?,
+                csrf: r.try_get("csrf")?,
+                created_at: from_micros(r.try_get("created_at")?)?,
+                expires_at: from_micros(r.try_get("expires_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, hash: &[u8; 32]) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE hash = ?")
+            .bind(&hash[..])
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_audit(&self, record: &AuditRecord) -> Result<()> {
+        insert_audit_in(&self.writer, record).await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut sql = QueryBuilder::<Sqlite>::new(
+            "SELECT id, at, actor, action, target, address, outcome, reason FROM audit WHERE 1 = 1",
+        );
+        if let Some(actor) = &query.actor {
+            sql.push(" AND actor = ").push_bind(actor.clone());
+        }
+        if let Some(action) = &query.action {
+            sql.push(" AND substr(action, 1, ")
+                .push_bind(action.len() as i64);
+            sql.push(") = ").push_bind(action.clone());
+        }
+        if let Some(outcome) = &query.outcome {
+            sql.push(" AND outcome = ").push_bind(outcome.clone());
+        }
+        if let Some(since) = query.since {
+            sql.push(" AND at >= ").push_bind(to_micros(since));
+        }
+        if let Some(until) = query.until {
+            sql.push(" AND at < ").push_bind(to_micros(until));
+        }
+        if let Some(before) = query.before_id {
+            sql.push(" AND id < ").push_bind(before);
+        }
+        sql.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(query.limit));
+        let rows = sql.build().fetch_all(&self.readers).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    id: r.try_get("id")?,
+                    at: from_micros(r.try_get("at")?)?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    address: r.try_get("address")?,
+                    outcome: r.try_get("outcome")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<u64> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let audit = sqlx::query("DELETE FROM audit WHERE at < ?")
+            .bind(to_micros(before))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(to_micros(OffsetDateTime::now_utc()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(audit)
+    }
+
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(
             "SELECT id, name, role, service, hash, created_at, created_by, expires_at, \
@@ -492,6 +650,20 @@ async fn commit_in(
         .bind(at)
         .execute(&mut **tx)
         .await?;
+    insert_audit_in(
+        &mut **tx,
+        &AuditRecord {
+            id: 0,
+            at: change.at,
+            actor: change.actor.clone(),
+            action: format!("config.{}", change.kind.as_str()),
+            target: Some(change.service.to_string()),
+            address: change.origin.clone(),
+            outcome: "ok".into(),
+            reason: Some(format!("version {version}")),
+        },
+    )
+    .await?;
     if change.document.is_none() {
         sqlx::query("DELETE FROM schemas WHERE service = ?")
             .bind(change.service.as_str())
@@ -502,6 +674,26 @@ async fn commit_in(
         version,
         revision: Revision(from_i64(revision)?),
     })
+}
+
+async fn insert_audit_in<'e, E>(executor: E, record: &AuditRecord) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, target, address, outcome, reason) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(to_micros(record.at))
+    .bind(&record.actor)
+    .bind(&record.action)
+    .bind(&record.target)
+    .bind(&record.address)
+    .bind(&record.outcome)
+    .bind(&record.reason)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 fn schema_record(row: &SqliteRow) -> Result<SchemaRecord> {

@@ -2,7 +2,8 @@
 
 use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
 use dials_store::{
-    HistoryQuery, InstanceReport, NewChange, SchemaRecord, Store, StoreError, TokenRecord,
+    AuditQuery, AuditRecord, HistoryQuery, InstanceReport, NewChange, SchemaRecord, SessionRecord,
+    Store, StoreError, TokenRecord,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -32,6 +33,7 @@ fn change(service: &str, base: u64, before: &Document, after: Option<Document>) 
         actor: "tester".into(),
         reason: Some("because".into()),
         at: OffsetDateTime::now_utc(),
+        origin: Some("127.0.0.1".into()),
     }
 }
 
@@ -467,5 +469,142 @@ pub async fn a_schema_with_a_migration_lands_together_or_not_at_all(store: &dyn 
     assert_eq!(
         store.schema(&name("svc")).await.unwrap().unwrap().hash,
         "h1"
+    );
+}
+
+pub async fn tokens_are_listed_revoked_once_and_touched(store: &dyn Store) {
+    let token = |n: u8| TokenRecord {
+        id: uuid::Uuid::from_u128(n.into()),
+        name: format!("t{n}"),
+        role: "viewer".into(),
+        service: None,
+        hash: [n; 32],
+        created_at: datetime!(2026-01-01 10:00 UTC),
+        created_by: "admin".into(),
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    store.insert_token(&token(1)).await.unwrap();
+    store.insert_token(&token(2)).await.unwrap();
+    assert_eq!(store.tokens().await.unwrap().len(), 2);
+    let session = SessionRecord {
+        hash: [9; 32],
+        token_id: token(1).id,
+        csrf: "c".into(),
+        created_at: datetime!(2026-01-01 10:00 UTC),
+        expires_at: datetime!(2099-01-01 10:00 UTC),
+    };
+    store.insert_session(&session).await.unwrap();
+    assert_eq!(store.session(&[9; 32]).await.unwrap(), Some(session));
+    assert!(
+        store
+            .revoke_token(token(1).id, datetime!(2026-01-02 10:00 UTC))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_token(token(1).id, datetime!(2026-01-03 10:00 UTC))
+            .await
+            .unwrap(),
+        "only once"
+    );
+    assert_eq!(
+        store
+            .token_by_id(token(1).id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(datetime!(2026-01-02 10:00 UTC))
+    );
+    assert_eq!(
+        store.session(&[9; 32]).await.unwrap(),
+        None,
+        "revoking ends its sessions"
+    );
+    store
+        .touch_token(token(2).id, datetime!(2026-01-05 10:00 UTC))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .token_by_id(token(2).id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(datetime!(2026-01-05 10:00 UTC))
+    );
+}
+
+pub async fn config_changes_and_other_events_are_audited_and_pruned(store: &dyn Store) {
+    let v1 = doc(json!({"a": 1}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1)))
+        .await
+        .unwrap();
+    store
+        .insert_audit(&AuditRecord {
+            id: 0,
+            at: datetime!(2020-01-01 10:00 UTC),
+            actor: "anonymous".into(),
+            action: "GET /api/v1/tokens".into(),
+            target: None,
+            address: Some("10.0.0.9".into()),
+            outcome: "denied".into(),
+            reason: Some("no credentials".into()),
+        })
+        .await
+        .unwrap();
+    let all = store
+        .audit(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    let config = store
+        .audit(&AuditQuery {
+            action: Some("config.".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(config.len(), 1);
+    assert_eq!(
+        (
+            config[0].actor.as_str(),
+            config[0].target.as_deref(),
+            config[0].address.as_deref()
+        ),
+        ("tester", Some("svc"), Some("127.0.0.1"))
+    );
+    let denied = store
+        .audit(&AuditQuery {
+            outcome: Some("denied".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(denied[0].reason.as_deref(), Some("no credentials"));
+    assert_eq!(
+        store.prune(datetime!(2021-01-01 00:00 UTC)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .audit(&AuditQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        1
     );
 }

@@ -35,6 +35,8 @@ conformance_tests!(
     an_instance_report_replaces_the_previous_one,
     a_schema_is_stored_replaced_and_removed_with_its_service,
     a_schema_with_a_migration_lands_together_or_not_at_all,
+    tokens_are_listed_revoked_once_and_touched,
+    config_changes_and_other_events_are_audited_and_pruned,
 );
 
 #[tokio::test]

@@ -25,6 +25,8 @@ pub struct ServerSettings {
     pub mqtt_ca: Option<PathBuf>,
     /// The Ed25519 signing key's 32-byte seed, base64, overriding `keys/signing.key`.
     pub signing_key: Option<String>,
+    /// How long the access log keeps entries.
+    pub audit_retention: std::time::Duration,
 }
 
 impl ServerSettings {
@@ -40,6 +42,7 @@ impl ServerSettings {
             mqtt_prefix: String::new(),
             mqtt_ca: None,
             signing_key: None,
+            audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

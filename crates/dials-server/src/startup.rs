@@ -71,12 +71,14 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish. Also prunes the
+    /// access log hourly, keeping `audit_retention`.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = router(self.state.clone());
+        let pruner = tokio::spawn(prune_forever(self.state.clone()));
         axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -84,8 +86,30 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await
         .context("HTTP server failed")?;
+        pruner.abort();
+        // Say goodbye on MQTT (health ok:false) and disconnect cleanly; what was not
+        // acknowledged stays in the outbox for the next start.
+        if let Some(publisher) = &self.state.publisher {
+            publisher.shutdown().await;
+        }
+        self.state.store.close().await;
         tracing::info!("dials stopped");
         Ok(())
+    }
+}
+
+/// Deletes access-log entries older than the retention, and expired sessions, every hour.
+async fn prune_forever(state: AppState) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let keep = time::Duration::try_from(state.settings.audit_retention)
+            .unwrap_or(time::Duration::days(90));
+        match state.store.prune(OffsetDateTime::now_utc() - keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "pruned the audit log"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+        }
     }
 }
 

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub mqtt_ca: Option<PathBuf>,
 
+    /// Days the access log keeps entries [env: DIALS_AUDIT_RETENTION_DAYS] [default: 90]
+    #[arg(long, value_name = "DAYS")]
+    pub audit_retention_days: Option<String>,
+
     /// Log format, `pretty` or `json` [env: DIALS_LOG_FORMAT] [default: pretty on a terminal, else json]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

@@ -79,6 +79,7 @@ struct FileSettings {
     mqtt: Option<String>,
     mqtt_prefix: Option<String>,
     mqtt_ca: Option<String>,
+    audit_retention_days: Option<toml::Value>,
 }
 
 /// One setting's value and where it came from, for error messages.
@@ -274,6 +275,30 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
         Some(s) => Some(PathBuf::from(s.value)),
     };
 
+    let retention = pick(
+        args.audit_retention_days.as_deref(),
+        "audit-retention-days",
+        env,
+        "DIALS_AUDIT_RETENTION_DAYS",
+        file.audit_retention_days.map(|v| v.to_string()),
+        "audit_retention_days",
+        &file_path,
+    );
+    let audit_retention = match retention {
+        None => std::time::Duration::from_secs(90 * 24 * 3600),
+        Some(s) => match s.value.parse::<u64>() {
+            Ok(days) if (1..=36500).contains(&days) => {
+                std::time::Duration::from_secs(days * 24 * 3600)
+            }
+            _ => {
+                return Err(SettingError(format!(
+                    "invalid audit retention {:?} ({}): expected a number of days, 1 to 36500",
+                    s.value, s.source
+                )));
+            }
+        },
+    };
+
     Ok(Resolved {
         server: ServerSettings {
             data_dir,
@@ -284,6 +309,7 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             mqtt_prefix,
             mqtt_ca,
             signing_key: env.get("DIALS_SIGNING_KEY").map(str::to_owned),
+            audit_retention,
         },
         log_format,
     })

@@ -41,3 +41,21 @@ async fn the_log_says_which_broker_is_in_use() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_clean_stop_says_goodbye_on_the_health_topic() {
+    let broker = Mosquitto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = broker.url();
+    let running = start_with(dir.path(), &["--mqtt", &url]).await;
+    let mut health = Subscriber::connect(broker.addr(), "system/health/config-manager").await;
+    assert_eq!(health.next(10).await.json()["ok"], true);
+    let (status, stderr) = running.signal("TERM").await;
+    assert!(status.success(), "{stderr}");
+    let bye = health.next(10).await.json();
+    assert_eq!(
+        (bye["ok"].clone(), bye["mode"].clone()),
+        (json!(false), json!("stopped")),
+        "not the last will: {bye}"
+    );
+}

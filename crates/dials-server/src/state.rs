@@ -70,6 +70,14 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Checks a token secret as every request does: hash, in-memory lookup (the store on a
+    /// miss), constant-time compare, expiry.
+    pub async fn authenticate(&self, secret: &str) -> Result<crate::Principal, crate::ApiError> {
+        crate::auth::authenticate(self, secret).await
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {

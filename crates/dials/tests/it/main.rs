@@ -1,5 +1,6 @@
 //! The real `dials` binary, run as a user runs it: settings, first start, signals, exit codes.
 
+mod architecture;
 #[path = "../../../dials-server/tests/it/broker.rs"]
 mod broker;
 mod mqtt;

@@ -21,6 +21,6 @@ mod state;
 pub use auth::{Principal, Role, hash_token, new_token_secret};
 pub use error::ApiError;
 pub use routes::router;
-pub use settings::ServerSettings;
+pub use settings::{ServerSettings, TlsFiles};
 pub use startup::Application;
 pub use state::AppState;

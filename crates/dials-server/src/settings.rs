@@ -27,6 +27,17 @@ pub struct ServerSettings {
     pub signing_key: Option<String>,
     /// How long the access log keeps entries.
     pub audit_retention: std::time::Duration,
+    /// Serve HTTPS with this certificate chain and private key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the API's TLS certificate.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
 }
 
 impl ServerSettings {
@@ -43,6 +54,7 @@ impl ServerSettings {
             mqtt_ca: None,
             signing_key: None,
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
+            tls: None,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::{AppState, ServerSettings, hash_token, new_token_secret, router};
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     address: SocketAddr,
     state: AppState,
     admin_token: Option<PathBuf>,
@@ -38,6 +39,24 @@ impl Application {
             &settings.data_dir,
             settings.signing_key.as_deref(),
         )?);
+        let tls = match &settings.tls {
+            Some(files) => {
+                // The ring provider keeps the build free of C toolchains; installing twice is fine.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some(
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "cannot load the TLS certificate {} and key {}",
+                                files.cert.display(),
+                                files.key.display()
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
@@ -50,6 +69,7 @@ impl Application {
         let state = AppState::new(store, settings, signer, publisher);
         Ok(Self {
             listener,
+            tls,
             address,
             state,
             admin_token,
@@ -59,6 +79,12 @@ impl Application {
     /// The address the listener is bound to (the real port when port 0 was asked for).
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The URL clients use: `http://HOST:PORT`, or `https://` when serving TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// The admin token file written by this start, if it was the first.
@@ -79,13 +105,26 @@ impl Application {
     ) -> anyhow::Result<()> {
         let app = router(self.state.clone());
         let pruner = tokio::spawn(prune_forever(self.state.clone()));
-        axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")?;
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls {
+            None => axum::serve(self.listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .context("HTTP server failed")?,
+            Some(config) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+                });
+                axum_server::from_tcp_rustls(self.listener.into_std()?, config)?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .context("HTTPS server failed")?;
+            }
+        }
         pruner.abort();
         // Say goodbye on MQTT (health ok:false) and disconnect cleanly; what was not
         // acknowledged stays in the outbox for the next start.

@@ -88,6 +88,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DAYS")]
     pub audit_retention_days: Option<String>,
 
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key [env: DIALS_TLS_CERT]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert [env: DIALS_TLS_KEY]
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
     /// Log format, `pretty` or `json` [env: DIALS_LOG_FORMAT] [default: pretty on a terminal, else json]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,

@@ -76,7 +76,7 @@ fn serve(resolved: Resolved) -> ExitCode {
 
 async fn run(resolved: Resolved) -> anyhow::Result<()> {
     let app = dials_server::Application::build(resolved.server).await?;
-    println!("listening on http://{}", app.address());
+    println!("listening on {}", app.url());
     app.run_until(shutdown_signal()).await
 }
 

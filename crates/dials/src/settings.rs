@@ -80,6 +80,8 @@ struct FileSettings {
     mqtt_prefix: Option<String>,
     mqtt_ca: Option<String>,
     audit_retention_days: Option<toml::Value>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 /// One setting's value and where it came from, for error messages.
@@ -299,6 +301,48 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
         },
     };
 
+    let cert = pick(
+        args.tls_cert.as_ref().and_then(|p| p.to_str()),
+        "tls-cert",
+        env,
+        "DIALS_TLS_CERT",
+        file.tls_cert,
+        "tls_cert",
+        &file_path,
+    );
+    let key = pick(
+        args.tls_key.as_ref().and_then(|p| p.to_str()),
+        "tls-key",
+        env,
+        "DIALS_TLS_KEY",
+        file.tls_key,
+        "tls_key",
+        &file_path,
+    );
+    let tls = match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            for f in [&cert, &key] {
+                if !Path::new(&f.value).is_file() {
+                    return Err(SettingError(format!(
+                        "invalid TLS file {:?} ({}): no such file",
+                        f.value, f.source
+                    )));
+                }
+            }
+            Some(dials_server::TlsFiles {
+                cert: PathBuf::from(cert.value),
+                key: PathBuf::from(key.value),
+            })
+        }
+        (Some(only), None) | (None, Some(only)) => {
+            return Err(SettingError(format!(
+                "incomplete TLS settings ({}): --tls-cert and --tls-key go together",
+                only.source
+            )));
+        }
+    };
+
     Ok(Resolved {
         server: ServerSettings {
             data_dir,
@@ -310,6 +354,7 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             mqtt_ca,
             signing_key: env.get("DIALS_SIGNING_KEY").map(str::to_owned),
             audit_retention,
+            tls,
         },
         log_format,
     })

@@ -265,8 +265,15 @@ pub async fn create_session(
         .await?;
     audit(&state, &principal, "session.create", None).await;
     let max_age = (expires_at - now).whole_seconds().max(0);
-    let set_cookie =
-        format!("{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    // Over HTTPS the cookie is never sent in clear.
+    let secure = if state.settings.tls.is_some() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let set_cookie = format!(
+        "{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
     let mut response = Json(SessionResponse {
         csrf_token: csrf,
         expires_at,

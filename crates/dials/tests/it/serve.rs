@@ -275,3 +275,118 @@ async fn seed_against_no_server_is_one_line_and_exit_code_1() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("cannot reach dials"), "{stderr}");
 }
+
+#[tokio::test]
+async fn https_serves_the_api_with_the_given_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ]);
+    let cert = d.join("cert.pem");
+    let key = d.join("key.pem");
+    let data = d.join("data");
+    let running = crate::process::start_with(
+        &data,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        running.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        running.base
+    );
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let url = format!("{}/api/v1/status", running.base);
+    let auth = format!("Authorization: Bearer {}", token.trim());
+    let body = run(&[
+        "curl",
+        "-sS",
+        "--fail",
+        "--cacert",
+        cert.to_str().unwrap(),
+        "-H",
+        &auth,
+        &url,
+    ]);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["mode"], "normal");
+    // Plain HTTP on the same port gets nowhere.
+    let plain = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            &url.replace("https://", "http://"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!plain.status.success() || !String::from_utf8_lossy(&plain.stdout).contains("normal"));
+    // A browser session cookie is marked Secure.
+    let session = run(&[
+        "curl",
+        "-sS",
+        "-i",
+        "--cacert",
+        cert.to_str().unwrap(),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &format!("{{\"token\": \"{}\"}}", token.trim()),
+        &format!("{}/api/v1/session", running.base),
+    ]);
+    assert!(
+        session
+            .lines()
+            .any(|l| l.to_lowercase().starts_with("set-cookie") && l.contains("Secure")),
+        "{session}"
+    );
+    let (status, stderr) = running.signal("TERM").await;
+    assert!(status.success(), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_tls_setting_without_its_pair_is_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "x").unwrap();
+    let (code, stderr) =
+        run_to_exit(dir.path(), &["--tls-cert", cert.to_str().unwrap()], &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+}

@@ -9,7 +9,7 @@ mod cache;
 mod error;
 mod extract;
 mod guard;
-mod keys;
+pub mod keys;
 mod openapi;
 mod ops;
 mod routes;

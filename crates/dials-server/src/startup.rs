@@ -66,7 +66,11 @@ impl Application {
             %address, backend = store.backend(), epoch = %store.epoch(),
             data_dir = %settings.data_dir.display(), "dials is ready"
         );
-        let state = AppState::new(store, settings, signer, publisher);
+        let retired = match settings.signing_key {
+            Some(_) => Vec::new(),
+            None => crate::keys::retired_signing_keys(&settings.data_dir)?,
+        };
+        let state = AppState::new(store, settings, signer, publisher).with_retired_keys(retired);
         Ok(Self {
             listener,
             tls,

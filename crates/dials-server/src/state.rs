@@ -40,6 +40,8 @@ pub struct Inner {
     pub settings: ServerSettings,
     /// Signs MQTT envelopes; its public key is served at `/api/v1/keys`.
     pub signer: Arc<EnvelopeSigner>,
+    /// Signing keys replaced within their grace period, still listed as trusted.
+    pub retired_keys: Vec<crate::keys::RetiredKey>,
     /// The MQTT publisher, when MQTT is enabled.
     pub publisher: Option<PublisherHandle>,
     /// Every committed change, for watch streams in this process.
@@ -64,6 +66,7 @@ impl AppState {
             started: Instant::now(),
             settings,
             signer,
+            retired_keys: Vec::new(),
             publisher,
             events: broadcast::channel(EVENT_BUFFER).0,
         }))
@@ -71,6 +74,17 @@ impl AppState {
 }
 
 impl AppState {
+    /// The same state, also listing these retired signing keys as trusted.
+    pub fn with_retired_keys(self, retired: Vec<crate::keys::RetiredKey>) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.retired_keys = retired;
+                Self(Arc::new(inner))
+            }
+            Err(shared) => Self(shared),
+        }
+    }
+
     /// Checks a token secret as every request does: hash, in-memory lookup (the store on a
     /// miss), constant-time compare, expiry.
     pub async fn authenticate(&self, secret: &str) -> Result<crate::Principal, crate::ApiError> {

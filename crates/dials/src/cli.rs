@@ -28,6 +28,36 @@ pub enum Command {
     /// `SERVICE.config.json` as its config. With no folder, loads the demo fleet shipped in
     /// `examples/tars` (a seven-service voice assistant).
     Seed(SeedArgs),
+
+    /// Show or rotate the keys in the data directory (works with the server stopped).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// The signing key in use and the retired ones still trusted.
+    Show(KeysArgs),
+    /// Replace a key. `signing`: a new Ed25519 key signs envelopes after the next start; the old
+    /// public key stays listed at /api/v1/keys for 7 days so services can pin both meanwhile.
+    Rotate {
+        /// Which key: `signing`.
+        #[arg(value_parser = ["signing"])]
+        which: String,
+        #[command(flatten)]
+        args: KeysArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Data directory [env: DIALS_DATA_DIR] [default: ./dials-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How the CLI reaches a running manager.

@@ -5,6 +5,7 @@
 
 mod cli;
 mod client;
+mod keys;
 mod seed;
 mod settings;
 
@@ -28,6 +29,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Seed(args) => run_client(seed::run(args)),
+        Command::Keys(command) => match keys::run(command) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dials: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 

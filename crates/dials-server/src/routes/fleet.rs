@@ -11,18 +11,25 @@ use dials_wire::{
 use crate::extract::ServicePath;
 use crate::{ApiError, AppState, Principal, Role};
 
-/// The Ed25519 key that signs MQTT envelopes. Public: services pin it.
+/// The Ed25519 key that signs MQTT envelopes, and keys retired within the last 7 days (still
+/// trusted while services move over). Public: services pin them.
 #[utoipa::path(get, path = "/api/v1/keys", tag = "fleet",
     responses((status = 200, body = KeysResponse)))]
 pub async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
     let key_id = state.signer.key_id().to_owned();
     let public_key = state.signer.public_key_base64();
+    let mut keys = vec![KeyInfo {
+        key_id: key_id.clone(),
+        public_key: public_key.clone(),
+        current: true,
+    }];
+    keys.extend(state.retired_keys.iter().map(|k| KeyInfo {
+        key_id: k.key_id.clone(),
+        public_key: k.public_key.clone(),
+        current: false,
+    }));
     Json(KeysResponse {
-        keys: vec![KeyInfo {
-            key_id: key_id.clone(),
-            public_key: public_key.clone(),
-            current: true,
-        }],
+        keys,
         key_id,
         public_key,
     })

@@ -390,3 +390,63 @@ async fn a_tls_setting_without_its_pair_is_exit_code_2() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--tls-key"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_rotated_signing_key_takes_over_while_the_old_one_stays_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let before: Value = reqwest::get(format!("{}/api/v1/keys", running.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    running.signal("TERM").await;
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dials"))
+        .args(["keys", "rotate", "signing", "--json", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rotated["old_key_id"], before["key_id"]);
+
+    let again = start(dir.path()).await;
+    let after: Value = reqwest::get(format!("{}/api/v1/keys", again.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["key_id"], rotated["new_key_id"]);
+    let keys = after["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[1]["key_id"].clone(), keys[1]["current"].clone()),
+        (before["key_id"].clone(), json!(false))
+    );
+    let show = tokio::process::Command::new(env!("CARGO_BIN_EXE_dials"))
+        .args(["keys", "show", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        table.contains("current") && table.contains("retired"),
+        "{table}"
+    );
+    again.signal("TERM").await;
+    let nowhere = tokio::process::Command::new(env!("CARGO_BIN_EXE_dials"))
+        .args(["keys", "show", "--data-dir", "/nonexistent-dials"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status.code(), Some(1));
+}

@@ -234,6 +234,11 @@ impl Task {
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let (client, mut eventloop) = AsyncClient::new(self.options(), WINDOW * 2 + 16);
+        // Without TCP_NODELAY an envelope written right after a PUBACK waits for the broker's
+        // delayed ACK (40 ms on Linux): Nagle would hold it back.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let mut backoff = BACKOFF_MIN;
         // Health goes out on every connect; the timer only refreshes it in between.
         let mut health =

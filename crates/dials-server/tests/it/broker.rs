@@ -150,7 +150,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {} 127.0.0.1\nallow_anonymous {}\npersistence false\nuser root\n\
-                 max_inflight_messages 0\nmax_queued_messages 100000\n{}",
+                 max_inflight_messages 0\nset_tcp_nodelay true\nmax_queued_messages 100000\n{}",
                 self.port,
                 self.extra.is_empty(),
                 self.extra

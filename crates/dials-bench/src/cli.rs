@@ -1,0 +1,228 @@
+//! Command-line arguments. Every count and duration has an upper bound, so no run can go on
+//! for ever.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::get::GetOptions;
+
+/// dials-load: measure a running dials server over loopback.
+///
+/// It connects only to 127.0.0.1, localhost or [::1], and every loop is bounded in count and
+/// in time. Progress goes to stderr, results to stdout.
+#[derive(Debug, Parser)]
+#[command(name = "dials-load", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read one service's config over keep-alive connections, as fast as they answer.
+    Get(GetArgs),
+    /// Replace one service's config N times in a row; each write is a new, durable version.
+    Put(PutArgs),
+    /// Time from spawning `dials serve` to its first answered `GET /health`.
+    Startup(StartupArgs),
+    /// Resident memory of an idle server that has served a few requests.
+    Rss(RssArgs),
+    /// The fdatasync floor of the filesystem: what every durable write pays at least.
+    Fsync(FsyncArgs),
+    /// The same read load against a do-nothing HTTP server inside this tool: the floor that
+    /// loopback, the kernel and hyper set on this machine.
+    Floor(FloorArgs),
+    /// Everything, end to end, against one binary; prints a Markdown table.
+    All(AllArgs),
+    /// MQTT distribution with a Mosquitto of its own: PUT → subscriber latency, outbox drain
+    /// after an outage, one update fanned out to many subscribers.
+    Mqtt(MqttArgs),
+    /// The floor server itself (started by `floor` and `all`).
+    #[command(hide = true)]
+    FloorServer(FloorServerArgs),
+}
+
+/// Where the server is and how to authenticate.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Base URL of the server; its host must be loopback
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    pub url: String,
+
+    /// Bearer token (e.g. the contents of <data-dir>/admin.token)
+    #[arg(long, env = "DIALS_TOKEN", hide_env_values = true)]
+    pub token: String,
+
+    /// Service whose config is read or written
+    #[arg(long, default_value = "bench")]
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    #[command(flatten)]
+    pub shape: Shape,
+
+    /// The server's process id, to report the CPU it used beside the client's
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+}
+
+/// How a read run is shaped.
+#[derive(Debug, Args)]
+pub struct Shape {
+    /// Concurrent keep-alive connections, one task each
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub connections: u32,
+
+    /// Measured duration in seconds
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+
+    /// Unmeasured warm-up before it, in seconds
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub warmup_seconds: u64,
+
+    /// Client runtime threads; 1 runs every connection on one thread
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: u32,
+}
+
+impl Shape {
+    pub fn options(&self) -> GetOptions {
+        GetOptions {
+            connections: self.connections,
+            threads: self.threads,
+            seconds: Duration::from_secs(self.seconds),
+            warmup: Duration::from_secs(self.warmup_seconds),
+            server_pid: None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    #[command(flatten)]
+    pub shape: Shape,
+
+    /// Size of the fixed JSON body it answers
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    pub body_bytes: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FloorServerArgs {
+    /// Size of the fixed JSON body it answers
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    pub body_bytes: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Writes to make, one after the other on one connection
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub requests: u64,
+
+    /// The server's process id, to report the CPU it used beside the client's
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartupArgs {
+    /// The `dials` binary to start
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Starts of each kind (first start, restart)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Where to make the temporary data directories [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// An extra argument for `dials serve` (repeat for more), e.g. --serve-arg=--mqtt=none
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RssArgs {
+    /// The `dials` binary to start
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Where to make the temporary data directory [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// An extra argument for `dials serve` (repeat for more), e.g. --serve-arg=--mqtt=none
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FsyncArgs {
+    /// Write + fdatasync rounds
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
+
+    /// A directory on the filesystem to measure [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// The `dials` binary to measure
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Measured seconds of each GET run
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+
+    /// Client runtime threads for the GET runs
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: u32,
+
+    /// Where to make data directories and the fsync file [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// An extra argument for `dials serve` (repeat for more), e.g. --serve-arg=--mqtt=none
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MqttArgs {
+    /// The `dials` binary to measure
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Writes timed one by one until a subscriber receives them
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub puts: u32,
+
+    /// Changes left in the outbox, then drained
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(50..=200_000))]
+    pub drain: u32,
+
+    /// Subscribed clients for the fan-out
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub subscribers: u32,
+
+    /// Updates fanned out to all of them
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub fanout_updates: u32,
+}

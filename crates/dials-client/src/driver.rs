@@ -1,0 +1,616 @@
+//! The background task: one loop that owns the MQTT connection, checks every envelope, re-reads
+//! over REST when an update cannot be applied directly, applies new configs (callbacks, watch,
+//! LKG file) and reports each version on `config/applied/{service}/{instance}`.
+//!
+//! Everything that changes the config in force happens here, one thing at a time, so versions
+//! apply in order and a callback never runs twice at once.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dials_wire::{ConfigResponse, Envelope};
+use ed25519_dalek::VerifyingKey;
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::Error;
+use crate::client::{Command, Origin, Shared, lock};
+use crate::layers::{EnvLookup, ServiceSchema, has_secret_placeholder};
+use crate::lkg::LkgFile;
+use crate::manager::Manager;
+use crate::mqtt::{BrokerUrl, Topics};
+
+/// An envelope older than this is not applied from MQTT; the config is re-read over REST.
+pub(crate) const STALE_AFTER: time::Duration = time::Duration::minutes(5);
+
+/// The log target of refused updates.
+const SECURITY: &str = "dials_client::security";
+
+/// How a version ended, as reported on `config/applied/…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Applied,
+    Rejected,
+    Failed,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Applied => "applied",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One version's outcome, to publish.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub version: u64,
+    pub status: Status,
+    pub error: Option<String>,
+    pub overrides: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Wire<'a> {
+    service: &'a str,
+    instance: &'a str,
+    version: u64,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    at: String,
+    schema_hash: &'a str,
+    overrides: &'a [String],
+}
+
+/// The MQTT side: client, event loop, topics.
+pub(crate) struct Mqtt {
+    client: AsyncClient,
+    eventloop: EventLoop,
+    topics: Topics,
+    broker: BrokerUrl,
+}
+
+impl Mqtt {
+    pub fn new(options: MqttOptions, topics: Topics, broker: BrokerUrl) -> Self {
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        // Acknowledgements and reports are small writes right after a read: with Nagle's
+        // algorithm they wait for the broker's delayed ACK (40 ms on Linux).
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        network.set_connection_timeout(5);
+        eventloop.set_network_options(network);
+        Self {
+            client,
+            eventloop,
+            topics,
+            broker,
+        }
+    }
+}
+
+/// Exponential backoff with jitter: each wait is between half and all of the current step.
+#[derive(Debug)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    step: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            step: min,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let wait = self.step.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+        self.step = (self.step * 2).min(self.max);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.step = self.min;
+    }
+}
+
+/// The background task's state.
+pub(crate) struct Driver<T> {
+    pub shared: Arc<Shared<T>>,
+    pub schema: Arc<ServiceSchema>,
+    pub env: EnvLookup,
+    pub manager: Manager,
+    pub lkg: Option<Arc<LkgFile>>,
+    pub keys: Vec<VerifyingKey>,
+    /// The manager's epoch as far as known.
+    pub epoch: Option<Uuid>,
+    /// The highest version dealt with (applied, rejected or failed) in `epoch`.
+    pub seen: u64,
+    /// The latest report, published again after every (re)connect.
+    pub last_report: Option<Report>,
+    /// Whether `last_report` still has to be published.
+    pub report_pending: bool,
+    pub request_timeout: Duration,
+    pub poll_interval: Option<Duration>,
+    /// Whether the last REST read succeeded.
+    pub manager_ok: bool,
+}
+
+/// REST reads in flight and who waits for them.
+struct Reads {
+    results_tx: mpsc::UnboundedSender<Result<ConfigResponse, String>>,
+    in_flight: bool,
+    again: bool,
+    /// Waiters answered by the read in flight.
+    current: Vec<oneshot::Sender<Result<(), Error>>>,
+    /// Waiters answered by the next read.
+    next: Vec<oneshot::Sender<Result<(), Error>>>,
+    retry: Backoff,
+    retry_at: Option<Instant>,
+    poll_at: Option<Instant>,
+}
+
+impl<T> Driver<T>
+where
+    T: DeserializeOwned + Send + Sync + 'static,
+{
+    pub async fn run(
+        mut self,
+        mut mqtt: Option<Mqtt>,
+        mut stop: watch::Receiver<bool>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let (results_tx, mut results) = mpsc::unbounded_channel();
+        let mut reads = Reads {
+            results_tx,
+            in_flight: false,
+            again: false,
+            current: Vec::new(),
+            next: Vec::new(),
+            retry: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+            retry_at: None,
+            poll_at: self.poll_interval.map(|every| Instant::now() + every),
+        };
+        if !self.manager_ok {
+            reads.retry_at = Some(Instant::now() + reads.retry.next());
+        }
+        let mut mqtt_retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+        let mut mqtt_retry_at: Option<Instant> = None;
+        let mut connected = false;
+        let mut warned_down = false;
+
+        loop {
+            let read_at = match (reads.retry_at, reads.poll_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let polling = mqtt.is_some() && mqtt_retry_at.is_none();
+            tokio::select! {
+                _ = stop.changed() => break,
+                command = commands.recv() => match command {
+                    Some(Command::Refresh(reply)) => {
+                        reads.next.push(reply);
+                        self.start_read(&mut reads);
+                    }
+                    None => break,
+                },
+                Some(result) = results.recv() => {
+                    self.on_read(&mut reads, result).await;
+                }
+                event = poll(&mut mqtt), if polling => {
+                    let Some(m) = mqtt.as_mut() else { continue };
+                    match event {
+                        Ok(Event::Incoming(Incoming::ConnAck(ack)))
+                            if ack.code == ConnectReturnCode::Success =>
+                        {
+                            tracing::info!(broker = %m.broker.display(), "connected to the MQTT broker");
+                            connected = true;
+                            warned_down = false;
+                            mqtt_retry.reset();
+                            if let Err(e) = m.client.try_subscribe(&m.topics.updated, QoS::AtLeastOnce) {
+                                tracing::warn!(error = %e, "cannot subscribe to config updates");
+                            }
+                            self.report_pending = true;
+                            // Whatever was missed while disconnected comes from REST.
+                            self.start_read(&mut reads);
+                        }
+                        Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == m.topics.updated => {
+                            if self.on_envelope(&p.payload).await {
+                                self.start_read(&mut reads);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            if connected || !warned_down {
+                                tracing::warn!(
+                                    broker = %m.broker.display(),
+                                    error = %e,
+                                    "MQTT broker unreachable; retrying in the background"
+                                );
+                                warned_down = true;
+                            } else {
+                                tracing::debug!(error = %e, "MQTT reconnect failed");
+                            }
+                            connected = false;
+                            mqtt_retry_at = Some(Instant::now() + mqtt_retry.next());
+                        }
+                    }
+                }
+                _ = sleep_until(mqtt_retry_at), if mqtt_retry_at.is_some() => {
+                    mqtt_retry_at = None;
+                }
+                _ = sleep_until(read_at), if read_at.is_some() => {
+                    reads.retry_at = None;
+                    reads.poll_at = self.poll_interval.map(|every| Instant::now() + every);
+                    self.start_read(&mut reads);
+                }
+            }
+            if self.report_pending
+                && connected
+                && let Some(m) = &mqtt
+            {
+                self.publish_report(m);
+                self.report_pending = false;
+            }
+        }
+
+        for waiter in reads.current.drain(..).chain(reads.next.drain(..)) {
+            let _ = waiter.send(Err(Error::Shutdown));
+        }
+        if let Some(m) = mqtt.as_mut()
+            && connected
+        {
+            let _ = m.client.try_disconnect();
+            let drain = async {
+                loop {
+                    match m.eventloop.poll().await {
+                        Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        }
+        tracing::debug!(service = %self.shared.service, "dials client stopped");
+    }
+
+    /// Starts a REST read unless one is in flight (then one more follows it).
+    fn start_read(&self, reads: &mut Reads) {
+        if reads.in_flight {
+            reads.again = true;
+            return;
+        }
+        reads.in_flight = true;
+        reads.current.append(&mut reads.next);
+        let manager = self.manager.clone();
+        let tx = reads.results_tx.clone();
+        let timeout = self.request_timeout;
+        tokio::spawn(async move {
+            let _ = tx.send(manager.read_config(timeout).await);
+        });
+    }
+
+    async fn on_read(&mut self, reads: &mut Reads, result: Result<ConfigResponse, String>) {
+        reads.in_flight = false;
+        let answer = match result {
+            Ok(response) => {
+                if !self.manager_ok {
+                    tracing::info!(service = %self.shared.service, "the manager answers again");
+                }
+                self.manager_ok = true;
+                reads.retry.reset();
+                reads.retry_at = None;
+                self.on_rest(response).await;
+                Ok(())
+            }
+            Err(e) => {
+                if self.manager_ok {
+                    tracing::warn!(service = %self.shared.service, "cannot read the config: {e}; retrying");
+                } else {
+                    tracing::debug!(service = %self.shared.service, "cannot read the config: {e}");
+                }
+                self.manager_ok = false;
+                reads.retry_at = Some(Instant::now() + reads.retry.next());
+                Err(e)
+            }
+        };
+        for waiter in reads.current.drain(..) {
+            let _ = waiter.send(answer.clone().map_err(Error::Manager));
+        }
+        if std::mem::take(&mut reads.again) || !reads.next.is_empty() {
+            self.start_read(reads);
+        }
+    }
+
+    /// A config read over REST: applied if it is newer, or from another epoch.
+    async fn on_rest(&mut self, response: ConfigResponse) {
+        let same_epoch = self.epoch == Some(response.epoch);
+        if same_epoch && response.version <= self.seen {
+            tracing::debug!(
+                service = %self.shared.service,
+                version = response.version,
+                "the manager has nothing newer"
+            );
+            return;
+        }
+        if !same_epoch && let Some(known) = self.epoch {
+            tracing::warn!(
+                target: SECURITY,
+                service = %self.shared.service,
+                known = %known,
+                epoch = %response.epoch,
+                "the manager's database has a new epoch; following the manager"
+            );
+        }
+        if has_secret_placeholder(&response.config) {
+            tracing::warn!(
+                service = %self.shared.service,
+                version = response.version,
+                "the manager answered with secret placeholders; not applied"
+            );
+            return;
+        }
+        self.apply(response.version, response.epoch, response.config)
+            .await;
+    }
+
+    /// Checks an MQTT update and applies it. Returns whether the config must be re-read over
+    /// REST instead.
+    async fn on_envelope(&mut self, payload: &[u8]) -> bool {
+        let service = self.shared.service.as_str();
+        if payload.is_empty() {
+            tracing::warn!(
+                service,
+                "the manager deleted this service; the config in force stays"
+            );
+            return false;
+        }
+        let envelope = match Envelope::verify(payload, &self.keys) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(target: SECURITY, service, error = %e, "ignored an MQTT update that does not verify");
+                return false;
+            }
+        };
+        if envelope.service != service {
+            tracing::warn!(
+                target: SECURITY,
+                service,
+                claimed = %envelope.service,
+                "ignored an MQTT update for another service"
+            );
+            return false;
+        }
+        match self.epoch {
+            Some(known) if known != envelope.epoch => {
+                tracing::warn!(
+                    target: SECURITY,
+                    service,
+                    epoch = %envelope.epoch,
+                    known = %known,
+                    "MQTT update from an unknown epoch; re-reading over REST"
+                );
+                return true;
+            }
+            // Started from defaults: the manager has not been heard over REST yet.
+            None => {
+                tracing::info!(service, "first MQTT update; reading the config over REST");
+                return true;
+            }
+            Some(_) => {}
+        }
+        if envelope.version <= self.seen {
+            if envelope.version < self.seen {
+                tracing::warn!(
+                    target: SECURITY,
+                    service,
+                    version = envelope.version,
+                    current = self.seen,
+                    "ignored an MQTT update older than the config in force"
+                );
+            } else {
+                tracing::debug!(
+                    service,
+                    version = envelope.version,
+                    "already have this version"
+                );
+            }
+            return false;
+        }
+        let fresh = envelope
+            .issued_at()
+            .is_some_and(|at| OffsetDateTime::now_utc() - at <= STALE_AFTER);
+        if !fresh {
+            tracing::info!(
+                service,
+                version = envelope.version,
+                issued_at = %envelope.issued_at,
+                "MQTT update is stale; re-reading over REST"
+            );
+            return true;
+        }
+        if has_secret_placeholder(&envelope.config) {
+            tracing::debug!(
+                service,
+                version = envelope.version,
+                "update carries secrets; reading it over REST"
+            );
+            return true;
+        }
+        self.apply(envelope.version, envelope.epoch, envelope.config)
+            .await;
+        false
+    }
+
+    /// Resolves, runs the callbacks, swaps the config in, reports, writes the LKG file.
+    async fn apply(&mut self, version: u64, epoch: Uuid, config: Value) {
+        let service = self.shared.service.clone();
+        self.epoch = Some(epoch);
+        self.seen = version;
+        let overrides = self.schema.active_overrides(&self.env);
+        let resolved = match self.schema.resolve::<T>(&config, &self.env) {
+            Ok(r) => r,
+            Err(reason) => {
+                tracing::error!(service, version, "rejected config version: {reason}");
+                self.report_pending = true;
+                self.last_report = Some(Report {
+                    version,
+                    status: Status::Rejected,
+                    error: Some(reason),
+                    overrides,
+                });
+                return;
+            }
+        };
+        warn_masked(&service, &resolved.masked);
+        let new = Arc::new(resolved.value);
+        let old = self.shared.config.borrow().clone();
+        let callbacks = lock(&self.shared.callbacks).clone();
+        for callback in callbacks {
+            let outcome = catch_unwind(AssertUnwindSafe(|| callback(&old, &new)));
+            let reason = match outcome {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => format!("a change callback refused it: {e}"),
+                Err(panic) => format!("a change callback panicked: {}", panic_message(&*panic)),
+            };
+            tracing::error!(service, version, "config version not applied: {reason}");
+            self.report_pending = true;
+            self.last_report = Some(Report {
+                version,
+                status: Status::Failed,
+                error: Some(reason),
+                overrides,
+            });
+            return;
+        }
+        // Info first: whoever wakes up on the new config reads its version.
+        {
+            let mut info = lock(&self.shared.info);
+            info.version = version;
+            info.epoch = Some(epoch);
+            info.origin = Origin::Manager;
+            info.overrides = resolved.overrides.clone();
+        }
+        self.shared.config.send_replace(new);
+        tracing::info!(service, version, "applied config version");
+        self.report_pending = true;
+        self.last_report = Some(Report {
+            version,
+            status: Status::Applied,
+            error: None,
+            overrides: resolved.overrides,
+        });
+        if let Some(file) = &self.lkg {
+            write_lkg(
+                file.clone(),
+                &self.schema,
+                &service,
+                version,
+                Some(epoch),
+                config,
+            )
+            .await;
+        }
+    }
+
+    /// Publishes the latest report, retained.
+    fn publish_report(&self, m: &Mqtt) {
+        let Some(report) = &self.last_report else {
+            return;
+        };
+        let wire = Wire {
+            service: &self.shared.service,
+            instance: &self.shared.instance,
+            version: report.version,
+            status: report.status.as_str(),
+            error: report.error.as_deref(),
+            at: OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
+            schema_hash: &self.shared.schema_hash,
+            overrides: &report.overrides,
+        };
+        let payload = serde_json::to_vec(&wire).unwrap_or_default();
+        if let Err(e) = m
+            .client
+            .try_publish(&m.topics.applied, QoS::AtLeastOnce, true, payload)
+        {
+            tracing::warn!(error = %e, "cannot report the applied status");
+        }
+    }
+}
+
+/// Writes the LKG file on a blocking thread; a failure is logged, not fatal.
+pub(crate) async fn write_lkg(
+    file: Arc<LkgFile>,
+    schema: &ServiceSchema,
+    service: &str,
+    version: u64,
+    epoch: Option<Uuid>,
+    config: Value,
+) {
+    let config = schema.without_secrets(&config);
+    let hash = schema.hash();
+    let owned_service = service.to_owned();
+    let path = file.path().display().to_string();
+    let written = tokio::task::spawn_blocking(move || {
+        file.store(&owned_service, version, epoch, &hash, config)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => tracing::debug!(service, version, path, "last-known-good file written"),
+        Ok(Err(e)) => {
+            tracing::warn!(service, path, "cannot write the last-known-good file: {e}")
+        }
+        Err(e) => tracing::warn!(service, path, "cannot write the last-known-good file: {e}"),
+    }
+}
+
+/// Warns when secrets arrived masked: the token is not this service's own.
+pub(crate) fn warn_masked(service: &str, masked: &[String]) {
+    if !masked.is_empty() {
+        tracing::warn!(
+            service,
+            keys = ?masked,
+            "the manager masked these secrets: read them with this service's own token"
+        );
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
+
+async fn poll(mqtt: &mut Option<Mqtt>) -> Result<Event, rumqttc::ConnectionError> {
+    match mqtt {
+        Some(m) => m.eventloop.poll().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,261 @@
+//! The last-known-good (LKG) file: the latest config the service applied from the manager, so
+//! that it can start while the manager is away.
+//!
+//! ```text
+//! {"format":1, "service", "version", "epoch", "schema_hash", "written_at", "config", "mac"}
+//! ```
+//! `config` is the manager's document without the values of `x-secret` keys (secrets never
+//! touch the disk); `mac` is lowercase hex HMAC-SHA256 over the RFC 8785 canonical form of the
+//! object without `mac`. The file is replaced atomically: a temporary file in the same folder,
+//! fsync, rename, fsync of the folder.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The only LKG format this code writes and reads.
+const FORMAT: u64 = 1;
+
+/// The LKG file of one service and the key that signs it.
+pub(crate) struct LkgFile {
+    path: PathBuf,
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for LkgFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LkgFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a valid LKG file holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Lkg {
+    pub version: u64,
+    pub epoch: Option<Uuid>,
+    pub config: Value,
+}
+
+/// Why an LKG file was not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LkgError {
+    #[error("the last-known-good file {0} does not exist")]
+    Missing(String),
+    #[error("the last-known-good file {path} cannot be read: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("the last-known-good file {path} is refused: {reason}")]
+    Refused { path: String, reason: String },
+}
+
+impl LkgError {
+    /// Whether the refusal deserves an error in the log (anything but a missing file).
+    pub fn is_loud(&self) -> bool {
+        !matches!(self, Self::Missing(_))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Contents {
+    format: u64,
+    service: String,
+    version: u64,
+    epoch: Option<Uuid>,
+    schema_hash: String,
+    written_at: String,
+    config: Value,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    mac: String,
+}
+
+/// The LKG key derived from the service's token: HMAC-SHA256(key = token, "dials-lkg-v1").
+pub(crate) fn key_from_token(token: &str) -> Vec<u8> {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(token.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(b"dials-lkg-v1");
+    mac.finalize().into_bytes().to_vec()
+}
+
+impl LkgFile {
+    pub fn new(path: PathBuf, key: Vec<u8>) -> Self {
+        Self { path, key }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn mac(&self, contents: &Contents) -> Result<HmacSha256, String> {
+        let value = serde_json::to_value(contents).map_err(|e| e.to_string())?;
+        let canonical = dials_wire::envelope::canonical(&value).map_err(|e| e.to_string())?;
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
+        mac.update(&canonical);
+        Ok(mac)
+    }
+
+    /// Reads and checks the file: format, MAC under our key, service.
+    pub fn load(&self, service: &str) -> Result<Lkg, LkgError> {
+        let path = self.path.display().to_string();
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LkgError::Missing(path));
+            }
+            Err(e) => {
+                return Err(LkgError::Unreadable {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let refused = |reason: String| LkgError::Refused {
+            path: path.clone(),
+            reason,
+        };
+        let mut contents: Contents = serde_json::from_slice(&bytes)
+            .map_err(|e| refused(format!("it is not an LKG file ({e})")))?;
+        if contents.format != FORMAT {
+            return Err(refused(format!("unknown format {}", contents.format)));
+        }
+        let claimed = hex::decode(std::mem::take(&mut contents.mac))
+            .map_err(|_| refused("its MAC is not hex".to_owned()))?;
+        self.mac(&contents)
+            .map_err(refused)?
+            .verify_slice(&claimed)
+            .map_err(|_| {
+                refused(
+                    "its HMAC does not match: the file was altered, or written with another \
+                     key or token"
+                        .to_owned(),
+                )
+            })?;
+        if contents.service != service {
+            return Err(refused(format!(
+                "it was written for service {:?}, not {service:?}",
+                contents.service
+            )));
+        }
+        Ok(Lkg {
+            version: contents.version,
+            epoch: contents.epoch,
+            config: contents.config,
+        })
+    }
+
+    /// Replaces the file atomically. Blocking: call from a blocking thread.
+    pub fn store(
+        &self,
+        service: &str,
+        version: u64,
+        epoch: Option<Uuid>,
+        schema_hash: &str,
+        config: Value,
+    ) -> Result<(), String> {
+        let mut contents = Contents {
+            format: FORMAT,
+            service: service.to_owned(),
+            version,
+            epoch,
+            schema_hash: schema_hash.to_owned(),
+            written_at: OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .map_err(|e| e.to_string())?,
+            config,
+            mac: String::new(),
+        };
+        contents.mac = hex::encode(self.mac(&contents)?.finalize().into_bytes());
+        let mut bytes = serde_json::to_vec(&contents).map_err(|e| e.to_string())?;
+        bytes.push(b'\n');
+
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        // The temporary file is created 0600 and removed if anything below fails.
+        let mut file = tempfile::Builder::new()
+            .prefix(".dials-lkg-")
+            .tempfile_in(&dir)
+            .map_err(|e| format!("create a temporary file in {}: {e}", dir.display()))?;
+        file.write_all(&bytes).map_err(|e| e.to_string())?;
+        file.as_file().sync_all().map_err(|e| e.to_string())?;
+        file.persist(&self.path)
+            .map_err(|e| format!("rename into {}: {e}", self.path.display()))?;
+        // Make the rename itself durable; not every platform lets a folder be synced.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn file(dir: &Path, key: &[u8]) -> LkgFile {
+        LkgFile::new(dir.join("sub/svc.lkg"), key.to_vec())
+    }
+
+    #[test]
+    fn a_stored_lkg_loads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path(), b"k");
+        assert!(matches!(f.load("svc"), Err(LkgError::Missing(_))));
+        let epoch = Uuid::new_v4();
+        f.store("svc", 3, Some(epoch), "h", json!({"a": 1}))
+            .unwrap();
+        let lkg = f.load("svc").unwrap();
+        assert_eq!(
+            (lkg.version, lkg.epoch, lkg.config),
+            (3, Some(epoch), json!({"a": 1}))
+        );
+        // Only the file itself is left behind.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_tampered_foreign_or_garbled_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path(), b"k");
+        f.store("svc", 3, None, "h", json!({"a": 1})).unwrap();
+        let text = std::fs::read_to_string(f.path()).unwrap();
+
+        std::fs::write(f.path(), text.replace("\"a\":1", "\"a\":2")).unwrap();
+        let err = f.load("svc").unwrap_err();
+        assert!(err.to_string().contains("HMAC does not match"), "{err}");
+
+        std::fs::write(f.path(), &text).unwrap();
+        let err = file(dir.path(), b"other").load("svc").unwrap_err();
+        assert!(err.to_string().contains("HMAC does not match"), "{err}");
+        let err = f.load("other-svc").unwrap_err();
+        assert!(err.to_string().contains("written for service"), "{err}");
+
+        std::fs::write(f.path(), "garbage").unwrap();
+        assert!(f.load("svc").unwrap_err().is_loud());
+    }
+
+    #[test]
+    fn the_token_derived_key_depends_on_the_token() {
+        assert_eq!(key_from_token("a"), key_from_token("a"));
+        assert_ne!(key_from_token("a"), key_from_token("b"));
+        assert_eq!(key_from_token("a").len(), 32);
+    }
+}

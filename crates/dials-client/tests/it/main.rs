@@ -1,0 +1,14 @@
+//! The client against the real manager and a real Mosquitto: each test starts its own broker
+//! (on a free port) and manager (fresh data dir), then drives a client as a service would.
+
+#[path = "../../../dials-server/tests/it/broker.rs"]
+mod broker;
+mod helpers;
+#[path = "../../examples/echo-service/tts_config.rs"]
+mod tts_config;
+
+mod boundaries;
+mod demo;
+mod envelopes;
+mod live;
+mod startup;

@@ -156,3 +156,55 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
         ))
     }
 }
+
+/// Cursor paging of the newest-first lists (history, audit): `limit` of 1 to 1000 (default
+/// 100) and the opaque `cursor` a previous page gave out.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Records on this page.
+    pub limit: u32,
+    /// Only records older than this id.
+    pub before_id: Option<i64>,
+}
+
+impl Page {
+    const DEFAULT_LIMIT: u32 = 100;
+    const MAX_LIMIT: u32 = 1000;
+
+    /// Checks the paging parameters of a request.
+    pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        let limit = limit.unwrap_or(Self::DEFAULT_LIMIT);
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be 1 to {}, not {limit}",
+                Self::MAX_LIMIT
+            )));
+        }
+        let before_id = cursor
+            .map(|c| {
+                c.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                    ApiError::BadRequest(format!("cursor {c:?} is not one this API gave out"))
+                })
+            })
+            .transpose()?;
+        Ok(Self { limit, before_id })
+    }
+
+    /// How many records to ask the store for: one more than the page, to tell whether another
+    /// page follows.
+    pub fn fetch(&self) -> u32 {
+        self.limit + 1
+    }
+
+    /// Cuts `records` (fetched with [`Page::fetch`]) to the page and returns the cursor of the
+    /// next one, if any.
+    pub fn finish<T>(&self, records: &mut Vec<T>, id: impl Fn(&T) -> i64) -> Option<String> {
+        let more = records.len() > self.limit as usize;
+        records.truncate(self.limit as usize);
+        if more {
+            records.last().map(|r| id(r).to_string())
+        } else {
+            None
+        }
+    }
+}

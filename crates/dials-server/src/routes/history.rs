@@ -9,12 +9,9 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
 
-use crate::extract::{Query, service_name};
+use crate::extract::{Page, Query, service_name};
 use crate::ops;
 use crate::{ApiError, AppState, Principal, Role};
-
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 
 /// Filters of `GET /api/v1/history`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -61,39 +58,18 @@ pub async fn history(
         return Err(ops::not_found(service));
     }
     let key = params.key.as_deref().map(KeyPath::parse).transpose()?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to {MAX_LIMIT}, not {limit}"
-        )));
-    }
-    let before_id = params
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-                ApiError::BadRequest(format!("cursor {c:?} is not one this API gave out"))
-            })
-        })
-        .transpose()?;
+    let page = Page::parse(params.limit, params.cursor.as_deref())?;
     let query = HistoryQuery {
         service,
         key: key.map(|k| k.to_string()),
         since: params.since,
         until: params.until,
         actor: params.actor,
-        before_id,
-        // One more than asked tells whether another page follows.
-        limit: limit + 1,
+        before_id: page.before_id,
+        limit: page.fetch(),
     };
     let mut records = state.store.history(&query).await?;
-    let more = records.len() > limit as usize;
-    records.truncate(limit as usize);
-    let next_cursor = if more {
-        records.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = page.finish(&mut records, |r| r.id);
     let items = records
         .into_iter()
         .map(|r| HistoryEntry {

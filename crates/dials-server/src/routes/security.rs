@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::auth::{ActorSlot, SESSION_COOKIE, authenticate, session_cookie};
 use crate::error::Denied;
-use crate::extract::{ClientAddr, JsonBody, Query};
+use crate::extract::{ClientAddr, JsonBody, Page, Query};
 use crate::{ApiError, AppState, Principal, Role, hash_token, new_token_secret};
 
 /// How long a browser session lasts.
@@ -348,21 +348,7 @@ pub async fn audit_log(
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
     principal.require(Role::Admin)?;
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be 1 to 1000, not {limit}"
-        )));
-    }
-    let before_id = params
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::BadRequest(format!("cursor {c:?} is not one this API gave out"))
-            })
-        })
-        .transpose()?;
+    let page = Page::parse(params.limit, params.cursor.as_deref())?;
     let mut records = state
         .store
         .audit(&AuditQuery {
@@ -371,17 +357,11 @@ pub async fn audit_log(
             outcome: params.outcome,
             since: params.since,
             until: params.until,
-            before_id,
-            limit: limit + 1,
+            before_id: page.before_id,
+            limit: page.fetch(),
         })
         .await?;
-    let more = records.len() > limit as usize;
-    records.truncate(limit as usize);
-    let next_cursor = if more {
-        records.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let next_cursor = page.finish(&mut records, |r| r.id);
     let items = records
         .into_iter()
         .map(|r| AuditEntry {

@@ -84,33 +84,25 @@ fn serve(resolved: Resolved) -> ExitCode {
 
 async fn run(resolved: Resolved) -> anyhow::Result<()> {
     let app = dials_server::Application::build(resolved.server).await?;
+    // Handlers first: a signal that arrives after the address is announced must stop the
+    // server cleanly, not kill it.
+    let shutdown = shutdown_signal()?;
     println!("listening on {}", app.url());
-    app.run_until(shutdown_signal()).await
+    app.run_until(shutdown).await
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+/// Registers SIGINT and SIGTERM handlers now; the future resolves on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }
 
 fn init_logging(format: LogFormat) {

@@ -31,8 +31,8 @@ pub enum Command {
     Rss(RssArgs),
     /// The fdatasync floor of the filesystem: what every durable write pays at least.
     Fsync(FsyncArgs),
-    /// The same read load against a do-nothing HTTP server inside this tool: the floor that
-    /// loopback, the kernel and hyper set on this machine.
+    /// The same read load against a do-nothing HTTP server started by this tool: the floor
+    /// that loopback, the kernel and hyper set on this machine.
     Floor(FloorArgs),
     /// Everything, end to end, against one binary; prints a Markdown table.
     All(AllArgs),
@@ -191,9 +191,13 @@ pub struct AllArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub seconds: u64,
 
-    /// Client runtime threads for the GET runs
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub threads: u32,
+    /// Client runtime threads for every GET run [default: 1 up to 2 connections, else 2]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: Option<u32>,
+
+    /// Runs of each GET shape; the one of median throughput is reported
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub repeat: u32,
 
     /// Where to make data directories and the fsync file [default: the system temp dir]
     #[arg(long, value_name = "DIR")]

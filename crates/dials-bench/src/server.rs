@@ -137,6 +137,27 @@ impl Server {
         bail!("/health did not answer after {MAX_POLLS} attempts")
     }
 
+    /// The first log message that mentions `needle`, with its `broker` or `addr` field if it
+    /// has one: what the server chose at startup.
+    pub fn log_message(&self, needle: &str) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find_map(|event| {
+                let message = event.get("message")?.as_str()?;
+                if !message.contains(needle) {
+                    return None;
+                }
+                let at = ["broker", "addr"]
+                    .iter()
+                    .find_map(|k| event.get(*k).and_then(|v| v.as_str()));
+                Some(match at {
+                    Some(at) => format!("{message} ({at})"),
+                    None => message.to_owned(),
+                })
+            })
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr

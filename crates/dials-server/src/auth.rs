@@ -214,11 +214,7 @@ impl FromRequestParts<AppState> for Principal {
                 state.guard.touch(state, &principal);
                 Ok(principal)
             }
-            Err(e @ ApiError::Unauthorized(_)) => match address {
-                Some(ip) => Err(state.guard.failed(ip).unwrap_or(e)),
-                None => Err(e),
-            },
-            Err(e) => Err(e),
+            Err(e) => state.guard.judge(address, Err(e)),
         }
     }
 }

@@ -75,6 +75,15 @@ impl AuthGuard {
         }
     }
 
+    /// Counts a failed authentication (401) from `ip` towards its budget, turning it into 429
+    /// once the budget is spent; other outcomes pass through.
+    pub fn judge<T>(&self, ip: Option<IpAddr>, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        match (result, ip) {
+            (Err(e @ ApiError::Unauthorized(_)), Some(ip)) => Err(self.failed(ip).unwrap_or(e)),
+            (other, _) => other,
+        }
+    }
+
     /// Records that a token was used, at most once a minute per token.
     pub fn touch(&self, state: &AppState, principal: &Principal) {
         let now = Instant::now();

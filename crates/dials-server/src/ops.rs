@@ -196,17 +196,11 @@ pub async fn write(
                 return after_commit(state, done, schema.as_deref());
             }
             Err(StoreError::Conflict { current }) if pre.pinned() => {
-                // The version matched when read but another writer committed first.
-                let expected = pre.if_match.or(pre.expected_version).unwrap_or(version);
-                return Err(match pre.if_match {
-                    Some(_) => ApiError::PreconditionFailed {
-                        detail: format!(
-                            "If-Match {expected} failed: the service is at version {current}"
-                        ),
-                        current,
-                    },
-                    None => ApiError::Conflict { expected, current },
-                });
+                // The version matched when read but another writer committed first: the same
+                // precondition, checked against the version that won, names the failure.
+                return Err(pre.check(current, true).err().unwrap_or_else(|| {
+                    ApiError::Internal(anyhow::anyhow!("a pinned write lost to its own version"))
+                }));
             }
             Err(StoreError::Conflict { .. }) => continue,
             Err(other) => return Err(other.into()),

@@ -238,13 +238,9 @@ pub async fn create_session(
     if let Some(ip) = ip {
         state.guard.check_blocked(ip)?;
     }
-    let mut principal = match authenticate(&state, body.token.trim()).await {
-        Ok(p) => p,
-        Err(e @ ApiError::Unauthorized(_)) => {
-            return Err(ip.and_then(|ip| state.guard.failed(ip)).unwrap_or(e));
-        }
-        Err(e) => return Err(e),
-    };
+    let mut principal = state
+        .guard
+        .judge(ip, authenticate(&state, body.token.trim()).await)?;
     principal.address = ip;
     let cookie = new_token_secret();
     let csrf = new_token_secret();

@@ -10,7 +10,8 @@ use crate::{DomainError, KeyPath};
 /// One service's config: a JSON object, nested objects allowed.
 ///
 /// A *key* is the JSON Pointer of a leaf. Leaves are every value that is not a non-empty object:
-/// scalars, arrays (a list is one setting), and empty objects (kept so they survive history).
+/// scalars, arrays (a list is one setting), empty objects (kept so they survive history), and
+/// secret placeholders `{"$secret": n}` (one secret is one setting).
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(transparent)]
 pub struct Document(Map<String, Value>);
@@ -78,6 +79,29 @@ impl Document {
         remove_in(&mut self.0, &tokens)
     }
 
+    /// Sets the value at `key`, creating the objects on the way (and replacing a non-object
+    /// in the way by one). The root pointer sets nothing.
+    pub fn set(&mut self, key: &KeyPath, value: Value) {
+        let tokens: Vec<String> = key.tokens().collect();
+        let Some((last, parents)) = tokens.split_last() else {
+            return;
+        };
+        let mut map = &mut self.0;
+        for token in parents {
+            let slot = map
+                .entry(token.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            let Value::Object(inner) = slot else {
+                return;
+            };
+            map = inner;
+        }
+        map.insert(last.clone(), value);
+    }
+
     /// Whether the document has no keys.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -111,7 +135,11 @@ fn collect_leaves<'a>(
     for (name, value) in map {
         let path = prefix.child(name);
         match value {
-            Value::Object(inner) if !inner.is_empty() => collect_leaves(&path, inner, out),
+            Value::Object(inner)
+                if !inner.is_empty() && crate::secret::placeholder_version(value).is_none() =>
+            {
+                collect_leaves(&path, inner, out)
+            }
             leaf => {
                 out.insert(path, leaf);
             }
@@ -183,6 +211,15 @@ mod tests {
         assert_eq!(doc.remove(&KeyPath::parse("/y/z").unwrap()), Some(json!(1)));
         assert_eq!(doc.remove(&KeyPath::parse("/nope/x").unwrap()), None);
         assert_eq!(doc.into_value(), json!({"x": 2, "y": {"w": 2}}));
+    }
+
+    #[test]
+    fn sets_values_by_pointer_making_objects_on_the_way() {
+        let mut doc = Document::from_value(json!({"a": 1, "b": "x"})).unwrap();
+        doc.set(&KeyPath::parse("/b/c/d").unwrap(), json!(2));
+        doc.set(&KeyPath::parse("/a").unwrap(), json!(3));
+        doc.set(&KeyPath::root(), json!(4));
+        assert_eq!(doc.into_value(), json!({"a": 3, "b": {"c": {"d": 2}}}));
     }
 
     #[test]

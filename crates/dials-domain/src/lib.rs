@@ -6,6 +6,7 @@
 //! - [`Document`]: one service's config, a JSON object; [`Document::leaves`] flattens it.
 //! - [`Version`], [`Revision`], [`Epoch`]: the counters that order changes.
 //! - [`diff`] and [`merge_patch`]: per-key changes and RFC 7396 merge patches.
+//! - [`secret`]: placeholders, masking, and sealing documents that hold secrets.
 
 mod diff;
 mod document;
@@ -13,6 +14,7 @@ mod error;
 mod name;
 mod patch;
 mod pointer;
+pub mod secret;
 mod version;
 
 pub use diff::{KeyChange, diff};
@@ -21,4 +23,5 @@ pub use error::DomainError;
 pub use name::ServiceName;
 pub use patch::merge_patch;
 pub use pointer::KeyPath;
+pub use secret::SECRET_MASK;
 pub use version::{ChangeKind, Epoch, Revision, Version};

@@ -72,6 +72,8 @@ pub enum ChangeKind {
     Delete,
     /// The document repaired to fit a newly registered schema.
     Migrate,
+    /// A secret set or removed through its own route.
+    Secret,
 }
 
 impl ChangeKind {
@@ -83,6 +85,7 @@ impl ChangeKind {
             ChangeKind::Restore => "restore",
             ChangeKind::Delete => "delete",
             ChangeKind::Migrate => "migrate",
+            ChangeKind::Secret => "secret",
         }
     }
 
@@ -94,6 +97,7 @@ impl ChangeKind {
             "restore" => ChangeKind::Restore,
             "delete" => ChangeKind::Delete,
             "migrate" => ChangeKind::Migrate,
+            "secret" => ChangeKind::Secret,
             _ => return None,
         })
     }

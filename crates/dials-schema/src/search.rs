@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::{Complexity, Setting};
 
 /// The mask shown in place of a secret value.
-pub const SECRET_MASK: &str = "********";
+pub use dials_domain::SECRET_MASK;
 
 /// One setting of one service, as search shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

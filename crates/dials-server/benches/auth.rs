@@ -5,9 +5,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use dials_server::keys::ServerKeys;
 use dials_server::{AppState, ServerSettings, hash_token, new_token_secret};
 use dials_store::{SqliteStore, Store, TokenRecord};
-use dials_wire::EnvelopeSigner;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -15,12 +15,8 @@ fn bench(c: &mut Criterion) {
     let state = rt.block_on(async {
         let url = format!("sqlite://{}", dir.path().join("dials.db").display());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.expect("store"));
-        AppState::new(
-            store,
-            ServerSettings::local(dir.path()),
-            Arc::new(EnvelopeSigner::from_seed(&[1; 32])),
-            None,
-        )
+        let keys = ServerKeys::load(dir.path(), &Default::default()).expect("keys");
+        AppState::new(store, ServerSettings::local(dir.path()), keys, None)
     });
     let secret = new_token_secret();
     rt.block_on(state.store.insert_token(&TokenRecord {

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         (name = "history", description = "Versions, diffs, restores and per-key history"),
         (name = "security", description = "Tokens, browser sessions and the access log"),
         (name = "fleet", description = "Signing keys, instance reports and the change stream"),
+        (name = "secrets", description = "Secret values: set, remove, reveal; last-known-good keys"),
     )
 )]
 pub struct ApiDoc;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 use bytes::Bytes;
-use dials_domain::{ChangeKind, Document, ServiceName, Version, diff, merge_patch};
+use dials_domain::{
+    ChangeKind, Document, KeyPath, ServiceName, Version, diff, merge_patch, secret,
+};
 use dials_schema::CompiledSchema;
 use dials_store::{NewChange, ServiceState, StoreError};
 use dials_wire::ConfigResponse;
@@ -36,6 +38,10 @@ pub enum Intent {
     RestoreAt(OffsetDateTime),
     /// Remove the service, keeping its history.
     Delete,
+    /// Set the secret at a key the schema marks `x-secret`.
+    SetSecret(KeyPath, Value),
+    /// Remove the secret at a key.
+    DeleteSecret(KeyPath),
 }
 
 impl Intent {
@@ -45,6 +51,7 @@ impl Intent {
             Intent::Patch(_) => ChangeKind::Patch,
             Intent::RestoreVersion(_) | Intent::RestoreAt(_) => ChangeKind::Restore,
             Intent::Delete => ChangeKind::Delete,
+            Intent::SetSecret(..) | Intent::DeleteSecret(_) => ChangeKind::Secret,
         }
     }
 }
@@ -116,6 +123,11 @@ impl Preconditions {
 
 /// Applies one change with optimistic locking. Answers the state after the write (`None`
 /// after a delete); a write that changes nothing writes no version and answers the current state.
+///
+/// Secrets: the change is computed on the effective document (secret values in clear, opened
+/// from the store), validated as such, then sealed again: a secret the change did not touch
+/// keeps its placeholder, a new value is sealed under the version being written, and history
+/// records placeholders only.
 pub async fn write(
     state: &AppState,
     service: &ServiceName,
@@ -125,13 +137,24 @@ pub async fn write(
     reason: Option<String>,
 ) -> Result<Option<ConfigResponse>, ApiError> {
     let schema = crate::schemas::schema_of(state, service).await?;
+    let secret_keys = crate::secrets::keys_of(schema.as_deref());
+    let written = match &intent {
+        Intent::Put(doc) => Some(doc.to_value()),
+        Intent::Patch(patch) => Some(patch.clone()),
+        Intent::SetSecret(_, value) => Some(value.clone()),
+        _ => None,
+    };
+    if let Some(at) = written.as_ref().and_then(secret::reserved_member) {
+        return Err(crate::secrets::reserved(at));
+    }
     for _ in 0..MAX_ATTEMPTS {
         let current = state.store.service(service).await?;
         let version = current.as_ref().map_or(Version::NONE, |s| s.version);
         let live_doc = current.as_ref().and_then(|s| s.document.as_ref());
         pre.check(version, live_doc.is_some())?;
 
-        let before = live_doc.cloned().unwrap_or_default();
+        let stored_before = live_doc.cloned().unwrap_or_default();
+        let before = crate::secrets::unsealed(state, service, &stored_before).await?;
         let after = match (&intent, live_doc) {
             (Intent::Delete, None) => return Err(not_found(service)),
             (Intent::Delete, Some(_)) => None,
@@ -140,17 +163,38 @@ pub async fn write(
                     "service {service} does not exist; create it with the header `If-None-Match: *`"
                 )));
             }
-            (Intent::Put(doc), _) => Some(doc.clone()),
-            (Intent::Patch(patch), _) => Some(merge_patch(&before, patch)?),
-            (Intent::RestoreVersion(v), _) => {
-                Some(restorable(state.store.version(service, *v).await?, || {
-                    format!("service {service} has no version {v}")
-                })?)
+            (Intent::Put(doc), _) => Some(secret::keep_secrets(doc.clone(), &before, &secret_keys)),
+            (Intent::Patch(patch), _) => {
+                let mut patch = patch.clone();
+                secret::keep_secrets_in_patch(&mut patch, &secret_keys);
+                Some(merge_patch(&before, &patch)?)
             }
-            (Intent::RestoreAt(at), _) => Some(restorable(
-                state.store.version_at(service, *at).await?,
-                || format!("service {service} had no version at or before {at}"),
-            )?),
+            (Intent::RestoreVersion(v), _) => {
+                let old = restorable(state.store.version(service, *v).await?, || {
+                    format!("service {service} has no version {v}")
+                })?;
+                Some(crate::secrets::unsealed(state, service, &old).await?)
+            }
+            (Intent::RestoreAt(at), _) => {
+                let old = restorable(state.store.version_at(service, *at).await?, || {
+                    format!("service {service} had no version at or before {at}")
+                })?;
+                Some(crate::secrets::unsealed(state, service, &old).await?)
+            }
+            (Intent::SetSecret(key, value), _) => {
+                let mut doc = before.clone();
+                doc.set(key, value.clone());
+                Some(doc)
+            }
+            (Intent::DeleteSecret(key), _) => {
+                let mut doc = before.clone();
+                if doc.remove(key).is_none() {
+                    return Err(ApiError::NotFound(format!(
+                        "service {service} has no secret set at {key}"
+                    )));
+                }
+                Some(doc)
+            }
         };
         if current.is_none() && matches!(intent, Intent::RestoreVersion(_) | Intent::RestoreAt(_)) {
             return Err(not_found(service));
@@ -162,7 +206,16 @@ pub async fn write(
                 .map_err(|violations| invalid(service, violations))?;
         }
 
-        let changes = diff(&before, after.as_ref().unwrap_or(&Document::new()));
+        let next = version.next();
+        let sealed = after
+            .as_ref()
+            .map(|a| secret::seal(a, &stored_before, &before, &secret_keys, next));
+        let stored_after = sealed.as_ref().map(|s| s.document.clone());
+        let mut changes = diff(
+            &stored_before,
+            stored_after.as_ref().unwrap_or(&Document::new()),
+        );
+        secret::redact_changes(&mut changes, &secret_keys);
         if let (Some(state_now), true) = (
             &current,
             changes.is_empty() && after.is_some() && live_doc.is_some(),
@@ -171,16 +224,22 @@ pub async fn write(
             return Ok(Some(response_of(state, state_now, schema.as_deref())?));
         }
         let at = now();
+        let actor = principal.actor().to_owned();
+        let secrets = match &sealed {
+            Some(s) => crate::secrets::seal_new(state, service, next, &s.new_secrets, &actor, at)?,
+            None => Vec::new(),
+        };
         let change = NewChange {
             service: service.clone(),
             base_version: version,
             kind: intent.kind(),
-            document: after.clone(),
+            document: stored_after.clone(),
             changes,
-            actor: principal.actor().to_owned(),
+            actor: actor.clone(),
             reason: reason.clone(),
             at,
             origin: principal.address.map(|a| a.to_string()),
+            secrets,
         };
         match state.store.commit(change).await {
             Ok(committed) => {
@@ -188,10 +247,10 @@ pub async fn write(
                     service: service.clone(),
                     committed,
                     kind: intent.kind(),
-                    actor: principal.actor().to_owned(),
+                    actor,
                     reason,
                     at,
-                    document: after,
+                    document: stored_after,
                 };
                 return after_commit(state, done, schema.as_deref());
             }
@@ -253,7 +312,7 @@ pub fn after_commit(
             config: done
                 .document
                 .as_ref()
-                .map(Document::to_value)
+                .map(|d| secret::mask(d, &crate::secrets::keys_of(schema)).into_value())
                 .unwrap_or(Value::Null),
         }));
     }
@@ -323,22 +382,62 @@ pub fn not_found(service: &ServiceName) -> ApiError {
     ApiError::NotFound(format!("service {service} does not exist"))
 }
 
-/// The current config of a live service, as a response body: schema defaults filled in.
+/// The current config of a live service as everyone but the service itself reads it: secrets
+/// masked, schema defaults filled in.
 pub fn response_of(
     state: &AppState,
     s: &ServiceState,
     schema: Option<&CompiledSchema>,
 ) -> Result<ConfigResponse, ApiError> {
     let document = s.document.as_ref().ok_or_else(|| not_found(&s.name))?;
-    Ok(ConfigResponse {
+    let masked = secret::mask(document, &crate::secrets::keys_of(schema));
+    Ok(response_with(state, s, schema, &masked, document))
+}
+
+/// The current config of `service` as its own token reads it: secrets in clear. Never cached.
+pub async fn own_config(
+    state: &AppState,
+    service: &ServiceName,
+) -> Result<ConfigResponse, ApiError> {
+    let schema = crate::schemas::schema_of(state, service).await?;
+    let current = state.store.service(service).await?;
+    match (&current, &schema) {
+        (Some(s), _) if s.document.is_some() => {
+            let stored = s.document.as_ref().ok_or_else(|| not_found(service))?;
+            let effective = crate::secrets::unsealed(state, service, stored).await?;
+            Ok(response_with(
+                state,
+                s,
+                schema.as_deref(),
+                &effective,
+                stored,
+            ))
+        }
+        (_, Some(schema)) => {
+            let version = current.as_ref().map_or(Version::NONE, |s| s.version);
+            Ok(defaults_response(state, service, version, schema))
+        }
+        _ => Err(not_found(service)),
+    }
+}
+
+fn response_with(
+    state: &AppState,
+    s: &ServiceState,
+    schema: Option<&CompiledSchema>,
+    shown: &Document,
+    stored: &Document,
+) -> ConfigResponse {
+    ConfigResponse {
         service: s.name.to_string(),
         version: s.version.0,
         revision: s.revision.0,
         epoch: state.epoch.0,
         updated_at: Some(s.updated_at),
         updated_by: Some(s.updated_by.clone()),
-        config: crate::schemas::with_defaults(schema, document).into_value(),
-    })
+        config: crate::schemas::with_defaults(schema, shown).into_value(),
+        secrets: crate::secrets::versions_of(stored),
+    }
 }
 
 /// What a service with a schema but no document reads as: all defaults, at the version it is
@@ -357,6 +456,7 @@ fn defaults_response(
         updated_at: None,
         updated_by: None,
         config: schema.apply_defaults(&Document::new()).into_value(),
+        secrets: Default::default(),
     }
 }
 

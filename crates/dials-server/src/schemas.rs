@@ -113,6 +113,7 @@ pub async fn search_index(state: &AppState) -> Result<Arc<SearchIndex>, ApiError
     // Services without a schema still show their keys, typed by their values.
     for (service, document) in documents {
         for (key, value) in document.leaves() {
+            let shown = dials_domain::secret::mask_value(&key, value, &[]);
             items.push(SearchItem {
                 service: service.to_string(),
                 key,
@@ -122,7 +123,7 @@ pub async fn search_index(state: &AppState) -> Result<Arc<SearchIndex>, ApiError
                 complexity: Complexity::Advanced,
                 secret: false,
                 restart_required: false,
-                value: Some(value.clone()),
+                value: Some(shown),
                 is_default: false,
             });
         }

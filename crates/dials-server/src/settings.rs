@@ -23,8 +23,8 @@ pub struct ServerSettings {
     pub mqtt_prefix: String,
     /// A CA certificate (PEM) to trust for `mqtts://` instead of the system's roots.
     pub mqtt_ca: Option<PathBuf>,
-    /// The Ed25519 signing key's 32-byte seed, base64, overriding `keys/signing.key`.
-    pub signing_key: Option<String>,
+    /// Keys given by the environment instead of their files in `keys/`.
+    pub key_overrides: crate::keys::KeyOverrides,
     /// How long the access log keeps entries.
     pub audit_retention: std::time::Duration,
     /// Serve HTTPS with this certificate chain and private key (PEM files).
@@ -52,7 +52,7 @@ impl ServerSettings {
             mqtt: BrokerSetting::None,
             mqtt_prefix: String::new(),
             mqtt_ca: None,
-            signing_key: None,
+            key_overrides: Default::default(),
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
             tls: None,
         }

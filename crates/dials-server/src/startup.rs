@@ -22,6 +22,8 @@ pub struct Application {
     address: SocketAddr,
     state: AppState,
     admin_token: Option<PathBuf>,
+    /// Held while the server runs, so no offline command rewrites keys or secrets under it.
+    lock: DataDirLock,
 }
 
 impl Application {
@@ -29,16 +31,22 @@ impl Application {
     /// token when the database is new, and binds the HTTP listener.
     pub async fn build(settings: ServerSettings) -> anyhow::Result<Self> {
         create_private_dir(&settings.data_dir)?;
+        let lock = DataDirLock::acquire(&settings.data_dir)?;
         let store = open_store(&settings.database_url).await?;
         let admin_token = if store.created() {
             Some(create_admin_token(store.as_ref(), &settings.data_dir).await?)
         } else {
             None
         };
-        let signer = Arc::new(crate::keys::signing_key(
+        let keys = crate::keys::ServerKeys::load(&settings.data_dir, &settings.key_overrides)?;
+        crate::keys::finish_rotation(
             &settings.data_dir,
-            settings.signing_key.as_deref(),
-        )?);
+            &keys.master,
+            settings.key_overrides.master.is_none(),
+            store.as_ref(),
+        )
+        .await?;
+        let signer = keys.signer.clone();
         let tls = match &settings.tls {
             Some(files) => {
                 // The ring provider keeps the build free of C toolchains; installing twice is fine.
@@ -66,17 +74,14 @@ impl Application {
             %address, backend = store.backend(), epoch = %store.epoch(),
             data_dir = %settings.data_dir.display(), "dials is ready"
         );
-        let retired = match settings.signing_key {
-            Some(_) => Vec::new(),
-            None => crate::keys::retired_signing_keys(&settings.data_dir)?,
-        };
-        let state = AppState::new(store, settings, signer, publisher).with_retired_keys(retired);
+        let state = AppState::new(store, settings, keys, publisher);
         Ok(Self {
             listener,
             tls,
             address,
             state,
             admin_token,
+            lock,
         })
     }
 
@@ -107,6 +112,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let _lock = self.lock;
         let app = router(self.state.clone());
         let pruner = tokio::spawn(prune_forever(self.state.clone()));
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -198,7 +204,8 @@ async fn start_mqtt(
     )))
 }
 
-async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the database a URL names (`sqlite://PATH`).
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url)
             .await
@@ -206,6 +213,38 @@ async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
         Ok(Arc::new(store))
     } else {
         bail!("unsupported database URL {url:?}: use sqlite://PATH")
+    }
+}
+
+/// An exclusive lock on `<data-dir>/dials.lock`: one server per data directory, and no offline
+/// key command while it runs. Released when dropped (or when the process ends, however it ends).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    /// Takes the lock, or says who holds it.
+    pub fn acquire(data_dir: &Path) -> anyhow::Result<Self> {
+        create_private_dir(data_dir)?;
+        let path = data_dir.join("dials.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another dials is using the data directory {} (it holds {}); stop it first",
+                data_dir.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 use dials_domain::Epoch;
 use dials_mqtt::PublisherHandle;
 use dials_store::Store;
-use dials_wire::{EnvelopeSigner, WatchEvent};
+use dials_wire::WatchEvent;
 use tokio::sync::broadcast;
 
 use crate::ServerSettings;
@@ -38,10 +38,9 @@ pub struct Inner {
     pub started: Instant,
     /// The settings it runs with.
     pub settings: ServerSettings,
-    /// Signs MQTT envelopes; its public key is served at `/api/v1/keys`.
-    pub signer: Arc<EnvelopeSigner>,
-    /// Signing keys replaced within their grace period, still listed as trusted.
-    pub retired_keys: Vec<crate::keys::RetiredKey>,
+    /// The signing key (its public half is served at `/api/v1/keys`), the master key ring for
+    /// secrets at rest, and the root of the last-known-good keys.
+    pub keys: crate::keys::ServerKeys,
     /// The MQTT publisher, when MQTT is enabled.
     pub publisher: Option<PublisherHandle>,
     /// Every committed change, for watch streams in this process.
@@ -53,7 +52,7 @@ impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
         settings: ServerSettings,
-        signer: Arc<EnvelopeSigner>,
+        keys: crate::keys::ServerKeys,
         publisher: Option<PublisherHandle>,
     ) -> Self {
         Self(Arc::new(Inner {
@@ -65,8 +64,7 @@ impl AppState {
             guard: Default::default(),
             started: Instant::now(),
             settings,
-            signer,
-            retired_keys: Vec::new(),
+            keys,
             publisher,
             events: broadcast::channel(EVENT_BUFFER).0,
         }))
@@ -74,17 +72,6 @@ impl AppState {
 }
 
 impl AppState {
-    /// The same state, also listing these retired signing keys as trusted.
-    pub fn with_retired_keys(self, retired: Vec<crate::keys::RetiredKey>) -> Self {
-        match Arc::try_unwrap(self.0) {
-            Ok(mut inner) => {
-                inner.retired_keys = retired;
-                Self(Arc::new(inner))
-            }
-            Err(shared) => Self(shared),
-        }
-    }
-
     /// Checks a token secret as every request does: hash, in-memory lookup (the store on a
     /// miss), constant-time compare, expiry.
     pub async fn authenticate(&self, secret: &str) -> Result<crate::Principal, crate::ApiError> {

@@ -41,7 +41,15 @@ pub enum StoreError {
     /// The database schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The caller's step inside a transaction failed, so nothing was written.
+    #[error("{0}")]
+    Aborted(String),
 }
+
+/// What [`Store::reseal_secrets`] calls for each value: its new form, `None` to leave it, or
+/// why the rotation must stop.
+pub type ResealFn<'a> =
+    dyn Fn(&SecretRecord) -> std::result::Result<Option<Resealed>, String> + Send + Sync + 'a;
 
 /// Result alias for storage operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -169,4 +177,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes access-log entries older than `before` (and expired sessions); returns how many.
     async fn prune(&self, before: time::OffsetDateTime) -> Result<u64>;
+
+    /// The sealed secret values of `service` at these (key, secret version) places; a place
+    /// without a value is left out.
+    async fn secrets(
+        &self,
+        service: &ServiceName,
+        places: &[(String, Version)],
+    ) -> Result<Vec<SecretRecord>>;
+
+    /// How many secret values each master key id sealed.
+    async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>>;
+
+    /// Seals every secret value again, in one transaction: `reseal` returns the new form of a
+    /// value, or `None` to leave it as it is. An error from `reseal` aborts the whole
+    /// transaction ([`StoreError::Aborted`]). Returns how many values were changed.
+    async fn reseal_secrets(&self, reseal: &ResealFn<'_>) -> Result<u64>;
 }

@@ -64,6 +64,59 @@ pub struct NewChange {
     pub at: OffsetDateTime,
     /// The network address the change came from, for the audit log.
     pub origin: Option<String>,
+    /// Secret values new in `document`, sealed, each under the version being written.
+    pub secrets: Vec<SecretRecord>,
+}
+
+/// One secret value as stored: sealed by a master key, never in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    /// The service.
+    pub service: ServiceName,
+    /// The key's JSON Pointer.
+    pub key: String,
+    /// The secret's version: the service version at which this value was set.
+    pub version: Version,
+    /// The id of the master key that sealed it.
+    pub key_id: String,
+    /// The nonce it was sealed with.
+    pub nonce: Vec<u8>,
+    /// Ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+    /// When it was set.
+    pub created_at: OffsetDateTime,
+    /// Who set it.
+    pub created_by: String,
+}
+
+impl std::fmt::Debug for SecretRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRecord")
+            .field("service", &self.service)
+            .field("key", &self.key)
+            .field("version", &self.version)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A value sealed again during a master-key rotation: the new key id, nonce and ciphertext.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Resealed {
+    /// The id of the key that sealed it now.
+    pub key_id: String,
+    /// The new nonce.
+    pub nonce: Vec<u8>,
+    /// The new ciphertext and tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for Resealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resealed")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a successful commit produced.

@@ -1,5 +1,7 @@
 //! Request and response bodies of `/api/v1`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -111,9 +113,112 @@ pub struct ConfigResponse {
     /// Who wrote it.
     #[serde(default)]
     pub updated_by: Option<String>,
-    /// The document.
+    /// The document. Secrets show as `"********"`, except to the service's own token.
     #[schema(value_type = Object)]
     pub config: Value,
+    /// The version of each secret that is set, by key: the service version at which its value
+    /// was set. MQTT envelopes carry `{"$secret": <version>}` in their place, so a service can
+    /// tell whether the secrets it holds are still current.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, u64>,
+}
+
+/// `PUT /api/v1/services/{s}/secrets/{key}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecret {
+    /// The secret's value: any JSON the schema allows at the key (usually a string).
+    #[schema(value_type = Object)]
+    pub value: Value,
+    /// Write only if the service's current version is this one (else 409).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    /// Why, for history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One secret key of a service, without its value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretInfo {
+    /// The key (JSON Pointer).
+    pub key: String,
+    /// The schema's title for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Whether a value is set.
+    pub set: bool,
+    /// The secret's version (the service version at which the value was set), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// When the value was set.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Who set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+    /// The id of the master key that seals it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+/// `GET /api/v1/services/{s}/secrets`: every key the schema marks `x-secret`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretList {
+    /// The service.
+    pub service: String,
+    /// The service's config version.
+    pub version: u64,
+    /// One entry per secret key, in schema order.
+    pub secrets: Vec<SecretInfo>,
+}
+
+/// The answer to setting a secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SecretWritten {
+    /// The service.
+    pub service: String,
+    /// The config version the change produced (or the current one when nothing changed).
+    pub version: u64,
+    /// The secret, without its value.
+    pub secret: SecretInfo,
+}
+
+/// `POST /api/v1/services/{s}/secrets/{key}/reveal`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevealRequest {
+    /// Why the value must be seen; written to the audit log.
+    pub justification: String,
+}
+
+/// A revealed secret.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RevealResponse {
+    /// The service.
+    pub service: String,
+    /// The key.
+    pub key: String,
+    /// The secret's version.
+    pub version: u64,
+    /// The value itself.
+    #[schema(value_type = Object)]
+    pub value: Value,
+}
+
+/// `GET /api/v1/services/{s}/lkg-key`: the key a service signs its last-known-good file with.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LkgKeyResponse {
+    /// The service.
+    pub service: String,
+    /// The id of the manager's LKG root key it is derived from.
+    pub root_key_id: String,
+    /// Standard base64 of the 32-byte key.
+    pub key: String,
 }
 
 /// `PUT /api/v1/services/{s}/config`.

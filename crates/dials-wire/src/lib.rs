@@ -15,4 +15,4 @@ pub use problem::{FieldError, Problem};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// How a secret value is shown to anyone but its own service.
-pub const SECRET_MASK: &str = "********";
+pub use dials_domain::SECRET_MASK;

@@ -352,7 +352,11 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             mqtt,
             mqtt_prefix,
             mqtt_ca,
-            signing_key: env.get("DIALS_SIGNING_KEY").map(str::to_owned),
+            key_overrides: dials_server::keys::KeyOverrides {
+                signing: env.get("DIALS_SIGNING_KEY").map(str::to_owned),
+                master: env.get("DIALS_MASTER_KEY").map(str::to_owned),
+                lkg_hmac: env.get("DIALS_LKG_HMAC_KEY").map(str::to_owned),
+            },
             audit_retention,
             tls,
         },

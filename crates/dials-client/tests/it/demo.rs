@@ -66,7 +66,7 @@ async fn the_example_struct_registers_over_the_demo_schema_and_reads_the_demo_co
 
     let dials = dials_client::Client::<TtsConfig>::builder("tts-worker")
         .server(&m.url)
-        .token(&m.token)
+        .token(m.token_for("tts-worker"))
         .start()
         .await
         .unwrap();

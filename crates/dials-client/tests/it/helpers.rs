@@ -50,7 +50,10 @@ pub const SEED: [u8; 32] = [7; 32];
 /// A running manager with its own data directory.
 pub struct Manager {
     pub url: String,
+    /// The admin token.
     pub token: String,
+    /// A `service` token for each service the tests run as (what a real service holds).
+    pub service_tokens: std::collections::HashMap<String, String>,
     pub signer: EnvelopeSigner,
     pub http: reqwest::Client,
     // Kept for the test's duration; removed on drop.
@@ -66,7 +69,7 @@ pub async fn manager(broker: Option<&Mosquitto>) -> Manager {
     if let Some(b) = broker {
         settings.mqtt = BrokerSetting::parse(&b.url()).unwrap();
     }
-    settings.signing_key = Some(base64::engine::general_purpose::STANDARD.encode(SEED));
+    settings.key_overrides.signing = Some(base64::engine::general_purpose::STANDARD.encode(SEED));
     let app = Application::build(settings).await.expect("manager builds");
     let url = format!("http://{}", app.address());
     let token = std::fs::read_to_string(dir.path().join("data/admin.token"))
@@ -77,15 +80,21 @@ pub async fn manager(broker: Option<&Mosquitto>) -> Manager {
     let task = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    Manager {
+    let mut m = Manager {
         url,
         token,
+        service_tokens: Default::default(),
         signer: EnvelopeSigner::from_seed(&SEED),
         http: reqwest::Client::new(),
         _dir: dir,
         stop: Some(stop),
         task: Some(task),
+    };
+    for service in ["tts", "router", "tts-worker"] {
+        let token = m.service_token(service).await;
+        m.service_tokens.insert(service.to_owned(), token);
     }
+    m
 }
 
 impl Manager {
@@ -123,7 +132,15 @@ impl Manager {
         body["version"].as_u64().unwrap()
     }
 
-    /// A `service` token scoped to `service`.
+    /// The `service` token the tests' clients of `service` use.
+    pub fn token_for(&self, service: &str) -> &str {
+        self.service_tokens
+            .get(service)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("no service token for {service}"))
+    }
+
+    /// A new `service` token scoped to `service`.
     pub async fn service_token(&self, service: &str) -> String {
         let r = self
             .req(Method::POST, "/api/v1/tokens")
@@ -192,7 +209,7 @@ pub fn sign(
 pub fn builder(m: &Manager, service: &str) -> Builder<TestConfig> {
     Client::<TestConfig>::builder(service)
         .server(&m.url)
-        .token(&m.token)
+        .token(m.token_for(service))
         .public_key(m.signer.public_key_base64())
         .instance("test-1")
 }

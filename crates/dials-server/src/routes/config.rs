@@ -72,8 +72,9 @@ pub async fn list_services(
     Ok(Json(ServiceList { services }))
 }
 
-/// A service's current config. Answers `ETag: "<version>"`; `If-None-Match` with the current
-/// ETag answers 304.
+/// A service's current config. Secrets show as `"********"`, except to the service's own
+/// token, which reads them in clear. Answers `ETag: "<version>"`; `If-None-Match` with the
+/// current ETag answers 304.
 #[utoipa::path(get, path = "/api/v1/services/{service}/config", tag = "config",
     security(("bearer" = [])),
     params(("service" = String, Path, description = "Service name")),
@@ -91,16 +92,23 @@ pub async fn get_config(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     principal.require_reader_of(service.as_str())?;
-    let (entry, body) = ops::current_config(&state, &service).await?;
+    let (etag, body) = if principal.role == Role::Service {
+        // The service's own token reads its secrets in clear (`require_reader_of` let no other
+        // service token through); that answer is built for each read and never cached.
+        let response = ops::own_config(&state, &service).await?;
+        let etag = HeaderValue::from_str(&format!("\"{}\"", response.version))
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        let body = serde_json::to_vec(&response).map_err(|e| ApiError::Internal(e.into()))?;
+        (etag, bytes::Bytes::from(body))
+    } else {
+        let (entry, body) = ops::current_config(&state, &service).await?;
+        (entry.etag.clone(), body)
+    };
     if headers
         .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v == entry.etag)
+        .is_some_and(|v| v == etag)
     {
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [(header::ETAG, entry.etag.clone())],
-        )
-            .into_response());
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     Ok((
         [
@@ -108,7 +116,7 @@ pub async fn get_config(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             ),
-            (header::ETAG, entry.etag.clone()),
+            (header::ETAG, etag),
         ],
         Body::from(body),
     )

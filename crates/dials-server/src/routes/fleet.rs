@@ -16,14 +16,14 @@ use crate::{ApiError, AppState, Principal, Role};
 #[utoipa::path(get, path = "/api/v1/keys", tag = "fleet",
     responses((status = 200, body = KeysResponse)))]
 pub async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
-    let key_id = state.signer.key_id().to_owned();
-    let public_key = state.signer.public_key_base64();
+    let key_id = state.keys.signer.key_id().to_owned();
+    let public_key = state.keys.signer.public_key_base64();
     let mut keys = vec![KeyInfo {
         key_id: key_id.clone(),
         public_key: public_key.clone(),
         current: true,
     }];
-    keys.extend(state.retired_keys.iter().map(|k| KeyInfo {
+    keys.extend(state.keys.retired_signing.iter().map(|k| KeyInfo {
         key_id: k.key_id.clone(),
         public_key: k.public_key.clone(),
         current: false,

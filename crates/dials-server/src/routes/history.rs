@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use dials_domain::KeyPath;
+use std::collections::HashMap;
+
+use dials_domain::{KeyPath, ServiceName};
 use dials_store::HistoryQuery;
 use dials_wire::{HistoryEntry, HistoryPage, Problem};
 use serde::Deserialize;
@@ -70,20 +72,32 @@ pub async fn history(
     };
     let mut records = state.store.history(&query).await?;
     let next_cursor = page.finish(&mut records, |r| r.id);
-    let items = records
-        .into_iter()
-        .map(|r| HistoryEntry {
+    // Secrets are redacted by what each service's schema marks secret now, on top of the
+    // placeholders history holds.
+    let mut secret_keys: HashMap<ServiceName, Vec<KeyPath>> = HashMap::new();
+    let mut items = Vec::with_capacity(records.len());
+    for r in records {
+        if !secret_keys.contains_key(&r.service) {
+            let schema = crate::schemas::schema_of(&state, &r.service).await?;
+            secret_keys.insert(
+                r.service.clone(),
+                crate::secrets::keys_of(schema.as_deref()),
+            );
+        }
+        let keys = &secret_keys[&r.service];
+        let key = KeyPath::parse(&r.key)?;
+        items.push(HistoryEntry {
             revision: r.revision.0,
             service: r.service.to_string(),
             version: r.version.0,
+            old: crate::secrets::shown(&key, r.old, keys),
+            new: crate::secrets::shown(&key, r.new, keys),
             key: r.key,
             kind: r.kind.as_str().to_owned(),
-            old: r.old,
-            new: r.new,
             actor: r.actor,
             reason: r.reason,
             at: r.at,
-        })
-        .collect();
+        });
+    }
     Ok(Json(HistoryPage { items, next_cursor }))
 }

@@ -5,6 +5,7 @@ mod config;
 mod fleet;
 mod history;
 mod schema;
+mod secrets;
 mod security;
 mod system;
 mod versions;
@@ -50,7 +51,22 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(fleet::keys))
         .routes(routes!(fleet::instances))
         .routes(routes!(watch::watch))
+        .routes(routes!(secrets::list_secrets))
+        .routes(routes!(secrets::lkg_key))
         .split_for_parts();
+    // The secret routes take the key as a wildcard (a JSON Pointer has slashes), which the
+    // OpenAPI router cannot express; their documentation is merged in as `{key}`.
+    let mut openapi = openapi;
+    let documented = secrets::SecretsDoc::openapi();
+    for (path, item) in documented.paths.paths {
+        openapi.paths.paths.entry(path).or_insert(item);
+    }
+    let api = api.route(
+        "/api/v1/services/{service}/secrets/{*key}",
+        axum::routing::put(secrets::put_secret)
+            .delete(secrets::delete_secret)
+            .post(secrets::post_secret),
+    );
 
     let request_id = HeaderName::from_static("x-request-id");
     let limit = state.settings.max_body_bytes;

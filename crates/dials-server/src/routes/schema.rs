@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use dials_domain::{ChangeKind, Document, Version, diff};
+use dials_domain::{ChangeKind, Document, Version, diff, secret};
 use dials_schema::{CompiledSchema, SchemaError, SearchQuery};
 use dials_store::{NewChange, SchemaRecord, StoreError};
 use dials_wire::{
@@ -96,9 +96,13 @@ pub async fn put_schema(
     let mut migration = None;
     let mut report = None;
     if let Some(current) = &current
-        && let Some(document) = &current.document
+        && let Some(stored) = &current.document
     {
-        let conflicts = compiled.conflicts(document);
+        // Judged on the effective document: secrets in clear, as the service would run it.
+        let effective = crate::secrets::unsealed(&state, &service, stored).await?;
+        let conflicts = compiled.conflicts(&effective);
+        let mut target = effective.clone();
+        let mut why = None;
         if !conflicts.is_empty() {
             if !params.migrate {
                 return Err(ApiError::SchemaConflict {
@@ -111,7 +115,7 @@ pub async fn put_schema(
             }
             let repaired =
                 compiled
-                    .migrate(document)
+                    .migrate(&effective)
                     .map_err(|violations| ApiError::SchemaConflict {
                         detail: format!(
                             "the stored config of {service} cannot be migrated to this schema"
@@ -119,27 +123,51 @@ pub async fn put_schema(
                         errors: field_errors(violations),
                     })?;
             // Store what the user set, minus what the schema refused; defaults stay implicit.
-            let mut stored = document.clone();
             for key in repaired.dropped.iter().chain(&repaired.reset) {
-                stored.remove(key);
+                target.remove(key);
             }
             compiled
-                .check(&stored)
+                .check(&target)
                 .map_err(|v| ops::invalid(&service, v))?;
+            why = Some(format!(
+                "schema {} registered with migration",
+                &record.hash[..12]
+            ));
             report = Some((repaired.dropped, repaired.reset));
+        }
+        // Keys the new schema marks secret are sealed now, and keys it no longer marks secret
+        // are stored in clear: the stored form always follows the schema in force.
+        let secret_keys = compiled.secret_keys();
+        let next = current.version.next();
+        let sealed = secret::seal(&target, stored, &effective, &secret_keys, next);
+        let mut changes = diff(stored, &sealed.document);
+        secret::redact_changes(&mut changes, &secret_keys);
+        if !changes.is_empty() {
+            let actor = principal.actor().to_owned();
+            let secrets = crate::secrets::seal_new(
+                &state,
+                &service,
+                next,
+                &sealed.new_secrets,
+                &actor,
+                record.updated_at,
+            )?;
             migration = Some(NewChange {
                 service: service.clone(),
                 base_version: current.version,
                 kind: ChangeKind::Migrate,
-                changes: diff(document, &stored),
-                document: Some(stored),
-                actor: principal.actor().to_owned(),
-                reason: Some(format!(
-                    "schema {} registered with migration",
-                    &record.hash[..12]
-                )),
+                changes,
+                document: Some(sealed.document),
+                actor,
+                reason: Some(why.unwrap_or_else(|| {
+                    format!(
+                        "schema {} changes which keys are secret",
+                        &record.hash[..12]
+                    )
+                })),
                 at: record.updated_at,
                 origin: principal.address.map(|a| a.to_string()),
+                secrets,
             });
         }
     }
@@ -156,8 +184,7 @@ pub async fn put_schema(
     };
     state.schemas.set(&service, Some(compiled.clone()));
     let mut migrated = None;
-    if let (Some(committed), Some(change), Some((dropped, reset))) = (committed, migration, report)
-    {
+    if let (Some(committed), Some(change)) = (committed, migration) {
         ops::after_commit(
             &state,
             Applied {
@@ -171,6 +198,7 @@ pub async fn put_schema(
             },
             Some(&compiled),
         )?;
+        let (dropped, reset) = report.unwrap_or_default();
         migrated = Some(MigrationReport {
             version: committed.version.0,
             dropped: dropped.iter().map(ToString::to_string).collect(),

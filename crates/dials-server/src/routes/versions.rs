@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use dials_domain::{Document, ServiceName, Version, diff as diff_documents};
+use dials_domain::{Document, ServiceName, Version, diff as diff_documents, secret};
 use dials_wire::{ConfigResponse, DiffResponse, KeyDiff, Problem, RestoreRequest, VersionResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -38,6 +38,7 @@ pub async fn get_version(
         .version(&service, version)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("service {service} has no version {version}")))?;
+    let secret_keys = secret_keys_of(&state, &service).await?;
     Ok(Json(VersionResponse {
         service: service.to_string(),
         version: record.version.0,
@@ -48,9 +49,18 @@ pub async fn get_version(
         reason: record.reason,
         config: record
             .document
-            .map(Document::into_value)
+            .map(|d| secret::mask(&d, &secret_keys).into_value())
             .unwrap_or(serde_json::Value::Null),
     }))
+}
+
+/// The keys the service's schema marks secret now.
+async fn secret_keys_of(
+    state: &AppState,
+    service: &ServiceName,
+) -> Result<Vec<dials_domain::KeyPath>, ApiError> {
+    let schema = crate::schemas::schema_of(state, service).await?;
+    Ok(crate::secrets::keys_of(schema.as_deref()))
 }
 
 fn parse_version(raw: &str) -> Result<Version, ApiError> {
@@ -94,13 +104,16 @@ pub async fn diff(
     let from = params.from.unwrap_or(to.saturating_sub(1));
     let old = document_at(&state, &service, from).await?;
     let new = document_at(&state, &service, to).await?;
+    let secret_keys = secret_keys_of(&state, &service).await?;
+    // Stored documents hold placeholders where secrets are: a changed secret shows as a change
+    // from mask to mask, never as its values.
     let changes = diff_documents(&old, &new)
         .into_iter()
         .map(|c| KeyDiff {
             op: c.op().to_owned(),
+            old: crate::secrets::shown(&c.key, c.old, &secret_keys),
+            new: crate::secrets::shown(&c.key, c.new, &secret_keys),
             key: c.key.to_string(),
-            old: c.old,
-            new: c.new,
         })
         .collect();
     Ok(Json(DiffResponse {

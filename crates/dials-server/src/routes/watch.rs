@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use dials_domain::Document;
+use dials_domain::secret;
 use dials_wire::{Problem, WatchEvent};
 use futures::Stream;
 use serde::Deserialize;
@@ -72,6 +72,7 @@ pub async fn watch(
         None => state.store.latest_revision().await?,
     };
     let store = state.store.clone();
+    let shared = state.clone();
     let stream = async_stream::stream! {
         let mut replay = true;
         loop {
@@ -81,6 +82,13 @@ pub async fn watch(
                         let full = page.len() == REPLAY_PAGE as usize;
                         for record in page {
                             cursor = record.revision.0;
+                            let secret_keys = match crate::schemas::schema_of(&shared, &record.service).await {
+                                Ok(schema) => crate::secrets::keys_of(schema.as_deref()),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "watch stream cannot read a schema; closing it");
+                                    return;
+                                }
+                            };
                             let event = WatchEvent {
                                 revision: record.revision.0,
                                 service: record.service.to_string(),
@@ -89,7 +97,10 @@ pub async fn watch(
                                 actor: record.actor,
                                 reason: record.reason,
                                 at: record.at,
-                                config: record.document.map(Document::into_value).unwrap_or_default(),
+                                config: record
+                                    .document
+                                    .map(|d| secret::mask(&d, &secret_keys).into_value())
+                                    .unwrap_or_default(),
                             };
                             if only.as_deref().is_none_or(|s| s == event.service) {
                                 yield Ok(sse_event(&event));

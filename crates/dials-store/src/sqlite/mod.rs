@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, AuditRecord, ChangeRecord, Committed, HistoryQuery, HistoryRecord, InstanceReport,
-    NewChange, OutboxItem, Result, SchemaRecord, ServiceState, SessionRecord, Store, StoreError,
-    TokenRecord, VersionRecord,
+    NewChange, OutboxItem, ResealFn, Result, SchemaRecord, SecretRecord, ServiceState,
+    SessionRecord, Store, StoreError, TokenRecord, VersionRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -43,7 +43,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Deleted and overwritten content is zeroed, not left in free pages of the file.
+            .pragma("secure_delete", "ON");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -564,6 +566,81 @@ impl Store for SqliteStore {
         Ok(audit)
     }
 
+    async fn secrets(
+        &self,
+        service: &ServiceName,
+        places: &[(String, Version)],
+    ) -> Result<Vec<SecretRecord>> {
+        let mut out = Vec::with_capacity(places.len());
+        // A service holds a handful of secrets: one statement per chunk of places.
+        for chunk in places.chunks(200) {
+            let mut sql = QueryBuilder::<Sqlite>::new(
+                "SELECT service, key, version, key_id, nonce, ciphertext, created_at, created_by \
+                 FROM secrets WHERE service = ",
+            );
+            sql.push_bind(service.as_str().to_owned()).push(" AND (");
+            for (i, (key, version)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push("(key = ")
+                    .push_bind(key.clone())
+                    .push(" AND version = ")
+                    .push_bind(to_i64(version.0)?)
+                    .push(")");
+            }
+            sql.push(")");
+            let rows = sql.build().fetch_all(&self.readers).await?;
+            for row in &rows {
+                out.push(secret_record(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT key_id, COUNT(*) AS n FROM secrets GROUP BY key_id ORDER BY key_id",
+        )
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key_id")?, from_i64(r.try_get("n")?)?)))
+            .collect()
+    }
+
+    async fn reseal_secrets(&self, reseal: &ResealFn<'_>) -> Result<u64> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(
+            "SELECT service, key, version, key_id, nonce, ciphertext, created_at, created_by \
+             FROM secrets ORDER BY service, key, version",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut changed = 0;
+        for row in &rows {
+            let record = secret_record(row)?;
+            let Some(new) = reseal(&record).map_err(StoreError::Aborted)? else {
+                continue;
+            };
+            sqlx::query(
+                "UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ? \
+                 WHERE service = ? AND key = ? AND version = ?",
+            )
+            .bind(&new.key_id)
+            .bind(&new.nonce)
+            .bind(&new.ciphertext)
+            .bind(record.service.as_str())
+            .bind(&record.key)
+            .bind(to_i64(record.version.0)?)
+            .execute(&mut *tx)
+            .await?;
+            changed += 1;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(
             "SELECT id, name, role, service, hash, created_at, created_by, expires_at, \
@@ -642,6 +719,28 @@ async fn commit_in(
                 .push_bind(at);
         });
         insert.build().execute(&mut **tx).await?;
+    }
+    for secret in &change.secrets {
+        if secret.version != version || secret.service != change.service {
+            return Err(StoreError::Corrupt(format!(
+                "a secret of {} version {} cannot be stored with {} version {version}",
+                secret.service, secret.version, change.service
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO secrets (service, key, version, key_id, nonce, ciphertext, created_at, \
+             created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(secret.service.as_str())
+        .bind(&secret.key)
+        .bind(to_i64(secret.version.0)?)
+        .bind(&secret.key_id)
+        .bind(&secret.nonce)
+        .bind(&secret.ciphertext)
+        .bind(to_micros(secret.created_at))
+        .bind(&secret.created_by)
+        .execute(&mut **tx)
+        .await?;
     }
     sqlx::query("INSERT INTO outbox (revision, service, version, created_at) VALUES (?, ?, ?, ?)")
         .bind(revision)
@@ -759,6 +858,19 @@ fn instance_report(row: &SqliteRow) -> Result<InstanceReport> {
         overrides: parse_value(row.try_get("overrides")?)?,
         reported_at: from_micros(row.try_get("reported_at")?)?,
         received_at: from_micros(row.try_get("received_at")?)?,
+    })
+}
+
+fn secret_record(row: &SqliteRow) -> Result<SecretRecord> {
+    Ok(SecretRecord {
+        service: service_name(row.try_get("service")?)?,
+        key: row.try_get("key")?,
+        version: Version(from_i64(row.try_get("version")?)?),
+        key_id: row.try_get("key_id")?,
+        nonce: row.try_get("nonce")?,
+        ciphertext: row.try_get("ciphertext")?,
+        created_at: from_micros(row.try_get("created_at")?)?,
+        created_by: row.try_get("created_by")?,
     })
 }
 

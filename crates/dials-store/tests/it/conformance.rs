@@ -2,8 +2,8 @@
 
 use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
 use dials_store::{
-    AuditQuery, AuditRecord, HistoryQuery, InstanceReport, NewChange, SchemaRecord, SessionRecord,
-    Store, StoreError, TokenRecord,
+    AuditQuery, AuditRecord, HistoryQuery, InstanceReport, NewChange, Resealed, SchemaRecord,
+    SecretRecord, SessionRecord, Store, StoreError, TokenRecord,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -34,7 +34,169 @@ fn change(service: &str, base: u64, before: &Document, after: Option<Document>) 
         reason: Some("because".into()),
         at: OffsetDateTime::now_utc(),
         origin: Some("127.0.0.1".into()),
+        secrets: Vec::new(),
     }
+}
+
+fn sealed(service: &str, key: &str, version: u64, key_id: &str, bytes: &[u8]) -> SecretRecord {
+    SecretRecord {
+        service: name(service),
+        key: key.into(),
+        version: Version(version),
+        key_id: key_id.into(),
+        nonce: vec![version as u8; 12],
+        ciphertext: bytes.to_vec(),
+        created_at: OffsetDateTime::now_utc(),
+        created_by: "tester".into(),
+    }
+}
+
+pub async fn secrets_are_stored_with_their_change_and_found_by_place(store: &dyn Store) {
+    let v1 = doc(json!({"api_key": {"$secret": 1}, "voice": "amy"}));
+    let mut first = change("llm-worker", 0, &Document::new(), Some(v1.clone()));
+    first.secrets = vec![sealed("llm-worker", "/api_key", 1, "k1", b"one")];
+    store.commit(first).await.unwrap();
+    let v2 = doc(json!({"api_key": {"$secret": 2}, "voice": "amy"}));
+    let mut second = change("llm-worker", 1, &v1, Some(v2.clone()));
+    second.secrets = vec![sealed("llm-worker", "/api_key", 2, "k1", b"two")];
+    store.commit(second).await.unwrap();
+
+    let places = [
+        ("/api_key".to_owned(), Version(1)),
+        ("/api_key".to_owned(), Version(2)),
+        ("/missing".to_owned(), Version(2)),
+    ];
+    let mut found = store.secrets(&name("llm-worker"), &places).await.unwrap();
+    found.sort_by_key(|s| s.version);
+    let got: Vec<_> = found
+        .iter()
+        .map(|s| (s.version.0, s.ciphertext.clone(), s.nonce.len()))
+        .collect();
+    assert_eq!(got, [(1, b"one".to_vec(), 12), (2, b"two".to_vec(), 12)]);
+    assert!(
+        store
+            .secrets(&name("tts-worker"), &places)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another service's places hold nothing"
+    );
+    assert!(
+        store
+            .secrets(&name("llm-worker"), &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.secret_key_ids().await.unwrap(),
+        [("k1".to_owned(), 2)]
+    );
+    // History holds the placeholders, never the sealed bytes.
+    let history = store
+        .history(&HistoryQuery {
+            service: Some(name("llm-worker")),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(history[0].new, Some(json!({"$secret": 2})));
+    assert_eq!(history[0].old, Some(json!({"$secret": 1})));
+}
+
+pub async fn a_secret_is_not_stored_when_its_change_loses(store: &dyn Store) {
+    let v1 = doc(json!({"a": 1}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    let mut stale = change(
+        "svc",
+        0,
+        &Document::new(),
+        Some(doc(json!({"k": {"$secret": 1}}))),
+    );
+    stale.secrets = vec![sealed("svc", "/k", 1, "k1", b"x")];
+    assert!(matches!(
+        store.commit(stale).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // A secret stamped with another version than the one written is refused.
+    let mut wrong = change("svc", 1, &v1, Some(doc(json!({"k": {"$secret": 7}}))));
+    wrong.secrets = vec![sealed("svc", "/k", 7, "k1", b"x")];
+    assert!(matches!(
+        store.commit(wrong).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(store.secret_key_ids().await.unwrap().is_empty());
+    assert_eq!(
+        store.service(&name("svc")).await.unwrap().unwrap().version,
+        Version(1)
+    );
+}
+
+pub async fn resealing_rewrites_every_secret_in_one_transaction(store: &dyn Store) {
+    let mut previous = Document::new();
+    for v in 1..=3u64 {
+        let next = doc(json!({"k": {"$secret": v}}));
+        let mut c = change("svc", v - 1, &previous, Some(next.clone()));
+        c.secrets = vec![sealed(
+            "svc",
+            "/k",
+            v,
+            if v == 3 { "new" } else { "old" },
+            b"x",
+        )];
+        store.commit(c).await.unwrap();
+        previous = next;
+    }
+    // A failure part way leaves every value as it was.
+    let err = store
+        .reseal_secrets(&|s| {
+            if s.version == Version(2) {
+                Err("cannot open".into())
+            } else {
+                Ok(Some(Resealed {
+                    key_id: "new".into(),
+                    nonce: vec![0; 12],
+                    ciphertext: b"y".to_vec(),
+                }))
+            }
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Aborted(ref m) if m == "cannot open"),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.secret_key_ids().await.unwrap(),
+        [("new".to_owned(), 1), ("old".to_owned(), 2)]
+    );
+    let changed = store
+        .reseal_secrets(&|s| {
+            Ok((s.key_id != "new").then(|| Resealed {
+                key_id: "new".into(),
+                nonce: vec![9; 12],
+                ciphertext: b"y".to_vec(),
+            }))
+        })
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    assert_eq!(
+        store.secret_key_ids().await.unwrap(),
+        [("new".to_owned(), 3)]
+    );
+    let found = store
+        .secrets(&name("svc"), &[("/k".to_owned(), Version(1))])
+        .await
+        .unwrap();
+    assert_eq!(
+        (found[0].nonce.clone(), found[0].ciphertext.clone()),
+        (vec![9; 12], b"y".to_vec())
+    );
 }
 
 pub async fn first_commit_creates_version_one_and_revision_one(store: &dyn Store) {

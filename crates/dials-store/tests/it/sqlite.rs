@@ -37,6 +37,9 @@ conformance_tests!(
     a_schema_with_a_migration_lands_together_or_not_at_all,
     tokens_are_listed_revoked_once_and_touched,
     config_changes_and_other_events_are_audited_and_pruned,
+    secrets_are_stored_with_their_change_and_found_by_place,
+    a_secret_is_not_stored_when_its_change_loses,
+    resealing_rewrites_every_secret_in_one_transaction,
 );
 
 #[tokio::test]

@@ -36,13 +36,19 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// The signing key in use and the retired ones still trusted.
+    /// Every key: the signing key and the retired ones still trusted, the master key ring
+    /// (with how many secrets each key seals) and the root of the last-known-good keys.
     Show(KeysArgs),
-    /// Replace a key. `signing`: a new Ed25519 key signs envelopes after the next start; the old
-    /// public key stays listed at /api/v1/keys for 7 days so services can pin both meanwhile.
+    /// Replace a key.
+    ///
+    /// `master`: a new AES-256 key seals every secret again, in one transaction; the old key
+    /// is then dropped. Needs the server stopped (dials refuses while it runs).
+    ///
+    /// `signing`: a new Ed25519 key signs envelopes after the next start; the old public key
+    /// stays listed at /api/v1/keys for 7 days so services can pin both meanwhile.
     Rotate {
-        /// Which key: `signing`.
-        #[arg(value_parser = ["signing"])]
+        /// Which key: `master` or `signing`.
+        #[arg(value_parser = ["master", "signing"])]
         which: String,
         #[command(flatten)]
         args: KeysArgs,
@@ -54,6 +60,10 @@ pub struct KeysArgs {
     /// Data directory [env: DIALS_DATA_DIR] [default: ./dials-data]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Database URL [env: DIALS_DATABASE_URL] [default: sqlite://<data-dir>/dials.db]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
 
     /// Print machine-readable JSON instead of a table.
     #[arg(long)]

@@ -29,13 +29,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Seed(args) => run_client(seed::run(args)),
-        Command::Keys(command) => match keys::run(command) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("dials: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Keys(command) => run_client(keys::run(command)),
     }
 }
 

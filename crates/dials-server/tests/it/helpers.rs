@@ -119,6 +119,25 @@ impl TestApp {
     }
 }
 
+/// Creates a token with this role (and service scope) and returns its secret.
+pub async fn token(app: &TestApp, name: &str, role: &str, service: Option<&str>) -> String {
+    let mut body = json!({"name": name, "role": role});
+    if let Some(s) = service {
+        body["service"] = json!(s);
+    }
+    let r = app
+        .req(Method::POST, "/api/v1/tokens")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "create {name}");
+    r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Asserts a problem+json answer with this status and returns its body.
 pub async fn problem(response: Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status, "status");

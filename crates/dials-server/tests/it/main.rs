@@ -12,5 +12,6 @@ mod history;
 mod lifecycle;
 mod mqtt;
 mod schema;
+mod secrets;
 mod security;
 mod watch;

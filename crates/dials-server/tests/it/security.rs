@@ -4,25 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::helpers::{TestApp, problem, spawn_app};
-
-async fn token(app: &TestApp, name: &str, role: &str, service: Option<&str>) -> String {
-    let mut body = json!({"name": name, "role": role});
-    if let Some(s) = service {
-        body["service"] = json!(s);
-    }
-    let r = app
-        .req(Method::POST, "/api/v1/tokens")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "create {name}");
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::helpers::{TestApp, problem, spawn_app, token};
 
 async fn call(
     app: &TestApp,
@@ -44,7 +26,10 @@ async fn call(
 #[tokio::test]
 async fn every_route_answers_each_role_as_the_contract_prescribes() {
     let app = spawn_app().await;
-    let schema = json!({"type": "object", "properties": {"a": {"type": "integer", "default": 1}}});
+    let schema = json!({"type": "object", "properties": {
+        "a": {"type": "integer", "default": 1},
+        "k": {"type": "string", "x-secret": true}
+    }});
     app.req(Method::PUT, "/api/v1/services/router/schema")
         .json(&schema)
         .send()
@@ -137,6 +122,37 @@ async fn every_route_answers_each_role_as_the_contract_prescribes() {
             "/api/v1/services/router/instances",
             None,
             [u, ok, ok, ok, f, f],
+        ),
+        (
+            Method::GET,
+            "/api/v1/services/router/secrets",
+            None,
+            [u, ok, ok, ok, f, f],
+        ),
+        (
+            Method::PUT,
+            "/api/v1/services/router/secrets/k",
+            Some(json!({"value": "v"})),
+            [u, f, ok, ok, f, f],
+        ),
+        (
+            Method::POST,
+            "/api/v1/services/router/secrets/k/reveal",
+            Some(json!({"justification": "matrix"})),
+            [u, f, ok, ok, f, f],
+        ),
+        // The operator removes it; the admin, past the role check, finds nothing left.
+        (
+            Method::DELETE,
+            "/api/v1/services/router/secrets/k",
+            None,
+            [u, f, StatusCode::NO_CONTENT, StatusCode::NOT_FOUND, f, f],
+        ),
+        (
+            Method::GET,
+            "/api/v1/services/router/lkg-key",
+            None,
+            [u, f, f, ok, ok, f],
         ),
         (Method::GET, "/api/v1/history", None, [u, ok, ok, ok, f, f]),
         (

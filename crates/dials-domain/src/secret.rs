@@ -119,15 +119,35 @@ pub fn mask_value(key: &KeyPath, value: &Value, secret_keys: &[KeyPath]) -> Valu
 /// before the key became secret) is kept only as [`SECRET_MASK`].
 pub fn redact_changes(changes: &mut [crate::KeyChange], secret_keys: &[KeyPath]) {
     for change in changes {
-        if !secret_keys.iter().any(|s| change.key.is_within(s)) {
-            continue;
-        }
         for value in [&mut change.old, &mut change.new].into_iter().flatten() {
-            if placeholder_version(value).is_none() && !value.is_null() {
-                *value = Value::String(SECRET_MASK.to_owned());
+            if let Some(redacted) = redact_value(&change.key, value, secret_keys) {
+                *value = redacted;
             }
         }
     }
+}
+
+/// The mask for a value stored in clear at (or within) a secret key; `None` for anything else
+/// (a placeholder, `null`, a value at a key that is not secret): what may stay as it is.
+pub fn redact_value(key: &KeyPath, value: &Value, secret_keys: &[KeyPath]) -> Option<Value> {
+    let secret = secret_keys.iter().any(|s| key.is_within(s));
+    (secret && !value.is_null() && placeholder_version(value).is_none())
+        .then(|| Value::String(SECRET_MASK.to_owned()))
+}
+
+/// A stored document from before its keys were secret, with each value in clear at a secret
+/// key replaced by [`SECRET_MASK`]; `None` when nothing is in clear. Restoring such a version
+/// keeps the secrets in force ([`keep_masked_secrets`]).
+pub fn redact_document(doc: &Document, secret_keys: &[KeyPath]) -> Option<Document> {
+    let mut out = doc.clone();
+    let mut changed = false;
+    for key in secret_keys {
+        if let Some(redacted) = doc.get(key).and_then(|v| redact_value(key, v, secret_keys)) {
+            out.set(key, redacted);
+            changed = true;
+        }
+    }
+    changed.then_some(out)
 }
 
 /// The document as everyone but its own service sees it: every placeholder, and every value at
@@ -156,17 +176,32 @@ pub fn mask(doc: &Document, secret_keys: &[KeyPath]) -> Document {
 /// keeps the value `current` (the effective document) has. So a masked read can be edited and
 /// written back without knowing the secrets.
 pub fn keep_secrets(written: Document, current: &Document, secret_keys: &[KeyPath]) -> Document {
+    let mut out = keep_masked_secrets(written, current, secret_keys);
+    for key in secret_keys {
+        if let (None, Some(kept)) = (out.get(key), current.get(key)) {
+            out.set(key, kept.clone());
+        }
+    }
+    out
+}
+
+/// Each secret given as [`SECRET_MASK`] takes the value `current` has (or is left out when
+/// `current` has none); a secret left out stays out.
+pub fn keep_masked_secrets(
+    written: Document,
+    current: &Document,
+    secret_keys: &[KeyPath],
+) -> Document {
     let mut out = written;
     for key in secret_keys {
-        match (out.get(key), current.get(key)) {
-            (Some(Value::String(s)), kept) if s == SECRET_MASK => match kept {
-                Some(kept) => out.set(key, kept.clone()),
-                None => {
-                    out.remove(key);
-                }
-            },
-            (None, Some(kept)) => out.set(key, kept.clone()),
-            _ => {}
+        if out.get(key).and_then(Value::as_str) != Some(SECRET_MASK) {
+            continue;
+        }
+        match current.get(key) {
+            Some(kept) => out.set(key, kept.clone()),
+            None => {
+                out.remove(key);
+            }
         }
     }
     out
@@ -411,6 +446,34 @@ mod tests {
                     Some(json!({"$secret": 2}))
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn an_old_document_is_redacted_only_where_a_secret_is_in_clear() {
+        let secret_keys = keys(&["/k", "/p", "/n"]);
+        let old = doc(json!({"k": "clear", "p": {"$secret": 1}, "n": null, "x": "shown"}));
+        assert_eq!(
+            redact_document(&old, &secret_keys).map(Document::into_value),
+            Some(json!({"k": "********", "p": {"$secret": 1}, "n": null, "x": "shown"}))
+        );
+        assert_eq!(redact_document(&doc(json!({"x": 1})), &secret_keys), None);
+        // Restoring it keeps the secret in force where the mask stands.
+        let current = doc(json!({"k": "now"}));
+        let restored = keep_masked_secrets(
+            redact_document(&old, &secret_keys).unwrap(),
+            &current,
+            &secret_keys,
+        );
+        assert_eq!(
+            restored.get(&KeyPath::parse("/k").unwrap()),
+            Some(&json!("now"))
+        );
+        let left_out = keep_masked_secrets(doc(json!({"x": 1})), &current, &secret_keys);
+        assert_eq!(
+            left_out.into_value(),
+            json!({"x": 1}),
+            "a left-out secret stays out"
         );
     }
 

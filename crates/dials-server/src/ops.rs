@@ -173,13 +173,13 @@ pub async fn write(
                 let old = restorable(state.store.version(service, *v).await?, || {
                     format!("service {service} has no version {v}")
                 })?;
-                Some(crate::secrets::unsealed(state, service, &old).await?)
+                Some(restored(state, service, &old, &before, &secret_keys).await?)
             }
             (Intent::RestoreAt(at), _) => {
                 let old = restorable(state.store.version_at(service, *at).await?, || {
                     format!("service {service} had no version at or before {at}")
                 })?;
-                Some(crate::secrets::unsealed(state, service, &old).await?)
+                Some(restored(state, service, &old, &before, &secret_keys).await?)
             }
             (Intent::SetSecret(key, value), _) => {
                 let mut doc = before.clone();
@@ -361,6 +361,19 @@ pub fn now() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
     t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
         .unwrap_or(t)
+}
+
+/// What restoring a stored version writes: its secrets opened, and where it holds the mask (a
+/// value redacted when its key became secret) the secret in force now.
+async fn restored(
+    state: &AppState,
+    service: &ServiceName,
+    old: &Document,
+    current: &Document,
+    secret_keys: &[KeyPath],
+) -> Result<Document, ApiError> {
+    let opened = crate::secrets::unsealed(state, service, old).await?;
+    Ok(secret::keep_masked_secrets(opened, current, secret_keys))
 }
 
 fn restorable(

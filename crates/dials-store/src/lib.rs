@@ -105,11 +105,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Registers a schema; with `migration`, also commits that change (a compare-and-swap like
     /// [`Store::commit`]) in the same transaction, so a schema never lands without the document
-    /// repaired to fit it.
+    /// repaired to fit it. With `redaction`, the service's older versions and history are
+    /// rewritten in the same transaction too, and their old contents are scrubbed from the
+    /// database files.
     async fn put_schema(
         &self,
         record: &SchemaRecord,
         migration: Option<NewChange>,
+        redaction: Option<&Redaction<'_>>,
     ) -> Result<Option<Committed>>;
 
     /// Per-key change records, newest first.

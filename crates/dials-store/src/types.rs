@@ -315,3 +315,19 @@ pub struct AuditQuery {
     /// At most this many.
     pub limit: u32,
 }
+
+/// How a schema registration rewrites a service's past when it starts marking keys secret:
+/// every older version's document, and every history value, through these functions (`None`
+/// leaves a value as it is).
+pub struct Redaction<'a> {
+    /// A stored document, rewritten.
+    pub document: &'a (dyn Fn(&Document) -> Option<Document> + Send + Sync),
+    /// A history value at a key (a JSON Pointer), rewritten.
+    pub value: &'a (dyn Fn(&str, &serde_json::Value) -> Option<serde_json::Value> + Send + Sync),
+}
+
+impl std::fmt::Debug for Redaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redaction").finish_non_exhaustive()
+    }
+}

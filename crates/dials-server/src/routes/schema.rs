@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use dials_domain::{ChangeKind, Document, Version, diff, secret};
+use dials_domain::{ChangeKind, Document, KeyPath, Version, diff, secret};
 use dials_schema::{CompiledSchema, SchemaError, SearchQuery};
 use dials_store::{NewChange, SchemaRecord, StoreError};
 use dials_wire::{
@@ -172,7 +172,34 @@ pub async fn put_schema(
         }
     }
 
-    let committed = match state.store.put_schema(&record, migration.clone()).await {
+    // A key the schema now marks secret may have been stored in clear before: its value goes
+    // from every older version and from history too, in the same transaction.
+    let old_keys = crate::secrets::keys_of(
+        crate::schemas::schema_of(&state, &service)
+            .await?
+            .as_deref(),
+    );
+    let new_keys = compiled.secret_keys();
+    let redact_document = |d: &Document| secret::redact_document(d, &new_keys);
+    let redact_value = |key: &str, v: &Value| {
+        KeyPath::parse(key)
+            .ok()
+            .and_then(|k| secret::redact_value(&k, v, &new_keys))
+    };
+    let redaction = dials_store::Redaction {
+        document: &redact_document,
+        value: &redact_value,
+    };
+    let newly_secret = new_keys.iter().any(|k| !old_keys.contains(k));
+    let committed = match state
+        .store
+        .put_schema(
+            &record,
+            migration.clone(),
+            newly_secret.then_some(&redaction),
+        )
+        .await
+    {
         Ok(c) => c,
         Err(StoreError::Conflict { current }) => {
             return Err(ApiError::Conflict {

@@ -615,6 +615,39 @@ async fn a_schema_that_marks_a_stored_key_secret_seals_its_value() {
         !history.to_string().contains(KEY),
         "history written before the key was secret is shown masked: {history}"
     );
+    // The version written in clear was redacted in place, and the database files no longer
+    // hold the value anywhere (while they do hold the config's other values).
+    let v1 = app
+        .state
+        .store
+        .version(
+            &dials_domain::ServiceName::parse("llm-worker").unwrap(),
+            dials_domain::Version(1),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1.document.unwrap().into_value()["api_key"], "********");
+    let files = database_bytes(&app);
+    assert!(contains(&files, b"gpt-4o"), "the scan sees stored values");
+    assert!(
+        !contains(&files, KEY.as_bytes()),
+        "the secret is nowhere in the database files"
+    );
+    // Restoring that version keeps the secret in force where it holds the mask.
+    let r = app
+        .req(Method::POST, "/api/v1/services/llm-worker/restore")
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, body) = get_as(&app, &own, "/api/v1/services/llm-worker/config").await;
+    assert_eq!(
+        (body["version"].clone(), body["config"]["api_key"].clone()),
+        (json!(2), json!(KEY)),
+        "version 1 as restored is version 2's content: nothing to write"
+    );
 
     // And a schema that stops marking it secret stores it in clear again.
     let mut plain = schema();
@@ -632,6 +665,23 @@ async fn a_schema_that_marks_a_stored_key_secret_seals_its_value() {
         (body["version"].clone(), body["config"]["api_key"].clone()),
         (json!(3), json!(KEY))
     );
+}
+
+/// Every byte of the database's files (the database, its write-ahead log and shared memory).
+fn database_bytes(app: &TestApp) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(&app.data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("dials.db") {
+            all.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, AuditRecord, ChangeRecord, Committed, HistoryQuery, HistoryRecord, InstanceReport,
-    NewChange, OutboxItem, ResealFn, Result, SchemaRecord, SecretRecord, ServiceState,
+    NewChange, OutboxItem, Redaction, ResealFn, Result, SchemaRecord, SecretRecord, ServiceState,
     SessionRecord, Store, StoreError, TokenRecord, VersionRecord,
 };
 
@@ -207,11 +207,16 @@ impl Store for SqliteStore {
         &self,
         record: &SchemaRecord,
         migration: Option<NewChange>,
+        redaction: Option<&Redaction<'_>>,
     ) -> Result<Option<Committed>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let committed = match &migration {
             Some(change) => Some(commit_in(&mut tx, change).await?),
             None => None,
+        };
+        let redacted = match redaction {
+            Some(redaction) => redact_in(&mut tx, &record.service, redaction).await?,
+            None => 0,
         };
         sqlx::query(
             "INSERT INTO schemas (service, schema, hash, updated_at, updated_by) \
@@ -227,6 +232,13 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        if redacted > 0 {
+            // secure_delete zeroed the old contents inside the database's pages; checkpointing
+            // into the main file and truncating the log removes the frames that still held them.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await?;
+        }
         Ok(committed)
     }
 
@@ -773,6 +785,63 @@ async fn commit_in(
         version,
         revision: Revision(from_i64(revision)?),
     })
+}
+
+/// Rewrites a service's older versions and history inside an open write transaction; returns
+/// how many rows changed.
+async fn redact_in(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    service: &ServiceName,
+    redaction: &Redaction<'_>,
+) -> Result<u64> {
+    let mut changed = 0;
+    let versions = sqlx::query(
+        "SELECT revision, document FROM changes WHERE service = ? AND document IS NOT NULL",
+    )
+    .bind(service.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in &versions {
+        let revision: i64 = row.try_get("revision")?;
+        let Some(document) = parse_document(row.try_get("document")?)? else {
+            continue;
+        };
+        if let Some(new) = (redaction.document)(&document) {
+            sqlx::query("UPDATE changes SET document = ? WHERE revision = ?")
+                .bind(document_text(&new)?)
+                .bind(revision)
+                .execute(&mut **tx)
+                .await?;
+            changed += 1;
+        }
+    }
+    let entries =
+        sqlx::query("SELECT id, key, old_value, new_value FROM history WHERE service = ?")
+            .bind(service.as_str())
+            .fetch_all(&mut **tx)
+            .await?;
+    for row in &entries {
+        let id: i64 = row.try_get("id")?;
+        let key: String = row.try_get("key")?;
+        let mut rewritten = false;
+        let mut values = Vec::with_capacity(2);
+        for column in ["old_value", "new_value"] {
+            let value = parse_value(row.try_get(column)?)?;
+            let new = value.as_ref().and_then(|v| (redaction.value)(&key, v));
+            rewritten |= new.is_some();
+            values.push(new.or(value).map(|v| v.to_string()));
+        }
+        if rewritten {
+            sqlx::query("UPDATE history SET old_value = ?, new_value = ? WHERE id = ?")
+                .bind(&values[0])
+                .bind(&values[1])
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 async fn insert_audit_in<'e, E>(executor: E, record: &AuditRecord) -> Result<()>

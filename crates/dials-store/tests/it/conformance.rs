@@ -2,8 +2,8 @@
 
 use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
 use dials_store::{
-    AuditQuery, AuditRecord, HistoryQuery, InstanceReport, NewChange, Resealed, SchemaRecord,
-    SecretRecord, SessionRecord, Store, StoreError, TokenRecord,
+    AuditQuery, AuditRecord, HistoryQuery, InstanceReport, NewChange, Redaction, Resealed,
+    SchemaRecord, SecretRecord, SessionRecord, Store, StoreError, TokenRecord,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -570,13 +570,13 @@ pub async fn a_schema_is_stored_replaced_and_removed_with_its_service(store: &dy
     assert!(store.schema(&name("svc")).await.unwrap().is_none());
     assert_eq!(
         store
-            .put_schema(&schema_record("svc", "h1"), None)
+            .put_schema(&schema_record("svc", "h1"), None, None)
             .await
             .unwrap(),
         None
     );
     store
-        .put_schema(&schema_record("svc", "h2"), None)
+        .put_schema(&schema_record("svc", "h2"), None, None)
         .await
         .unwrap();
     assert_eq!(
@@ -605,7 +605,7 @@ pub async fn a_schema_with_a_migration_lands_together_or_not_at_all(store: &dyn 
     let mut migration = change("svc", 1, &v1, Some(doc(json!({"b": 1}))));
     migration.kind = ChangeKind::Migrate;
     let committed = store
-        .put_schema(&schema_record("svc", "h1"), Some(migration.clone()))
+        .put_schema(&schema_record("svc", "h1"), Some(migration.clone()), None)
         .await
         .unwrap();
     assert_eq!(committed.map(|c| c.version.0), Some(2));
@@ -621,7 +621,7 @@ pub async fn a_schema_with_a_migration_lands_together_or_not_at_all(store: &dyn 
 
     // A migration computed from a stale version fails, and the schema is not replaced.
     let err = store
-        .put_schema(&schema_record("svc", "h2"), Some(migration))
+        .put_schema(&schema_record("svc", "h2"), Some(migration), None)
         .await
         .unwrap_err();
     assert!(
@@ -768,5 +768,82 @@ pub async fn config_changes_and_other_events_are_audited_and_pruned(store: &dyn 
             .unwrap()
             .len(),
         1
+    );
+}
+
+pub async fn a_schema_can_redact_the_past_of_its_service_only(store: &dyn Store) {
+    let v1 = doc(json!({"k": "clear-1", "n": 1}));
+    let v2 = doc(json!({"k": "clear-2", "n": 2}));
+    store
+        .commit(change("svc", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    store
+        .commit(change("svc", 1, &v1, Some(v2.clone())))
+        .await
+        .unwrap();
+    store
+        .commit(change("other", 0, &Document::new(), Some(v1.clone())))
+        .await
+        .unwrap();
+    let mask = |d: &Document| {
+        let mut out = d.clone();
+        let key = dials_domain::KeyPath::parse("/k").unwrap();
+        (out.get(&key)? != &json!("***")).then(|| {
+            out.set(&key, json!("***"));
+            out
+        })
+    };
+    let value = |key: &str, v: &serde_json::Value| {
+        (key == "/k" && v != &json!("***")).then(|| json!("***"))
+    };
+    let redaction = Redaction {
+        document: &mask,
+        value: &value,
+    };
+    store
+        .put_schema(&schema_record("svc", "h1"), None, Some(&redaction))
+        .await
+        .unwrap();
+    for v in [1, 2] {
+        let record = store
+            .version(&name("svc"), Version(v))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            record.document.unwrap().into_value()["k"],
+            "***",
+            "version {v}"
+        );
+    }
+    let history = store
+        .history(&HistoryQuery {
+            service: Some(name("svc")),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for h in history.iter().filter(|h| h.key == "/k") {
+        for v in [&h.old, &h.new].into_iter().flatten() {
+            assert_eq!(v, &json!("***"));
+        }
+    }
+    assert!(
+        history
+            .iter()
+            .any(|h| h.key == "/n" && h.new == Some(json!(2))),
+        "other keys stay"
+    );
+    let other = store
+        .version(&name("other"), Version(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        other.document.unwrap().into_value()["k"],
+        "clear-1",
+        "other services stay"
     );
 }

@@ -40,6 +40,7 @@ conformance_tests!(
     secrets_are_stored_with_their_change_and_found_by_place,
     a_secret_is_not_stored_when_its_change_loses,
     resealing_rewrites_every_secret_in_one_transaction,
+    a_schema_can_redact_the_past_of_its_service_only,
 );
 
 #[tokio::test]

@@ -113,6 +113,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let _lock = self.lock;
+        let stopping = self.state.stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        };
         let app = router(self.state.clone());
         let pruner = tokio::spawn(prune_forever(self.state.clone()));
         let service = app.into_make_service_with_connect_info::<SocketAddr>();

@@ -45,6 +45,8 @@ pub struct Inner {
     pub publisher: Option<PublisherHandle>,
     /// Every committed change, for watch streams in this process.
     pub events: broadcast::Sender<Arc<WatchEvent>>,
+    /// Turns true when the server starts stopping, so long-lived streams end.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             keys,
             publisher,
             events: broadcast::channel(EVENT_BUFFER).0,
+            stopping: tokio::sync::watch::Sender::new(false),
         }))
     }
 }

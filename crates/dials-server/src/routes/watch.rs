@@ -73,6 +73,7 @@ pub async fn watch(
     };
     let store = state.store.clone();
     let shared = state.clone();
+    let mut stopping = state.stopping.subscribe();
     let stream = async_stream::stream! {
         let mut replay = true;
         loop {
@@ -117,7 +118,12 @@ pub async fn watch(
                     }
                 }
             }
-            match live.recv().await {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                // A stream never ends by itself: it must end for a graceful stop to finish.
+                _ = stopping.wait_for(|stop| *stop) => break,
+            };
+            match received {
                 Ok(event) if event.revision <= cursor => {}
                 Ok(event) if event.revision == cursor + 1 => {
                     cursor = event.revision;

@@ -165,3 +165,28 @@ async fn a_bad_watch_request_is_400() {
         .unwrap();
     problem(r, reqwest::StatusCode::BAD_REQUEST).await;
 }
+
+#[tokio::test]
+async fn an_open_stream_ends_when_the_server_stops_instead_of_holding_it_up() {
+    let app = spawn_app().await;
+    app.create("router", json!({"a": 1})).await;
+    let response = app
+        .req(Method::GET, "/api/v1/watch?since=0")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the replayed change")
+        .expect("stream open");
+    assert!(first.is_ok());
+    tokio::time::timeout(Duration::from_secs(10), app.stop())
+        .await
+        .expect("a graceful stop does not wait on the open stream");
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the client sees its stream end");
+}

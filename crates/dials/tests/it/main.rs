@@ -5,4 +5,5 @@ mod architecture;
 mod broker;
 mod mqtt;
 mod process;
+mod secrets;
 mod serve;

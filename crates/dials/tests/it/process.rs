@@ -5,12 +5,14 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 pub struct Running {
     pub child: Child,
     pub base: String,
-    pub stderr: ChildStderr,
+    /// Reads stderr as it comes, so a chatty log never fills the pipe and stalls the server.
+    stderr: JoinHandle<String>,
 }
 
 /// `dials serve` on a free port in `data_dir`, with extra arguments and environment.
@@ -43,9 +45,14 @@ pub async fn start(data_dir: &Path) -> Running {
 
 /// Like [`start`], with more arguments.
 pub async fn start_with(data_dir: &Path, args: &[&str]) -> Running {
+    start_with_env(data_dir, args, &[]).await
+}
+
+/// Like [`start`], with more arguments and environment.
+pub async fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut all = vec!["--http", "127.0.0.1:0"];
     all.extend_from_slice(args);
-    let mut child = command(data_dir, &all, &[]).spawn().expect("spawn dials");
+    let mut child = command(data_dir, &all, env).spawn().expect("spawn dials");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stdout).lines();
@@ -58,6 +65,12 @@ pub async fn start_with(data_dir: &Path, args: &[&str]) -> Running {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
+    let stderr = tokio::spawn(async move {
+        let mut all = String::new();
+        let mut stderr = stderr;
+        let _ = stderr.read_to_string(&mut all).await;
+        all
+    });
     Running {
         child,
         base,
@@ -78,8 +91,7 @@ impl Running {
             .await
             .expect("dials exits after the signal")
             .unwrap();
-        let mut err = String::new();
-        self.stderr.read_to_string(&mut err).await.unwrap();
+        let err = self.stderr.await.unwrap();
         (exit, err)
     }
 }
@@ -95,6 +107,28 @@ pub async fn run_to_exit(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -
     .unwrap();
     (
         out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a `dials` CLI command (not `serve`) to its end: exit code, stdout, stderr.
+pub async fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dials"));
+    cmd.args(args)
+        .env_remove("DIALS_DATA_DIR")
+        .env_remove("DIALS_DATABASE_URL")
+        .env_remove("DIALS_MASTER_KEY")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the command ends")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }

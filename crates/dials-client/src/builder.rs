@@ -420,6 +420,7 @@ where
             seen,
             write_lkg,
             manager_ok,
+            held,
         } = start;
         let schema_hash = schema.hash();
         tracing::info!(
@@ -483,6 +484,7 @@ where
             request_timeout: self.request_timeout,
             poll_interval,
             manager_ok,
+            held,
         };
         let task = tokio::spawn(driver.run(mqtt, stop_rx, commands_rx));
         Ok(Client::from_parts(shared, stop_tx, commands_tx, task))
@@ -535,6 +537,7 @@ where
                         report: report(response.version, Status::Applied, None),
                         epoch: Some(response.epoch),
                         seen: response.version,
+                        held: crate::layers::HeldSecrets::from_response(&response),
                         write_lkg: Some(response.config),
                         manager_ok: true,
                     });
@@ -599,6 +602,7 @@ where
                             seen: seen.max(l.version),
                             write_lkg: None,
                             manager_ok,
+                            held: Default::default(),
                         });
                     }
                     Err(reason) => {
@@ -653,6 +657,7 @@ where
             seen,
             write_lkg: None,
             manager_ok,
+            held: Default::default(),
         })
     }
 }
@@ -670,6 +675,8 @@ struct Initial<T> {
     write_lkg: Option<Value>,
     /// Whether the manager answered.
     manager_ok: bool,
+    /// The secret values the manager's answer held.
+    held: crate::layers::HeldSecrets,
 }
 
 /// The host name, as an instance name.

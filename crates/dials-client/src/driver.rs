@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::client::{Command, Origin, Shared, lock};
-use crate::layers::{EnvLookup, ServiceSchema, has_secret_placeholder};
+use crate::layers::{EnvLookup, HeldSecrets, ServiceSchema, has_secret_placeholder};
 use crate::lkg::LkgFile;
 use crate::manager::Manager;
 use crate::mqtt::{BrokerUrl, Topics};
@@ -148,6 +148,8 @@ pub(crate) struct Driver<T> {
     pub poll_interval: Option<Duration>,
     /// Whether the last REST read succeeded.
     pub manager_ok: bool,
+    /// The secret values of the last REST read, by key and version.
+    pub held: HeldSecrets,
 }
 
 /// REST reads in flight and who waits for them.
@@ -364,6 +366,7 @@ where
             );
             return;
         }
+        self.held = HeldSecrets::from_response(&response);
         self.apply(response.version, response.epoch, response.config)
             .await;
     }
@@ -443,16 +446,23 @@ where
             );
             return true;
         }
-        if has_secret_placeholder(&envelope.config) {
-            tracing::debug!(
-                service,
-                version = envelope.version,
-                "update carries secrets; reading it over REST"
-            );
-            return true;
-        }
-        self.apply(envelope.version, envelope.epoch, envelope.config)
-            .await;
+        let config = if has_secret_placeholder(&envelope.config) {
+            // The secrets are named by version: those already held need no REST read.
+            match self.held.fill(&envelope.config) {
+                Some(filled) => filled,
+                None => {
+                    tracing::debug!(
+                        service,
+                        version = envelope.version,
+                        "update carries secrets this client does not hold; reading it over REST"
+                    );
+                    return true;
+                }
+            }
+        } else {
+            envelope.config
+        };
+        self.apply(envelope.version, envelope.epoch, config).await;
         false
     }
 

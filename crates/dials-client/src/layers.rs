@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use dials_domain::{Document, KeyPath};
+use std::collections::HashMap;
+
+use dials_domain::{Document, KeyPath, Version, secret};
 use dials_schema::CompiledSchema;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -171,6 +173,49 @@ impl ServiceSchema {
         let mut value = doc.into_value();
         strip_placeholders(&mut value);
         value
+    }
+}
+
+/// The secret values this client holds, by key and secret version: what its last read over
+/// REST (with the service's own token) gave. An envelope names each secret by its version, so
+/// one that names only versions held here can be applied from MQTT directly.
+#[derive(Default)]
+pub(crate) struct HeldSecrets(HashMap<(KeyPath, Version), Value>);
+
+impl std::fmt::Debug for HeldSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.keys().map(|(k, v)| format!("{k}@{v}")))
+            .finish()
+    }
+}
+
+impl HeldSecrets {
+    /// The secrets of a config read over REST: each key the manager lists with its version,
+    /// valued as the config has it (a masked value is not a value, and is not kept).
+    pub fn from_response(response: &dials_wire::ConfigResponse) -> Self {
+        let mut held = HashMap::new();
+        for (key, version) in &response.secrets {
+            let Ok(key) = KeyPath::parse(key) else {
+                continue;
+            };
+            match key.lookup(&response.config) {
+                Some(Value::String(s)) if s == dials_wire::SECRET_MASK => {}
+                Some(value) => {
+                    held.insert((key, Version(*version)), value.clone());
+                }
+                None => {}
+            }
+        }
+        Self(held)
+    }
+
+    /// An envelope's config with every placeholder replaced by the value held for it, or
+    /// `None` when one is not held (then the config must be read over REST).
+    pub fn fill(&self, config: &Value) -> Option<Value> {
+        let doc = Document::from_value(config.clone()).ok()?;
+        let filled = secret::unseal(&doc, &self.0).ok()?.into_value();
+        (!has_secret_placeholder(&filled)).then_some(filled)
     }
 }
 
@@ -351,6 +396,48 @@ mod tests {
         assert!(
             err.ends_with("(set by the environment variable T_VOLUME)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn held_secrets_fill_the_placeholders_they_know_and_only_those() {
+        let response = dials_wire::ConfigResponse {
+            service: "tts".into(),
+            version: 5,
+            revision: 9,
+            epoch: uuid::Uuid::nil(),
+            updated_at: None,
+            updated_by: None,
+            config: json!({"api_key": "k-5", "mqtt": {"password": "********"}, "voice": "a"}),
+            secrets: [("/api_key".to_owned(), 4), ("/mqtt/password".to_owned(), 2)].into(),
+        };
+        let held = HeldSecrets::from_response(&response);
+        assert_eq!(
+            format!("{held:?}"),
+            "[\"/api_key@4\"]",
+            "a masked value is not held"
+        );
+        assert_eq!(
+            held.fill(&json!({"api_key": {"$secret": 4}, "voice": "b"})),
+            Some(json!({"api_key": "k-5", "voice": "b"}))
+        );
+        assert_eq!(
+            held.fill(&json!({"api_key": {"$secret": 6}})),
+            None,
+            "a newer secret"
+        );
+        assert_eq!(
+            held.fill(&json!({"mqtt": {"password": {"$secret": 2}}})),
+            None
+        );
+        assert_eq!(
+            held.fill(&json!({"x": {"$secret": 4, "y": 1}})),
+            None,
+            "not a placeholder"
+        );
+        assert_eq!(
+            held.fill(&json!({"voice": "c"})),
+            Some(json!({"voice": "c"}))
         );
     }
 

@@ -174,6 +174,46 @@ async fn an_update_carrying_secrets_is_read_over_rest_and_secrets_never_reach_th
 }
 
 #[tokio::test]
+async fn an_update_naming_secrets_the_client_holds_applies_from_mqtt_directly() {
+    let broker = Mosquitto::start().await;
+    let m = manager(None).await;
+    let epoch = m.create("tts", json!({"voice": "one"})).await;
+    let mut sub = reports(&broker, "tts").await;
+    let dials = builder(&m, "tts").mqtt(broker.url()).start().await.unwrap();
+    let mut rx = dials.subscribe();
+    report_for(&mut sub, "tts", 1).await;
+    // The manager is at version 2 with the secret, and the client has read it.
+    let v2 = m
+        .put("tts", json!({"voice": "two", "api_key": "real-key"}))
+        .await;
+    dials.refresh().await.unwrap();
+    assert_eq!(
+        next(&mut rx).await.api_key.as_ref().unwrap().expose(),
+        "real-key"
+    );
+
+    // Version 3 exists only on the wire: a REST read would find nothing newer than 2, so the
+    // config below can only have come from the envelope, with the held secret filled in.
+    publish(
+        &sub,
+        m.envelope(
+            "tts",
+            v2 + 1,
+            epoch,
+            json!({"voice": "from-mqtt", "api_key": {"$secret": v2}}),
+        ),
+    )
+    .await;
+    let cfg = next(&mut rx).await;
+    assert_eq!(cfg.voice, "from-mqtt");
+    assert_eq!(cfg.api_key.as_ref().unwrap().expose(), "real-key");
+    assert_eq!(
+        report_for(&mut sub, "tts", v2 + 1).await["status"],
+        "applied"
+    );
+}
+
+#[tokio::test]
 async fn a_version_that_does_not_fit_the_struct_is_rejected_and_the_previous_config_stays() {
     let broker = Mosquitto::start().await;
     let m = manager(None).await;

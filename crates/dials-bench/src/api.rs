@@ -80,6 +80,21 @@ impl Api {
             .with_context(|| format!("the service name {service:?} cannot be put in a URL path"))
     }
 
+    /// Any path of the API (e.g. `/api/v1/tokens`), checked once.
+    pub fn uri(&self, path: &str) -> anyhow::Result<Uri> {
+        format!("{}{path}", self.base)
+            .parse()
+            .with_context(|| format!("{path:?} cannot be a URL path"))
+    }
+
+    /// `POST uri` with a JSON body.
+    pub fn post(&self, uri: &Uri, body: Bytes) -> anyhow::Result<Req> {
+        Ok(self
+            .request(Method::POST, uri.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(Full::new(body))?)
+    }
+
     /// `GET uri` with the bearer token.
     pub fn get(&self, uri: &Uri) -> anyhow::Result<Req> {
         Ok(self

@@ -39,6 +39,10 @@ pub enum Command {
     /// MQTT distribution with a Mosquitto of its own: PUT → subscriber latency, outbox drain
     /// after an outage, one update fanned out to many subscribers.
     Mqtt(MqttArgs),
+    /// What secrets cost, side by side on one server: writes that keep or seal a secret
+    /// against writes without one, and the service's own reads (secrets opened per read)
+    /// against the cached, masked reads.
+    Secrets(SecretsArgs),
     /// The floor server itself (started by `floor` and `all`).
     #[command(hide = true)]
     FloorServer(FloorServerArgs),
@@ -229,4 +233,27 @@ pub struct MqttArgs {
     /// Updates fanned out to all of them
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub fanout_updates: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    /// The `dials` binary to measure
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Writes in each write run
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub writes: u64,
+
+    /// Measured seconds of each GET run
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+
+    /// Where to make the data directory [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// An extra argument for `dials serve` (repeat for more), e.g. --serve-arg=--mqtt=none
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
 }

@@ -15,6 +15,7 @@ mod http;
 mod mqtt;
 mod put;
 mod rss;
+mod secrets;
 mod server;
 mod startup;
 mod stats;
@@ -83,6 +84,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::FloorServer(args) => floor::serve(usize::try_from(args.body_bytes)?)?,
         Command::All(args) => all::run(&args)?,
+        Command::Secrets(args) => secrets::run(&args)?,
         Command::Mqtt(args) => {
             let options = mqtt::MqttOptionsArgs {
                 binary: args.binary,

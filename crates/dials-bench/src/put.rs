@@ -130,6 +130,21 @@ async fn load(
     let uri = api.config_uri(service)?;
     let mut conn = Conn::open(api.addr()).await?;
     ensure_service(api, &mut conn, service).await?;
+    sequential(api, requests, server_pid, |n| {
+        api.put(&uri, body(n)?, false)
+    })
+    .await
+}
+
+/// Sends `requests` writes one after the other on one connection, each made by `request` from
+/// a number that differs in every write and every run, and times them.
+pub async fn sequential(
+    api: &Api,
+    requests: u64,
+    server_pid: Option<u32>,
+    request: impl Fn(u64) -> anyhow::Result<crate::api::Req>,
+) -> anyhow::Result<PutReport> {
+    let mut conn = Conn::open(api.addr()).await?;
     // Start the numbering past the time, so that a second run still writes new documents.
     let offset = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -141,7 +156,7 @@ async fn load(
     let cpu_from = cpu::sample(server_pid);
     let start = Instant::now();
     for i in 0..requests {
-        let request = api.put(&uri, body(offset + i)?, false)?;
+        let request = request(offset + i)?;
         let sent = Instant::now();
         let result = tokio::time::timeout(REQUEST_TIMEOUT, conn.send(request))
             .await

@@ -68,11 +68,14 @@
 //!   is reported `rejected` and the previous config stays.
 //! - **Every MQTT update is checked**: Ed25519 signature under a pinned key (pin two during a
 //!   rotation), checksum, service name, the known epoch, a version newer than the one held.
-//!   An update older than 5 minutes, from an unknown epoch, or carrying secrets is not applied
-//!   from MQTT; the config is re-read over REST instead, as after every broker (re)connect.
+//!   An update older than 5 minutes, from an unknown epoch, or naming a secret version the
+//!   client does not hold is not applied from MQTT; the config is re-read over REST instead, as
+//!   after every broker (re)connect. Secrets the client holds are filled into an update's
+//!   `{"$secret": n}` placeholders.
 //!   Refused updates are logged as warnings under the target `dials_client::security`. Order
 //!   rests on epoch and version only, never on clocks.
-//! - **Secrets** reach the service only over REST, never touch the LKG file, and print as
+//! - **Secrets** reach the service only over REST (read with the service's own token), never
+//!   touch the LKG file, and print as
 //!   `********` ([`Secret`]); `Debug` of the [`Client`] shows no config values.
 //! - **Callbacks** ([`Client::on_change`]) can refuse a config: if one returns an error or
 //!   panics, the previous config stays in force and the version is reported `failed`.

@@ -16,9 +16,9 @@ pub const MASK: &str = dials_wire::SECRET_MASK;
 /// - serializing writes `"********"` too, so printing a config as JSON does not leak it;
 /// - deserializing reads the plain value;
 /// - its JSON Schema is `T`'s with `"x-secret": true`, so the manager stores the value
-///   encrypted, masks it in every listing, and publishes only a placeholder over MQTT; the
-///   client then fetches the real value over REST with the service's token, and never writes
-///   it to the last-known-good file.
+///   encrypted, masks it in every listing, and publishes only a placeholder naming its
+///   version over MQTT; the client reads the value over REST with the service's token (once
+///   per version of the secret), and never writes it to the last-known-good file.
 ///
 /// Read the value with [`expose`](Secret::expose).
 ///

@@ -57,26 +57,13 @@ struct Loaded {
 pub fn run(args: &AllArgs) -> anyhow::Result<()> {
     let launch = Launch::new(&args.binary, &args.serve_args)?;
     let dir = args.dir.as_deref();
-    let control = get::runtime(1)?;
-    let root = server::scratch(dir)?;
-    let data = root.path().join("data");
-    eprintln!("starting {} in {}", launch.binary.display(), data.display());
-    let (server, _) = control.block_on(Server::start(
-        &launch,
-        &data,
-        &root.path().join("server.log"),
-    ))?;
-    // The server is stopped whatever the load runs did.
-    let loaded = load(&control, &server, args);
-    let stopped = control.block_on(server.stop());
-    let loaded = loaded?;
-    stopped?;
+    let loaded = server::measure_with(&launch, dir, |control, server| load(control, server, args))?;
 
     let put_storage_only = if args.serve_args.iter().any(|a| a.contains("mqtt")) {
         None
     } else {
         eprintln!("PUT config with MQTT off: {WRITES} writes");
-        Some(put_without_mqtt(&control, &launch, dir)?)
+        Some(put_without_mqtt(&launch, dir)?)
     };
     eprintln!("fdatasync floor: {FSYNCS} rounds");
     let fsync = fsync::run(FSYNCS, dir)?;
@@ -160,23 +147,10 @@ fn median(
 }
 
 /// The same write run against a server with MQTT off: what storage alone costs.
-fn put_without_mqtt(
-    control: &tokio::runtime::Runtime,
-    launch: &Launch,
-    dir: Option<&std::path::Path>,
-) -> anyhow::Result<PutReport> {
+fn put_without_mqtt(launch: &Launch, dir: Option<&std::path::Path>) -> anyhow::Result<PutReport> {
     let mut quiet = launch.clone();
     quiet.extra.extend(["--mqtt".to_owned(), "none".to_owned()]);
-    let root = server::scratch(dir)?;
-    let (server, _) = control.block_on(Server::start(
-        &quiet,
-        &root.path().join("data"),
-        &root.path().join("server.log"),
-    ))?;
-    let measured = put_to(&server);
-    let stopped = control.block_on(server.stop());
-    let measured = measured?;
-    stopped?;
+    let measured = server::measure_with(&quiet, dir, |_, server| put_to(server))?;
     eprintln!("{measured}");
     Ok(measured)
 }

@@ -34,19 +34,9 @@ struct Report {
 
 pub fn run(args: &SecretsArgs) -> anyhow::Result<()> {
     let launch = Launch::new(&args.binary, &args.serve_args)?;
-    let control = get::runtime(1)?;
-    let root = server::scratch(args.dir.as_deref())?;
-    let data = root.path().join("data");
-    eprintln!("starting {} in {}", launch.binary.display(), data.display());
-    let (server, _) = control.block_on(Server::start(
-        &launch,
-        &data,
-        &root.path().join("server.log"),
-    ))?;
-    let report = measure(&control, &server, args);
-    let stopped = control.block_on(server.stop());
-    let report = report?;
-    stopped?;
+    let report = server::measure_with(&launch, args.dir.as_deref(), |control, server| {
+        measure(control, server, args)
+    })?;
     print!("{}", table(&report, args));
     Ok(())
 }

@@ -224,6 +224,29 @@ pub struct Stopped {
     pub took: Duration,
 }
 
+/// Starts a server in a fresh data directory under `dir`, runs `measure` against it with a
+/// one-thread control runtime, and stops the server whatever `measure` did.
+pub fn measure_with<T>(
+    launch: &Launch,
+    dir: Option<&Path>,
+    measure: impl FnOnce(&tokio::runtime::Runtime, &Server) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let control = crate::get::runtime(1)?;
+    let root = scratch(dir)?;
+    let data = root.path().join("data");
+    eprintln!("starting {} in {}", launch.binary.display(), data.display());
+    let (server, _) = control.block_on(Server::start(
+        launch,
+        &data,
+        &root.path().join("server.log"),
+    ))?;
+    let measured = measure(&control, &server);
+    let stopped = control.block_on(server.stop());
+    let measured = measured?;
+    stopped?;
+    Ok(measured)
+}
+
 /// A fresh temporary directory under `dir`, or under the system temp dir.
 pub fn scratch(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
     let base = dir.map_or_else(std::env::temp_dir, Path::to_path_buf);

@@ -4,6 +4,8 @@
 #[path = "../../../dials-server/tests/it/broker.rs"]
 mod broker;
 mod helpers;
+#[path = "../../../dials/tests/it/metadata.rs"]
+mod metadata;
 #[path = "../../examples/echo-service/tts_config.rs"]
 mod tts_config;
 

@@ -92,6 +92,12 @@ pub async fn put_schema(
         updated_by: principal.actor().to_owned(),
     };
 
+    let old_keys = crate::secrets::keys_of(
+        crate::schemas::schema_of(&state, &service)
+            .await?
+            .as_deref(),
+    );
+    let new_keys = compiled.secret_keys();
     let current = state.store.service(&service).await?;
     let mut migration = None;
     let mut report = None;
@@ -137,11 +143,10 @@ pub async fn put_schema(
         }
         // Keys the new schema marks secret are sealed now, and keys it no longer marks secret
         // are stored in clear: the stored form always follows the schema in force.
-        let secret_keys = compiled.secret_keys();
         let next = current.version.next();
-        let sealed = secret::seal(&target, stored, &effective, &secret_keys, next);
+        let sealed = secret::seal(&target, stored, &effective, &new_keys, next);
         let mut changes = diff(stored, &sealed.document);
-        secret::redact_changes(&mut changes, &secret_keys);
+        secret::redact_changes(&mut changes, &new_keys);
         if !changes.is_empty() {
             let actor = principal.actor().to_owned();
             let secrets = crate::secrets::seal_new(
@@ -174,12 +179,6 @@ pub async fn put_schema(
 
     // A key the schema now marks secret may have been stored in clear before: its value goes
     // from every older version and from history too, in the same transaction.
-    let old_keys = crate::secrets::keys_of(
-        crate::schemas::schema_of(&state, &service)
-            .await?
-            .as_deref(),
-    );
-    let new_keys = compiled.secret_keys();
     let redact_document = |d: &Document| secret::redact_document(d, &new_keys);
     let redact_value = |key: &str, v: &Value| {
         KeyPath::parse(key)

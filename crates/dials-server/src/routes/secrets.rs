@@ -111,11 +111,27 @@ pub async fn put_secret(
     )
     .await?
     .ok_or_else(|| ops::not_found(&service))?;
-    let (_, infos) = secret_infos(&state, &service).await?;
-    let secret = infos
-        .into_iter()
-        .find(|i| i.key == key.as_str())
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("{key} vanished after its write")))?;
+    let secret = match written.secrets.get(key.as_str()) {
+        // Set by the version just written (the usual case): the answer says all there is.
+        Some(&version) if version == written.version => SecretInfo {
+            key: key.to_string(),
+            title: crate::schemas::schema_of(&state, &service)
+                .await?
+                .and_then(|s| s.setting(&key).and_then(|s| s.title.clone())),
+            set: true,
+            version: Some(version),
+            updated_at: written.updated_at,
+            updated_by: written.updated_by.clone(),
+            key_id: Some(state.keys.master.current().id().to_owned()),
+        },
+        // The same value again: nothing was written, so it is as it was.
+        _ => secret_infos(&state, &service)
+            .await?
+            .1
+            .into_iter()
+            .find(|i| i.key == key.as_str())
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("{key} vanished after its write")))?,
+    };
     Ok(Json(SecretWritten {
         service: service.to_string(),
         version: written.version,

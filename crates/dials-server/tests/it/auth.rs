@@ -87,9 +87,18 @@ async fn health_openapi_and_docs_need_no_token() {
         "/api/v1/services/{service}/restore",
         "/api/v1/history",
         "/api/v1/status",
+        "/api/v1/services/{service}/secrets",
+        "/api/v1/services/{service}/lkg-key",
     ] {
         assert!(spec["paths"][path].is_object(), "the spec documents {path}");
     }
+    // The secret routes take the key as a wildcard, documented as `{key}`.
+    let key = &spec["paths"]["/api/v1/services/{service}/secrets/{key}"];
+    assert!(key["put"].is_object() && key["delete"].is_object(), "{key}");
+    assert!(
+        spec["paths"]["/api/v1/services/{service}/secrets/{key}/reveal"]["post"].is_object(),
+        "the spec documents reveal"
+    );
     let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     let html = docs.text().await.unwrap();

@@ -69,6 +69,13 @@ impl TestApp {
             .bearer_auth(&self.token)
     }
 
+    /// `GET path` with the admin token, answered 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.req(Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.unwrap()
+    }
+
     pub async fn get_config(&self, service: &str) -> Response {
         self.req(Method::GET, &format!("/api/v1/services/{service}/config"))
             .send()

@@ -154,16 +154,8 @@ async fn a_masked_read_written_back_keeps_every_secret() {
     );
     // History of the key: set once, never changed since.
     let h: Value = app
-        .req(
-            Method::GET,
-            "/api/v1/history?service=llm-worker&key=/api_key",
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/history?service=llm-worker&key=/api_key")
+        .await;
     assert_eq!(h["items"].as_array().unwrap().len(), 1, "{h}");
 
     // A PATCH with null removes a secret, as it removes any key.
@@ -201,6 +193,22 @@ async fn setting_a_secret_is_a_version_whose_history_and_diff_show_only_masks() 
         (json!("/api_key"), json!(true), json!(2), json!("ops"))
     );
     assert!(!written.to_string().contains("rotated-99"), "{written}");
+    // The same value again changes nothing and says when it was set.
+    let again: Value = send_as(
+        &app,
+        &operator,
+        Method::PUT,
+        "/api/v1/services/llm-worker/secrets/api_key",
+        json!({"value": "sk-live-rotated-99"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (again["version"].clone(), again["secret"].clone()),
+        (json!(2), written["secret"].clone())
+    );
 
     let (_, body) = get_as(&app, &own, "/api/v1/services/llm-worker/config").await;
     assert_eq!(body["config"]["api_key"], "sk-live-rotated-99");
@@ -218,14 +226,7 @@ async fn setting_a_secret_is_a_version_whose_history_and_diff_show_only_masks() 
     let (_, body) = get_as(&app, &own, "/api/v1/services/llm-worker/config").await;
     assert_eq!(body["config"]["mqtt"]["password"], "new-pass");
 
-    let history: Value = app
-        .req(Method::GET, "/api/v1/history?service=llm-worker")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = app.get_json("/api/v1/history?service=llm-worker").await;
     let entry = history["items"]
         .as_array()
         .unwrap()
@@ -250,25 +251,13 @@ async fn setting_a_secret_is_a_version_whose_history_and_diff_show_only_masks() 
         )
     );
     let diff: Value = app
-        .req(Method::GET, "/api/v1/services/llm-worker/diff?from=1&to=2")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/services/llm-worker/diff?from=1&to=2")
+        .await;
     assert_eq!(
         diff["changes"],
         json!([{"op": "changed", "key": "/api_key", "old": "********", "new": "********"}])
     );
-    let v1: Value = app
-        .req(Method::GET, "/api/v1/services/llm-worker/versions/1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v1: Value = app.get_json("/api/v1/services/llm-worker/versions/1").await;
     assert_eq!(v1["config"]["api_key"], "********");
     for body in [&history, &diff, &v1] {
         let text = body.to_string();
@@ -279,14 +268,7 @@ async fn setting_a_secret_is_a_version_whose_history_and_diff_show_only_masks() 
     }
 
     // The listing says what is set, by whom and under which master key, never a value.
-    let list: Value = app
-        .req(Method::GET, "/api/v1/services/llm-worker/secrets")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/services/llm-worker/secrets").await;
     let secrets = list["secrets"].as_array().unwrap();
     assert_eq!(secrets.len(), 2, "{list}");
     assert_eq!(
@@ -355,14 +337,7 @@ async fn revealing_needs_an_operator_and_a_reason_and_is_audited_first() {
         revealed,
         json!({"service": "llm-worker", "key": "/api_key", "version": 1, "value": KEY})
     );
-    let log: Value = app
-        .req(Method::GET, "/api/v1/audit?action=secret.")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = app.get_json("/api/v1/audit?action=secret.").await;
     let entry = &log["items"][0];
     assert_eq!(
         (
@@ -600,16 +575,8 @@ async fn a_schema_that_marks_a_stored_key_secret_seals_its_value() {
         "the stored document holds a placeholder, not the value"
     );
     let history: Value = app
-        .req(
-            Method::GET,
-            "/api/v1/history?service=llm-worker&key=/api_key",
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/history?service=llm-worker&key=/api_key")
+        .await;
     assert_eq!(history["items"][0]["kind"], "migrate");
     assert!(
         !history.to_string().contains(KEY),
@@ -687,14 +654,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn the_watch_stream_and_search_show_secrets_masked() {
     let (app, _) = with_secrets().await;
-    let search: Value = app
-        .req(Method::GET, "/api/v1/search?q=api_key")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let search: Value = app.get_json("/api/v1/search?q=api_key").await;
     assert_eq!(search["items"][0]["value"], "********", "{search}");
     let mut stream = app
         .req(Method::GET, "/api/v1/watch?since=0")

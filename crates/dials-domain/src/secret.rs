@@ -49,22 +49,31 @@ pub fn placeholder_version(value: &Value) -> Option<Version> {
 /// Where a value written by a caller uses the reserved `"$secret"` member, if anywhere.
 /// Callers write values, never placeholders.
 pub fn reserved_member(value: &Value) -> Option<KeyPath> {
-    fn walk(at: &KeyPath, value: &Value) -> Option<KeyPath> {
-        match value {
-            Value::Object(map) => {
-                if map.contains_key(PLACEHOLDER_KEY) {
-                    return Some(at.child(PLACEHOLDER_KEY));
-                }
-                map.iter().find_map(|(name, v)| walk(&at.child(name), v))
-            }
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .find_map(|(i, v)| walk(&at.child(&i.to_string()), v)),
-            _ => None,
-        }
+    reserved_below(&KeyPath::root(), value)
+}
+
+/// [`reserved_member`] of a whole document.
+pub fn reserved_member_in(doc: &Document) -> Option<KeyPath> {
+    reserved_in_map(&KeyPath::root(), doc.as_map())
+}
+
+fn reserved_below(at: &KeyPath, value: &Value) -> Option<KeyPath> {
+    match value {
+        Value::Object(map) => reserved_in_map(at, map),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| reserved_below(&at.child(&i.to_string()), v)),
+        _ => None,
     }
-    walk(&KeyPath::root(), value)
+}
+
+fn reserved_in_map(at: &KeyPath, map: &Map<String, Value>) -> Option<KeyPath> {
+    if map.contains_key(PLACEHOLDER_KEY) {
+        return Some(at.child(PLACEHOLDER_KEY));
+    }
+    map.iter()
+        .find_map(|(name, v)| reserved_below(&at.child(name), v))
 }
 
 /// Whether a stored document holds any placeholder: a walk that allocates nothing, so that
@@ -357,6 +366,10 @@ mod tests {
             Some("/a/b/1/$secret".to_owned())
         );
         assert_eq!(reserved_member(&json!({"a": {"b": "$secret"}})), None);
+        assert_eq!(
+            reserved_member_in(&doc(json!({"$secret": 1}))).map(|k| k.to_string()),
+            Some("/$secret".to_owned())
+        );
     }
 
     #[test]

@@ -138,13 +138,12 @@ pub async fn write(
 ) -> Result<Option<ConfigResponse>, ApiError> {
     let schema = crate::schemas::schema_of(state, service).await?;
     let secret_keys = crate::secrets::keys_of(schema.as_deref());
-    let written = match &intent {
-        Intent::Put(doc) => Some(doc.to_value()),
-        Intent::Patch(patch) => Some(patch.clone()),
-        Intent::SetSecret(_, value) => Some(value.clone()),
+    let reserved = match &intent {
+        Intent::Put(doc) => secret::reserved_member_in(doc),
+        Intent::Patch(value) | Intent::SetSecret(_, value) => secret::reserved_member(value),
         _ => None,
     };
-    if let Some(at) = written.as_ref().and_then(secret::reserved_member) {
+    if let Some(at) = reserved {
         return Err(crate::secrets::reserved(at));
     }
     for _ in 0..MAX_ATTEMPTS {
@@ -207,10 +206,13 @@ pub async fn write(
         }
 
         let next = version.next();
-        let sealed = after
-            .as_ref()
-            .map(|a| secret::seal(a, &stored_before, &before, &secret_keys, next));
-        let stored_after = sealed.as_ref().map(|s| s.document.clone());
+        let (stored_after, new_secrets) = match &after {
+            Some(a) => {
+                let sealed = secret::seal(a, &stored_before, &before, &secret_keys, next);
+                (Some(sealed.document), sealed.new_secrets)
+            }
+            None => (None, Vec::new()),
+        };
         let mut changes = diff(
             &stored_before,
             stored_after.as_ref().unwrap_or(&Document::new()),
@@ -225,10 +227,7 @@ pub async fn write(
         }
         let at = now();
         let actor = principal.actor().to_owned();
-        let secrets = match &sealed {
-            Some(s) => crate::secrets::seal_new(state, service, next, &s.new_secrets, &actor, at)?,
-            None => Vec::new(),
-        };
+        let secrets = crate::secrets::seal_new(state, service, next, &new_secrets, &actor, at)?;
         let change = NewChange {
             service: service.clone(),
             base_version: version,

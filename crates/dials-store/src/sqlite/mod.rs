@@ -44,8 +44,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
-            // Deleted and overwritten content is zeroed, not left in free pages of the file.
-            .pragma("secure_delete", "ON");
+            // Deleted and overwritten content is zeroed wherever that costs no extra I/O; a
+            // redaction turns it fully on (see `put_schema`).
+            .pragma("secure_delete", "FAST");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -69,6 +70,50 @@ impl SqliteStore {
             created,
         })
     }
+}
+
+impl SqliteStore {
+    /// The schema registration itself: the migration, the redaction and the schema row in one
+    /// transaction.
+    async fn put_schema_in(
+        &self,
+        record: &SchemaRecord,
+        migration: Option<NewChange>,
+        redaction: Option<&Redaction<'_>>,
+    ) -> Result<Option<Committed>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let committed = match &migration {
+            Some(change) => Some(commit_in(&mut tx, change).await?),
+            None => None,
+        };
+        let redacted = match redaction {
+            Some(redaction) => redact_in(&mut tx, &record.service, redaction).await?,
+            None => 0,
+        };
+        sqlx::query(
+            "INSERT INTO schemas (service, schema, hash, updated_at, updated_by) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET \
+             schema = excluded.schema, hash = excluded.hash, \
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(record.service.as_str())
+        .bind(record.schema.to_string())
+        .bind(&record.hash)
+        .bind(to_micros(record.updated_at))
+        .bind(&record.updated_by)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        if redacted > 0 {
+            // secure_delete zeroed the old contents inside the database's pages; checkpointing
+            // into the main file and truncating the log removes the frames that still held them.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(committed)
+    }
+
 }
 
 async fn ensure_epoch(pool: &SqlitePool) -> Result<(Epoch, bool)> {
@@ -209,37 +254,20 @@ impl Store for SqliteStore {
         migration: Option<NewChange>,
         redaction: Option<&Redaction<'_>>,
     ) -> Result<Option<Committed>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let committed = match &migration {
-            Some(change) => Some(commit_in(&mut tx, change).await?),
-            None => None,
-        };
-        let redacted = match redaction {
-            Some(redaction) => redact_in(&mut tx, &record.service, redaction).await?,
-            None => 0,
-        };
-        sqlx::query(
-            "INSERT INTO schemas (service, schema, hash, updated_at, updated_by) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET \
-             schema = excluded.schema, hash = excluded.hash, \
-             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-        )
-        .bind(record.service.as_str())
-        .bind(record.schema.to_string())
-        .bind(&record.hash)
-        .bind(to_micros(record.updated_at))
-        .bind(&record.updated_by)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        if redacted > 0 {
-            // secure_delete zeroed the old contents inside the database's pages; checkpointing
-            // into the main file and truncating the log removes the frames that still held them.
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        if redaction.is_some() {
+            // Rewritten values must not stay behind in freed pages either. The writer pool has
+            // one connection, so the pragma holds for the transaction below.
+            sqlx::query("PRAGMA secure_delete = ON")
                 .execute(&self.writer)
                 .await?;
         }
-        Ok(committed)
+        let result = self.put_schema_in(record, migration, redaction).await;
+        if redaction.is_some() {
+            sqlx::query("PRAGMA secure_delete = FAST")
+                .execute(&self.writer)
+                .await?;
+        }
+        result
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {

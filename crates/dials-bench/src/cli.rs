@@ -43,6 +43,9 @@ pub enum Command {
     /// against writes without one, and the service's own reads (secrets opened per read)
     /// against the cached, masked reads.
     Secrets(SecretsArgs),
+    /// Two builds of dials by turns on this machine (before, after, after, before, …): the p50
+    /// of durable writes, each build on a server of its own with MQTT off.
+    Compare(CompareArgs),
     /// The floor server itself (started by `floor` and `all`).
     #[command(hide = true)]
     FloorServer(FloorServerArgs),
@@ -256,4 +259,27 @@ pub struct SecretsArgs {
     /// An extra argument for `dials serve` (repeat for more), e.g. --serve-arg=--mqtt=none
     #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub serve_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The `dials` binary to compare against
+    #[arg(long, value_name = "PATH")]
+    pub before: PathBuf,
+
+    /// The `dials` binary measured against it
+    #[arg(long, value_name = "PATH")]
+    pub after: PathBuf,
+
+    /// Write runs of each build
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub runs: u32,
+
+    /// Writes in each run
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub writes: u64,
+
+    /// Where to make the data directories [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }

@@ -7,6 +7,7 @@
 mod all;
 mod api;
 mod cli;
+mod compare;
 mod cpu;
 mod floor;
 mod fsync;
@@ -85,6 +86,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::FloorServer(args) => floor::serve(usize::try_from(args.body_bytes)?)?,
         Command::All(args) => all::run(&args)?,
         Command::Secrets(args) => secrets::run(&args)?,
+        Command::Compare(args) => compare::run(&args)?,
         Command::Mqtt(args) => {
             let options = mqtt::MqttOptionsArgs {
                 binary: args.binary,

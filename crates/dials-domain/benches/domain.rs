@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dials_domain::{Document, ServiceName, diff, merge_patch};
+use dials_domain::{Document, KeyPath, ServiceName, Version, diff, merge_patch, secret};
 use serde_json::{Value, json};
 
 fn sample(n: usize, bump: u64) -> Document {
@@ -33,6 +33,35 @@ fn bench(c: &mut Criterion) {
     let patch = json!({"key_3": 7, "mqtt": {"port": 8883, "tls": true}, "key_9": null});
     c.bench_function("merge_patch_50_keys", |b| {
         b.iter(|| merge_patch(black_box(&old), black_box(&patch)))
+    });
+
+    // Secrets: what a write and a read of a 50-key document with two secrets add.
+    let secret_keys = [
+        KeyPath::parse("/api_key").expect("pointer"),
+        KeyPath::parse("/mqtt/password").expect("pointer"),
+    ];
+    let mut effective = old.clone();
+    effective.set(&secret_keys[0], json!("sk-0123456789abcdef"));
+    effective.set(&secret_keys[1], json!("broker-pass"));
+    let mut stored = old.clone();
+    stored.set(&secret_keys[0], secret::placeholder(Version(3)));
+    stored.set(&secret_keys[1], secret::placeholder(Version(1)));
+    c.bench_function("mask_50_keys_2_secrets", |b| {
+        b.iter(|| secret::mask(black_box(&stored), black_box(&secret_keys)))
+    });
+    c.bench_function("mask_50_keys_no_secrets", |b| {
+        b.iter(|| secret::mask(black_box(&old), black_box(&[])))
+    });
+    c.bench_function("seal_50_keys_2_secrets_unchanged", |b| {
+        b.iter(|| {
+            secret::seal(
+                black_box(&effective),
+                black_box(&stored),
+                black_box(&effective),
+                black_box(&secret_keys),
+                Version(9),
+            )
+        })
     });
 }
 

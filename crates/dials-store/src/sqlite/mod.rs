@@ -113,7 +113,6 @@ impl SqliteStore {
         }
         Ok(committed)
     }
-
 }
 
 async fn ensure_epoch(pool: &SqlitePool) -> Result<(Epoch, bool)> {

@@ -191,6 +191,7 @@ fn detail(row: &Value) -> String {
                 _ => what,
             }
         }
+        Some("lkg-hmac") => "derives each service's last-known-good key".to_owned(),
         _ => String::new(),
     }
 }

@@ -29,11 +29,10 @@ pub async fn unsealed(
     service: &ServiceName,
     stored: &Document,
 ) -> Result<Document, ApiError> {
-    let refs = secret::secret_refs(stored);
-    if refs.is_empty() {
+    let places = places_of(stored);
+    if places.is_empty() {
         return Ok(stored.clone());
     }
-    let places: Vec<(String, Version)> = refs.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     let mut values = HashMap::with_capacity(places.len());
     for record in state.store.secrets(service, &places).await? {
         let key = KeyPath::parse(&record.key).map_err(|e| internal(service, e))?;
@@ -91,6 +90,15 @@ pub fn seal_new(
                 created_by: actor.to_owned(),
             })
         })
+        .collect()
+}
+
+/// The (key, secret version) of each placeholder a stored document holds, as the store
+/// finds sealed values by.
+pub fn places_of(stored: &Document) -> Vec<(String, Version)> {
+    secret::secret_refs(stored)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
         .collect()
 }
 

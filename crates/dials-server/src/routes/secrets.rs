@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use dials_domain::{KeyPath, SECRET_MASK, ServiceName, Version, secret};
+use dials_domain::{KeyPath, SECRET_MASK, ServiceName, secret};
 use dials_store::AuditRecord;
 use dials_wire::{
     FieldError, LkgKeyResponse, Problem, PutSecret, RevealRequest, RevealResponse, SecretInfo,
@@ -350,10 +350,7 @@ async fn secret_infos(
     let Some(schema) = schema else {
         return Ok((version, Vec::new()));
     };
-    let places: Vec<(String, Version)> = secret::secret_refs(&stored)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let places = crate::secrets::places_of(&stored);
     let records: HashMap<String, dials_store::SecretRecord> = state
         .store
         .secrets(service, &places)

@@ -70,9 +70,7 @@ impl SqliteStore {
             created,
         })
     }
-}
 
-impl SqliteStore {
     /// The schema registration itself: the migration, the redaction and the schema row in one
     /// transaction.
     async fn put_schema_in(

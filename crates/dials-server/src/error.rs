@@ -73,9 +73,13 @@ pub enum ApiError {
         /// Seconds until the next attempt is allowed.
         retry_after: u64,
     },
-    /// The database cannot be reached.
+    /// The database cannot do the work now (busy, disk full, gone). Why is logged and shown
+    /// in `/api/v1/status`.
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
+    /// The write could not get a turn in time; trying again later will work.
+    #[error("{0}; try again later")]
+    Busy(String),
     /// A bug or an unexpected failure; logged, never detailed to the client.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -131,6 +135,7 @@ impl ApiError {
                 "database-unavailable",
                 "Database unavailable",
             ),
+            Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Busy"),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal-error",
@@ -189,7 +194,7 @@ impl IntoResponse for ApiError {
             // For the layer that writes denied requests to the audit log.
             response.extensions_mut().insert(Denied(self.to_string()));
         }
-        if matches!(self, ApiError::Unavailable(_)) {
+        if matches!(self, ApiError::Unavailable(_) | ApiError::Busy(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -205,19 +210,10 @@ pub struct Denied(pub String);
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Database(ref inner) if is_unavailable(inner) => ApiError::Unavailable(e),
+            e if e.is_unavailable() => ApiError::Unavailable(e),
             other => ApiError::Internal(other.into()),
         }
     }
-}
-
-fn is_unavailable(e: &dials_store::SqlxError) -> bool {
-    matches!(
-        e,
-        dials_store::SqlxError::PoolTimedOut
-            | dials_store::SqlxError::PoolClosed
-            | dials_store::SqlxError::Io(_)
-    )
 }
 
 impl From<DomainError> for ApiError {

@@ -45,6 +45,8 @@ pub struct Inner {
     pub publisher: Option<PublisherHandle>,
     /// Every committed change, for watch streams in this process.
     pub events: broadcast::Sender<Arc<WatchEvent>>,
+    /// One writer at a time per service.
+    pub write_locks: crate::ops::WriteLocks,
     /// Turns true when the server starts stopping, so long-lived streams end.
     pub stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -69,6 +71,7 @@ impl AppState {
             keys,
             publisher,
             events: broadcast::channel(EVENT_BUFFER).0,
+            write_locks: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         }))
     }

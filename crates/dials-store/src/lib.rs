@@ -35,15 +35,75 @@ pub enum StoreError {
     /// A stored value could not be read back (a corrupt or foreign database).
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),
-    /// The database could not be reached or refused the operation.
+    /// The database cannot do the work now but may later: it is busy past the timeout, its
+    /// disk is full, its file is unreadable or gone, or the pool is closed. Callers answer
+    /// "try again" (HTTP 503), never "bug".
+    #[error("the database is unavailable: {reason}")]
+    Unavailable {
+        /// What is wrong, in words an operator can act on.
+        reason: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Any other database error: a bug or a broken database.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// The database schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// The caller's step inside a transaction failed, so nothing was written.
     #[error("{0}")]
     Aborted(String),
+}
+
+impl StoreError {
+    /// Whether this is [`StoreError::Unavailable`]: worth retrying later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Tells the errors that pass (a full disk, a busy or vanished database, a closed pool)
+    /// from the ones that do not, so no caller has to know a driver's error codes.
+    fn from(e: sqlx::Error) -> Self {
+        match unavailable_reason(&e) {
+            Some(reason) => StoreError::Unavailable { reason, source: e },
+            None => StoreError::Database(e),
+        }
+    }
+}
+
+/// Why an error means "unavailable", or `None` when it does not.
+fn unavailable_reason(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::PoolTimedOut => Some("no database connection was free in time".into()),
+        sqlx::Error::PoolClosed => Some("the database is closed".into()),
+        sqlx::Error::Io(io) => Some(format!("I/O error: {io}")),
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            // SQLite's primary result code is the low byte of the extended one; PostgreSQL's
+            // SQLSTATE classes 53 (insufficient resources), 57P (shutdown) and 08 (connection).
+            if let Ok(n) = code.parse::<i64>() {
+                let reason = match n & 0xff {
+                    5 => "the database is busy (locked by another connection)",
+                    6 => "a table is locked",
+                    8 => "the database file is read-only",
+                    10 => "a disk I/O error occurred",
+                    13 => "the disk is full",
+                    14 => "the database file cannot be opened",
+                    _ => return None,
+                };
+                Some(reason.to_owned())
+            } else if code.starts_with("53") || code.starts_with("57P") || code.starts_with("08") {
+                Some(db.message().to_owned())
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
 }
 
 /// What [`Store::reseal_secrets`] calls for each value: its new form, `None` to leave it, or

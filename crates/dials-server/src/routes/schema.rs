@@ -79,6 +79,9 @@ pub async fn put_schema(
     }
     let compiled = Arc::new(CompiledSchema::compile(&schema).map_err(schema_error)?);
     let hash = compiled.hash();
+    // A schema change is a write of the service: it waits for the config writes before it and
+    // holds the next ones back until the caches show the new schema.
+    let _turn = state.write_locks.lock(&service).await;
     if let Some(existing) = state.store.schema(&service).await?
         && existing.hash == hash
     {

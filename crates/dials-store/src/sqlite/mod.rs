@@ -2,6 +2,8 @@
 //! power cut, one writer connection (`BEGIN IMMEDIATE`) and a small pool of readers.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +34,8 @@ pub struct SqliteStore {
     readers: SqlitePool,
     epoch: Epoch,
     created: bool,
+    /// Set when a write failed: the writer connection is then replaced before its next use.
+    writer_dirty: Arc<AtomicBool>,
 }
 
 impl SqliteStore {
@@ -47,11 +51,21 @@ impl SqliteStore {
             // Deleted and overwritten content is zeroed wherever that costs no extra I/O; a
             // redaction turns it fully on (see `put_schema`).
             .pragma("secure_delete", "FAST");
+        let writer_dirty = Arc::new(AtomicBool::new(false));
+        let dirty = writer_dirty.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            // A failed statement or COMMIT (a full disk, an I/O error) can leave the connection
+            // believing it is inside a transaction SQLite already ended, and every later BEGIN
+            // then fails. A fresh connection is the one state known to be clean, so after any
+            // failed write the next user gets a new one.
+            .before_acquire(move |_conn, _meta| {
+                let dirty = dirty.clone();
+                Box::pin(async move { Ok(!dirty.swap(false, Ordering::AcqRel)) })
+            })
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
@@ -68,7 +82,19 @@ impl SqliteStore {
             readers,
             epoch,
             created,
+            writer_dirty,
         })
+    }
+
+    /// Passes a write's result through, marking the writer connection for replacement when
+    /// the write failed for a reason other than a lost compare-and-swap or a caller's refusal.
+    fn written<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && !matches!(e, StoreError::Conflict { .. } | StoreError::Aborted(_))
+        {
+            self.writer_dirty.store(true, Ordering::Release);
+        }
+        result
     }
 
     /// The schema registration itself: the migration, the redaction and the schema row in one
@@ -192,12 +218,16 @@ impl Store for SqliteStore {
     }
 
     async fn version(&self, name: &ServiceName, version: Version) -> Result<Option<VersionRecord>> {
+        // A number past what the database can hold names no version: not found, not corrupt.
+        let Ok(version) = i64::try_from(version.0) else {
+            return Ok(None);
+        };
         let row = sqlx::query(
             "SELECT service, version, revision, kind, document, actor, reason, at \
              FROM changes WHERE service = ? AND version = ?",
         )
         .bind(name.as_str())
-        .bind(to_i64(version.0)?)
+        .bind(version)
         .fetch_optional(&self.readers)
         .await?;
         row.map(|r| version_record(&r)).transpose()
@@ -220,10 +250,14 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, change: NewChange) -> Result<Committed> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let committed = commit_in(&mut tx, &change).await?;
-        tx.commit().await?;
-        Ok(committed)
+        let result = async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let committed = commit_in(&mut tx, &change).await?;
+            tx.commit().await?;
+            Ok(committed)
+        }
+        .await;
+        self.written(result)
     }
 
     async fn schema(&self, name: &ServiceName) -> Result<Option<SchemaRecord>> {
@@ -251,20 +285,24 @@ impl Store for SqliteStore {
         migration: Option<NewChange>,
         redaction: Option<&Redaction<'_>>,
     ) -> Result<Option<Committed>> {
-        if redaction.is_some() {
-            // Rewritten values must not stay behind in freed pages either. The writer pool has
-            // one connection, so the pragma holds for the transaction below.
-            sqlx::query("PRAGMA secure_delete = ON")
-                .execute(&self.writer)
-                .await?;
+        let result = async {
+            if redaction.is_some() {
+                // Rewritten values must not stay behind in freed pages either. The writer pool has
+                // one connection, so the pragma holds for the transaction below.
+                sqlx::query("PRAGMA secure_delete = ON")
+                    .execute(&self.writer)
+                    .await?;
+            }
+            let result = self.put_schema_in(record, migration, redaction).await;
+            if redaction.is_some() {
+                sqlx::query("PRAGMA secure_delete = FAST")
+                    .execute(&self.writer)
+                    .await?;
+            }
+            result
         }
-        let result = self.put_schema_in(record, migration, redaction).await;
-        if redaction.is_some() {
-            sqlx::query("PRAGMA secure_delete = FAST")
-                .execute(&self.writer)
-                .await?;
-        }
-        result
+        .await;
+        self.written(result)
     }
 
     async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>> {
@@ -350,32 +388,39 @@ impl Store for SqliteStore {
     }
 
     async fn mark_published(&self, ids: &[i64], at: OffsetDateTime) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        for chunk in ids.chunks(500) {
-            let mut update = QueryBuilder::<Sqlite>::new("UPDATE outbox SET published_at = ");
-            update
-                .push_bind(to_micros(at))
-                .push(" WHERE published_at IS NULL AND id IN (");
-            let mut list = update.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
+        let result = async {
+            if ids.is_empty() {
+                return Ok(());
             }
-            update.push(")");
-            update.build().execute(&mut *tx).await?;
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            for chunk in ids.chunks(500) {
+                let mut update = QueryBuilder::<Sqlite>::new("UPDATE outbox SET published_at = ");
+                update
+                    .push_bind(to_micros(at))
+                    .push(" WHERE published_at IS NULL AND id IN (");
+                let mut list = update.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                update.push(")");
+                update.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
         }
-        tx.commit().await?;
-        Ok(())
+        .await;
+        self.written(result)
     }
 
     async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
         let rows = sqlx::query(
             "SELECT service, version, revision, kind, document, actor, reason, at \
              FROM changes WHERE revision > ? ORDER BY revision LIMIT ?",
         )
-        .bind(to_i64(after)?)
+        .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await?;
@@ -383,26 +428,30 @@ impl Store for SqliteStore {
     }
 
     async fn record_instance(&self, report: &InstanceReport) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO instances (service, instance, version, status, error, schema_hash, \
-             overrides, reported_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (service, instance) DO UPDATE SET version = excluded.version, \
-             status = excluded.status, error = excluded.error, \
-             schema_hash = excluded.schema_hash, overrides = excluded.overrides, \
-             reported_at = excluded.reported_at, received_at = excluded.received_at",
-        )
-        .bind(report.service.as_str())
-        .bind(&report.instance)
-        .bind(to_i64(report.version.0)?)
-        .bind(&report.status)
-        .bind(&report.error)
-        .bind(&report.schema_hash)
-        .bind(report.overrides.as_ref().map(|v| v.to_string()))
-        .bind(to_micros(report.reported_at))
-        .bind(to_micros(report.received_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let result = async {
+            sqlx::query(
+                "INSERT INTO instances (service, instance, version, status, error, schema_hash, \
+                 overrides, reported_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (service, instance) DO UPDATE SET version = excluded.version, \
+                 status = excluded.status, error = excluded.error, \
+                 schema_hash = excluded.schema_hash, overrides = excluded.overrides, \
+                 reported_at = excluded.reported_at, received_at = excluded.received_at",
+            )
+            .bind(report.service.as_str())
+            .bind(&report.instance)
+            .bind(to_i64(report.version.0)?)
+            .bind(&report.status)
+            .bind(&report.error)
+            .bind(&report.schema_hash)
+            .bind(report.overrides.as_ref().map(|v| v.to_string()))
+            .bind(to_micros(report.reported_at))
+            .bind(to_micros(report.received_at))
+            .execute(&self.writer)
+            .await?;
+            Ok(())
+        }
+        .await;
+        self.written(result)
     }
 
     async fn instances(&self, service: &ServiceName) -> Result<Vec<InstanceReport>> {
@@ -427,23 +476,27 @@ impl Store for SqliteStore {
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tokens (id, name, role, service, hash, created_at, created_by, \
-             expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(token.id.to_string())
-        .bind(&token.name)
-        .bind(&token.role)
-        .bind(&token.service)
-        .bind(&token.hash[..])
-        .bind(to_micros(token.created_at))
-        .bind(&token.created_by)
-        .bind(token.expires_at.map(to_micros))
-        .bind(token.last_used_at.map(to_micros))
-        .bind(token.revoked_at.map(to_micros))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let result = async {
+            sqlx::query(
+                "INSERT INTO tokens (id, name, role, service, hash, created_at, created_by, \
+                 expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(token.id.to_string())
+            .bind(&token.name)
+            .bind(&token.role)
+            .bind(&token.service)
+            .bind(&token.hash[..])
+            .bind(to_micros(token.created_at))
+            .bind(&token.created_by)
+            .bind(token.expires_at.map(to_micros))
+            .bind(token.last_used_at.map(to_micros))
+            .bind(token.revoked_at.map(to_micros))
+            .execute(&self.writer)
+            .await?;
+            Ok(())
+        }
+        .await;
+        self.written(result)
     }
 
     async fn token_by_id(&self, id: Uuid) -> Result<Option<TokenRecord>> {
@@ -468,45 +521,57 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let done =
-            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(to_micros(at))
+        let result = async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let done =
+                sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                    .bind(to_micros(at))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            sqlx::query("DELETE FROM sessions WHERE token_id = ?")
                 .bind(id.to_string())
                 .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                > 0;
-        sqlx::query("DELETE FROM sessions WHERE token_id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done)
+                .await?;
+            tx.commit().await?;
+            Ok(done)
+        }
+        .await;
+        self.written(result)
     }
 
     async fn touch_token(&self, id: Uuid, at: OffsetDateTime) -> Result<()> {
-        sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
-            .bind(to_micros(at))
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let result = async {
+            sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+                .bind(to_micros(at))
+                .bind(id.to_string())
+                .execute(&self.writer)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.written(result)
     }
 
     async fn insert_session(&self, session: &SessionRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (hash, token_id, csrf, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&session.hash[..])
-        .bind(session.token_id.to_string())
-        .bind(&session.csrf)
-        .bind(to_micros(session.created_at))
-        .bind(to_micros(session.expires_at))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let result = async {
+            sqlx::query(
+                "INSERT INTO sessions (hash, token_id, csrf, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&session.hash[..])
+            .bind(session.token_id.to_string())
+            .bind(&session.csrf)
+            .bind(to_micros(session.created_at))
+            .bind(to_micros(session.expires_at))
+            .execute(&self.writer)
+            .await?;
+            Ok(())
+        }
+        .await;
+        self.written(result)
     }
 
     async fn session(&self, hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
@@ -534,15 +599,20 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, hash: &[u8; 32]) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE hash = ?")
-            .bind(&hash[..])
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let result = async {
+            sqlx::query("DELETE FROM sessions WHERE hash = ?")
+                .bind(&hash[..])
+                .execute(&self.writer)
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.written(result)
     }
 
     async fn insert_audit(&self, record: &AuditRecord) -> Result<()> {
-        insert_audit_in(&self.writer, record).await
+        let result = async { insert_audit_in(&self.writer, record).await }.await;
+        self.written(result)
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
@@ -589,18 +659,22 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, before: OffsetDateTime) -> Result<u64> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let audit = sqlx::query("DELETE FROM audit WHERE at < ?")
-            .bind(to_micros(before))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
-            .bind(to_micros(OffsetDateTime::now_utc()))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(audit)
+        let result = async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let audit = sqlx::query("DELETE FROM audit WHERE at < ?")
+                .bind(to_micros(before))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+                .bind(to_micros(OffsetDateTime::now_utc()))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(audit)
+        }
+        .await;
+        self.written(result)
     }
 
     async fn secrets(
@@ -647,35 +721,39 @@ impl Store for SqliteStore {
     }
 
     async fn reseal_secrets(&self, reseal: &ResealFn<'_>) -> Result<u64> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query(
-            "SELECT service, key, version, key_id, nonce, ciphertext, created_at, created_by \
-             FROM secrets ORDER BY service, key, version",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut changed = 0;
-        for row in &rows {
-            let record = secret_record(row)?;
-            let Some(new) = reseal(&record).map_err(StoreError::Aborted)? else {
-                continue;
-            };
-            sqlx::query(
-                "UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ? \
-                 WHERE service = ? AND key = ? AND version = ?",
+        let result = async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let rows = sqlx::query(
+                "SELECT service, key, version, key_id, nonce, ciphertext, created_at, created_by \
+                 FROM secrets ORDER BY service, key, version",
             )
-            .bind(&new.key_id)
-            .bind(&new.nonce)
-            .bind(&new.ciphertext)
-            .bind(record.service.as_str())
-            .bind(&record.key)
-            .bind(to_i64(record.version.0)?)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            changed += 1;
+            let mut changed = 0;
+            for row in &rows {
+                let record = secret_record(row)?;
+                let Some(new) = reseal(&record).map_err(StoreError::Aborted)? else {
+                    continue;
+                };
+                sqlx::query(
+                    "UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ? \
+                     WHERE service = ? AND key = ? AND version = ?",
+                )
+                .bind(&new.key_id)
+                .bind(&new.nonce)
+                .bind(&new.ciphertext)
+                .bind(record.service.as_str())
+                .bind(&record.key)
+                .bind(to_i64(record.version.0)?)
+                .execute(&mut *tx)
+                .await?;
+                changed += 1;
+            }
+            tx.commit().await?;
+            Ok(changed)
         }
-        tx.commit().await?;
-        Ok(changed)
+        .await;
+        self.written(result)
     }
 
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {

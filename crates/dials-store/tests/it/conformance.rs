@@ -847,3 +847,36 @@ pub async fn a_schema_can_redact_the_past_of_its_service_only(store: &dyn Store)
         "other services stay"
     );
 }
+
+pub async fn numbers_beyond_the_database_range_find_nothing(store: &dyn Store) {
+    store
+        .commit(change(
+            "tts-worker",
+            0,
+            &Document::new(),
+            Some(doc(json!({"a": 1}))),
+        ))
+        .await
+        .unwrap();
+    let huge = Version(u64::MAX);
+    assert!(
+        store
+            .version(&name("tts-worker"), huge)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .version(&name("tts-worker"), Version(i64::MAX as u64 + 1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.changes_since(u64::MAX, 10).await.unwrap().is_empty());
+    let err = store
+        .commit(change("tts-worker", u64::MAX, &Document::new(), None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { current } if current.0 == 1));
+}

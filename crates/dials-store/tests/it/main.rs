@@ -2,4 +2,5 @@
 //! `&dyn Store` and run for every backend that can run here.
 
 mod conformance;
+mod disk;
 mod sqlite;

@@ -41,6 +41,7 @@ conformance_tests!(
     a_secret_is_not_stored_when_its_change_loses,
     resealing_rewrites_every_secret_in_one_transaction,
     a_schema_can_redact_the_past_of_its_service_only,
+    numbers_beyond_the_database_range_find_nothing,
 );
 
 #[tokio::test]
@@ -78,4 +79,65 @@ async fn the_database_runs_in_wal_mode_with_full_sync() {
     let _store = open(&dir).await;
     // WAL leaves its side files next to the database while a connection is open.
     assert!(dir.path().join("dials.db-wal").exists());
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_writes_as_unavailable_and_they_resume_when_space_returns() {
+    use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
+    use dials_store::{NewChange, StoreError};
+
+    let disk = crate::disk::SmallDisk::mount(4);
+    let url = format!("sqlite://{}", disk.path().join("dials.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    let name = ServiceName::parse("tts-worker").unwrap();
+    let write = |base: u64, fill: usize| {
+        let before = Document::new();
+        let after =
+            Document::from_value(serde_json::json!({"blob": "x".repeat(fill), "base": base}))
+                .unwrap();
+        NewChange {
+            service: name.clone(),
+            base_version: Version(base),
+            kind: ChangeKind::Put,
+            changes: diff(&before, &after),
+            document: Some(after),
+            actor: "tester".into(),
+            reason: None,
+            at: time::OffsetDateTime::now_utc(),
+            origin: None,
+            secrets: Vec::new(),
+        }
+    };
+    store.commit(write(0, 10)).await.unwrap();
+    let filler = disk.fill();
+
+    // Writes fail, each one cleanly: the disk is full, not the program broken.
+    let mut version = 1;
+    let mut failures = 0;
+    for _ in 0..40 {
+        match store.commit(write(version, 64 * 1024)).await {
+            Ok(c) => version = c.version.0,
+            Err(e) => {
+                assert!(
+                    matches!(e, StoreError::Unavailable { .. }),
+                    "a full disk is unavailability: {e}"
+                );
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures > 0, "the disk filled up");
+    let current = store.service(&name).await.unwrap().unwrap();
+    assert_eq!(
+        current.version.0, version,
+        "a failed write left nothing behind"
+    );
+
+    // Space returns: the very next write goes through, on the same store.
+    std::fs::remove_file(filler).unwrap();
+    let committed = store.commit(write(version, 10)).await.unwrap();
+    assert_eq!(committed.version.0, version + 1);
+    let again = store.commit(write(version + 1, 10)).await.unwrap();
+    assert_eq!(again.version.0, version + 2);
+    store.close().await;
 }

@@ -3,6 +3,7 @@
 mod architecture;
 #[path = "../../../dials-server/tests/it/broker.rs"]
 mod broker;
+mod concurrency;
 mod metadata;
 mod mqtt;
 mod process;

@@ -169,7 +169,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            ApiError::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            // One line, causes included, never a backtrace: logs are read by people and parsers.
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %format!("{cause:#}").replace('\n', " "), "internal error")
+            }
             ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
             _ => {}
         }

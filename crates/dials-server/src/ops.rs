@@ -276,6 +276,7 @@ pub async fn write(
         };
         match state.store.commit(change).await {
             Ok(committed) => {
+                state.write_failure(None);
                 let done = Applied {
                     service: service.clone(),
                     committed,
@@ -295,6 +296,13 @@ pub async fn write(
                 }));
             }
             Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Unavailable { reason, source }) => {
+                state.write_failure(Some(reason.clone()));
+                return Err(ApiError::Unavailable(StoreError::Unavailable {
+                    reason,
+                    source,
+                }));
+            }
             Err(other) => return Err(other.into()),
         }
     }

@@ -29,6 +29,8 @@ pub struct ServerSettings {
     pub audit_retention: std::time::Duration,
     /// Serve HTTPS with this certificate chain and private key (PEM files).
     pub tls: Option<TlsFiles>,
+    /// Create a new database even where the data directory shows an earlier one.
+    pub init: bool,
 }
 
 /// The PEM files of the API's TLS certificate.
@@ -55,6 +57,7 @@ impl ServerSettings {
             key_overrides: Default::default(),
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
             tls: None,
+            init: false,
         }
     }
 }

@@ -32,6 +32,9 @@ impl Application {
     pub async fn build(settings: ServerSettings) -> anyhow::Result<Self> {
         create_private_dir(&settings.data_dir)?;
         let lock = DataDirLock::acquire(&settings.data_dir)?;
+        if !settings.init {
+            refuse_a_lost_database(&settings.data_dir, &settings.database_url)?;
+        }
         let store = open_store(&settings.database_url).await?;
         let admin_token = if store.created() {
             Some(create_admin_token(store.as_ref(), &settings.data_dir).await?)
@@ -207,6 +210,49 @@ async fn start_mqtt(
         store.clone(),
         signer.clone(),
     )))
+}
+
+/// Refuses to start when the SQLite file is missing (or empty) from a data directory that shows
+/// an earlier life: starting anyway would create an empty database with a new epoch and a new
+/// admin token, silently orphaning every service and token of the old one.
+fn refuse_a_lost_database(data_dir: &Path, database_url: &str) -> anyhow::Result<()> {
+    let Some(rest) = database_url.strip_prefix("sqlite:") else {
+        return Ok(());
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(());
+    }
+    let db = Path::new(path);
+    let missing = match std::fs::metadata(db) {
+        Ok(meta) => meta.len() == 0,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(_) => false,
+    };
+    if !missing {
+        return Ok(());
+    }
+    let keys = data_dir.join("keys");
+    let earlier: Vec<String> = [
+        data_dir.join("admin.token"),
+        keys.join("signing.key"),
+        keys.join("master.key"),
+    ]
+    .iter()
+    .filter(|p| p.exists())
+    .map(|p| p.display().to_string())
+    .collect();
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the database {} is missing or empty, but {} belong to an earlier database; \
+         put the database file back (or restore a backup), or start with --init to create a \
+         new empty one with a new epoch",
+        db.display(),
+        earlier.join(" and ")
+    )
 }
 
 /// Opens the database a URL names (`sqlite://PATH`).

@@ -45,6 +45,8 @@ pub struct Inner {
     pub publisher: Option<PublisherHandle>,
     /// Every committed change, for watch streams in this process.
     pub events: broadcast::Sender<Arc<WatchEvent>>,
+    /// Why the last write failed for want of the database (a full disk…), until one succeeds.
+    pub write_failure: std::sync::Mutex<Option<String>>,
     /// One writer at a time per service.
     pub write_locks: crate::ops::WriteLocks,
     /// Turns true when the server starts stopping, so long-lived streams end.
@@ -71,6 +73,7 @@ impl AppState {
             keys,
             publisher,
             events: broadcast::channel(EVENT_BUFFER).0,
+            write_failure: Default::default(),
             write_locks: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         }))
@@ -78,6 +81,22 @@ impl AppState {
 }
 
 impl AppState {
+    /// Records why the last write could not reach the database, or that one did (`None`), for
+    /// `/api/v1/status`.
+    pub fn write_failure(&self, why: Option<String>) {
+        let mut failure = self
+            .write_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failure.as_deref() != why.as_deref() {
+            match &why {
+                Some(reason) => tracing::warn!(reason, "writes are failing"),
+                None => tracing::info!("writes reach the database again"),
+            }
+            *failure = why;
+        }
+    }
+
     /// Checks a token secret as every request does: hash, in-memory lookup (the store on a
     /// miss), constant-time compare, expiry.
     pub async fn authenticate(&self, secret: &str) -> Result<crate::Principal, crate::ApiError> {

@@ -42,9 +42,9 @@ pub enum StoreError {
     Unavailable {
         /// What is wrong, in words an operator can act on.
         reason: String,
-        /// The driver's error.
+        /// The driver's error, when the driver noticed.
         #[source]
-        source: sqlx::Error,
+        source: Option<sqlx::Error>,
     },
     /// Any other database error: a bug or a broken database.
     #[error("database error: {0}")]
@@ -69,7 +69,10 @@ impl From<sqlx::Error> for StoreError {
     /// from the ones that do not, so no caller has to know a driver's error codes.
     fn from(e: sqlx::Error) -> Self {
         match unavailable_reason(&e) {
-            Some(reason) => StoreError::Unavailable { reason, source: e },
+            Some(reason) => StoreError::Unavailable {
+                reason,
+                source: Some(e),
+            },
             None => StoreError::Database(e),
         }
     }

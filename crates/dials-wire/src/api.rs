@@ -32,8 +32,11 @@ pub enum Mode {
 pub struct DatabaseStatus {
     /// `sqlite` or `postgres`.
     pub backend: String,
-    /// Whether the database answered just now.
+    /// Whether the database answered just now and the last write reached it.
     pub ok: bool,
+    /// What is wrong when `ok` is false: the database file is gone, the disk is full…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// The schema migration the database is at.
     pub schema_version: i64,
 }

@@ -143,4 +143,10 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [env: DIALS_MAX_BODY_BYTES] [default: 1048576]
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<String>,
+
+    /// Start a new, empty database (a new epoch) even though the data directory holds keys or
+    /// an admin token of an earlier one. Without it, dials refuses to start when `dials.db` is
+    /// missing from a data directory that was used before: restore the file or a backup instead
+    #[arg(long)]
+    pub init: bool,
 }

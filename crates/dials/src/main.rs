@@ -49,7 +49,7 @@ fn run_client(command: impl std::future::Future<Output = anyhow::Result<bool>>) 
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("dials: {e:#}");
+            eprintln!("dials: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
@@ -70,7 +70,7 @@ fn serve(resolved: Resolved) -> ExitCode {
     match runtime.block_on(run(resolved)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dials: {e:#}");
+            eprintln!("dials: {}", one_line(&e));
             ExitCode::from(1)
         }
     }
@@ -108,5 +108,42 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+/// An error and its causes on one line, each cause once: drivers often repeat their cause in
+/// their own message, and `{:#}` would print it again for every layer.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_error_chain_is_one_line_with_each_cause_once() {
+        let e = anyhow::anyhow!("(code: 14) unable to open database file")
+            .context("error returned from database: (code: 14) unable to open database file")
+            .context("cannot open the database sqlite:///nope/dials.db");
+        assert_eq!(
+            one_line(&e),
+            "cannot open the database sqlite:///nope/dials.db: error returned from database: \
+             (code: 14) unable to open database file"
+        );
+        let multi = anyhow::anyhow!("first\nsecond");
+        assert_eq!(one_line(&multi), "first second");
     }
 }

@@ -359,6 +359,7 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             },
             audit_retention,
             tls,
+            init: args.init,
         },
         log_format,
     })

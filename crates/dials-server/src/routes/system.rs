@@ -25,8 +25,8 @@ pub async fn status(
 ) -> Result<Json<Status>, ApiError> {
     principal.require(Role::Viewer)?;
     let store = &state.store;
-    let ok = store.ping().await.is_ok();
-    let (schema_version, revision, outbox_backlog) = if ok {
+    let ping = store.ping().await;
+    let (schema_version, revision, outbox_backlog) = if ping.is_ok() {
         (
             store.schema_version().await?,
             store.latest_revision().await?,
@@ -35,11 +35,28 @@ pub async fn status(
     } else {
         (0, 0, 0)
     };
+    let write_failure = state
+        .write_failure
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    // A database that cannot be reached (or whose file is gone) takes no writes: the manager
+    // serves what it holds, read-only. A failing write (a full disk) is shown, but writes go on
+    // being tried, so they resume by themselves when space returns.
+    let error = match &ping {
+        Err(e) => Some(e.to_string()),
+        Ok(()) => write_failure,
+    };
     Ok(Json(Status {
-        mode: Mode::Normal,
+        mode: if ping.is_ok() {
+            Mode::Normal
+        } else {
+            Mode::ReadOnly
+        },
         database: DatabaseStatus {
             backend: store.backend().to_owned(),
-            ok,
+            ok: error.is_none(),
+            error,
             schema_version,
         },
         broker: match &state.publisher {

@@ -36,13 +36,27 @@ pub struct SqliteStore {
     created: bool,
     /// Set when a write failed: the writer connection is then replaced before its next use.
     writer_dirty: Arc<AtomicBool>,
+    /// The database file and its identity when opened (none for an in-memory database).
+    file: Option<(std::path::PathBuf, FileId)>,
+}
+
+/// A file's identity: device and inode. A file deleted, or replaced by another under the same
+/// name, no longer has it.
+type FileId = (u64, u64);
+
+fn file_id(path: &std::path::Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database named by a `sqlite://PATH` URL, brings its schema
     /// up to date and reads or creates its epoch.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        let path = options.get_filename().to_path_buf();
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -77,13 +91,47 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
+        let file = match file_id(&path) {
+            Ok(id) => Some((path, id)),
+            // In memory: no file to lose.
+            Err(_) => None,
+        };
         Ok(Self {
             writer,
             readers,
             epoch,
             created,
             writer_dirty,
+            file,
         })
+    }
+
+    /// Checks that the database file is still the one opened. SQLite keeps writing to a file
+    /// that was deleted (or renamed away and replaced) under it, so without this every write
+    /// after an `rm dials.db` would be acknowledged and then lost at the next start.
+    fn check_file(&self) -> Result<()> {
+        let Some((path, opened)) = &self.file else {
+            return Ok(());
+        };
+        match file_id(path) {
+            Ok(id) if id == *opened => Ok(()),
+            Ok(_) => Err(StoreError::Unavailable {
+                reason: format!(
+                    "the database file {} was replaced while dials ran; restart dials to use \
+                     the new file, or put the old one back",
+                    path.display()
+                ),
+                source: None,
+            }),
+            Err(e) => Err(StoreError::Unavailable {
+                reason: format!(
+                    "the database file {} is gone ({e}); put it back or restore a backup, \
+                     then restart dials",
+                    path.display()
+                ),
+                source: None,
+            }),
+        }
     }
 
     /// Passes a write's result through, marking the writer connection for replacement when
@@ -187,6 +235,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
+        self.check_file()?;
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
@@ -250,6 +299,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, change: NewChange) -> Result<Committed> {
+        self.check_file()?;
         let result = async {
             let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
             let committed = commit_in(&mut tx, &change).await?;
@@ -285,6 +335,7 @@ impl Store for SqliteStore {
         migration: Option<NewChange>,
         redaction: Option<&Redaction<'_>>,
     ) -> Result<Option<Committed>> {
+        self.check_file()?;
         let result = async {
             if redaction.is_some() {
                 // Rewritten values must not stay behind in freed pages either. The writer pool has

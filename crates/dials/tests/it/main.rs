@@ -4,8 +4,11 @@ mod architecture;
 #[path = "../../../dials-server/tests/it/broker.rs"]
 mod broker;
 mod concurrency;
+#[path = "../../../dials-store/tests/it/disk.rs"]
+mod disk;
 mod metadata;
 mod mqtt;
 mod process;
+mod resilience;
 mod secrets;
 mod serve;

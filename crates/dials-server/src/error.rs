@@ -59,6 +59,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body is declared as something other than JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The document violates the service's schema, or cannot be a document at all.
     #[error("{detail}")]
     Unprocessable {
@@ -119,6 +122,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Request body too large",
+            ),
+            UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
             ),
             Unprocessable { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,

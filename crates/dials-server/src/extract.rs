@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 
 use crate::{ApiError, AppState};
 
-/// A JSON request body. Unlike `axum::Json` it does not insist on a `Content-Type`, so a quick
-/// `curl -d` works; it answers 413 over the size limit and 400 for anything that does not parse
-/// into `T`, naming where.
+/// A JSON request body: 415 when the request says it is something else (a body without a
+/// `Content-Type` is read as JSON), 413 over the size limit, and 400 for anything that does not
+/// parse into `T`, naming where. Parsing is strict (see [`parse_json`]).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -21,6 +21,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        check_json_type(req.headers())?;
         let limit = state.settings.max_body_bytes;
         let bytes = Bytes::from_request(req, state)
             .await
@@ -37,16 +38,50 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
+/// Refuses a body declared as anything but JSON (`application/json`, or any `…+json` type
+/// such as `application/merge-patch+json`).
+fn check_json_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be JSON (Content-Type: application/json), not {text:?}; with curl, \
+             use --json"
+        )))
+    }
+}
+
 /// Parses a JSON body into `T`, telling syntax errors from shape errors and naming the field
-/// a shape error is in.
+/// a shape error is in. Stricter than JSON's grammar where leniency would lose data silently:
+/// a key given twice in one object and an integer beyond the 64-bit range are refused instead
+/// of being collapsed or rounded.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(
             "the request body is empty; send a JSON object".into(),
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+    if let Some(literal) = dials_wire::strict::oversized_integer(bytes) {
+        return Err(ApiError::BadRequest(format!(
+            "the integer {literal} is beyond the 64-bit range and would lose precision; send it \
+             as a string, or as a number with a fraction or exponent if rounding is intended"
+        )));
+    }
+    let checked: dials_wire::strict::StrictValue = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    let value = serde_path_to_error::deserialize(checked.0).map_err(|e| {
         let inner = e.inner();
         if inner.is_syntax() || inner.is_eof() {
             ApiError::BadRequest(format!("malformed JSON: {inner}"))
@@ -56,8 +91,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::BadRequest(format!("invalid request body at `{}`: {inner}", e.path()))
         }
     })?;
-    de.end()
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     Ok(value)
 }
 
@@ -103,12 +136,70 @@ impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
 }
 
 /// The conditional-request headers of a write.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Conditions {
-    /// `If-Match: "<version>"`.
-    pub if_match: Option<Version>,
+    /// `If-Match`.
+    pub if_match: Option<IfMatch>,
     /// `If-None-Match: *`: create only.
     pub create_only: bool,
+}
+
+/// What an `If-Match` header asks for (RFC 9110 §13.1.1: strong comparison).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: the service must exist, at whatever version.
+    Any,
+    /// One or more version ETags (`"3"` or `"3", "4"`): the service must be at one of them.
+    Versions(Vec<Version>),
+    /// Only weak ETags (`W/"3"`): these never match under strong comparison.
+    Weak(String),
+}
+
+impl IfMatch {
+    /// Parses the header's value.
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(IfMatch::Any);
+        }
+        let mut versions = Vec::new();
+        let mut weak = false;
+        for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let (is_weak, tag) = match tag.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, tag),
+            };
+            let version = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "If-Match must be `*` or version ETags such as \"3\", not {text:?}"
+                    ))
+                })?;
+            if is_weak {
+                weak = true;
+            } else {
+                versions.push(Version(version));
+            }
+        }
+        match (versions.is_empty(), weak) {
+            (false, _) => Ok(IfMatch::Versions(versions)),
+            (true, true) => Ok(IfMatch::Weak(text.to_owned())),
+            (true, false) => Err(ApiError::BadRequest(
+                "If-Match is empty; send `*` or a version ETag such as \"3\"".into(),
+            )),
+        }
+    }
+
+    /// The one version this names, if it names exactly one.
+    pub fn version(&self) -> Option<Version> {
+        match self {
+            IfMatch::Versions(v) if v.len() == 1 => Some(v[0]),
+            _ => None,
+        }
+    }
 }
 
 impl Conditions {
@@ -116,14 +207,10 @@ impl Conditions {
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
         let mut out = Conditions::default();
         if let Some(value) = headers.get(header::IF_MATCH) {
-            let text = value.to_str().unwrap_or_default().trim();
-            let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-            let version = tag.parse::<u64>().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "If-Match must be a version ETag such as \"3\", not {text:?}"
-                ))
+            let text = value.to_str().map_err(|_| {
+                ApiError::BadRequest("If-Match must be `*` or version ETags".into())
             })?;
-            out.if_match = Some(Version(version));
+            out.if_match = Some(IfMatch::parse(text)?);
         }
         if let Some(value) = headers.get(header::IF_NONE_MATCH) {
             match value.to_str().unwrap_or_default().trim() {

@@ -20,6 +20,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::cache::CachedConfig;
+use crate::extract::IfMatch;
 use crate::{ApiError, AppState, Principal};
 
 /// How many times a write without an expected version is recomputed after losing a race.
@@ -90,12 +91,12 @@ impl Intent {
 }
 
 /// The caller's preconditions on a write.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Preconditions {
     /// `expected_version` in the body: a mismatch is 409.
     pub expected_version: Option<Version>,
     /// `If-Match`: a mismatch is 412.
-    pub if_match: Option<Version>,
+    pub if_match: Option<IfMatch>,
     /// `If-None-Match: *`: create only; writing to a live service is 412.
     pub create_only: bool,
 }
@@ -107,8 +108,10 @@ impl Preconditions {
         conditions: crate::extract::Conditions,
     ) -> Result<Self, ApiError> {
         let expected_version = expected_version.map(Version);
-        if let (Some(e), Some(m)) = (expected_version, conditions.if_match)
-            && e != m
+        if let (Some(e), Some(m)) = (
+            expected_version,
+            conditions.if_match.as_ref().and_then(IfMatch::version),
+        ) && e != m
         {
             return Err(ApiError::BadRequest(format!(
                 "expected_version {e} and If-Match {m} disagree; send one of them"
@@ -116,7 +119,9 @@ impl Preconditions {
         }
         if conditions.create_only && (expected_version.is_some() || conditions.if_match.is_some()) {
             return Err(ApiError::BadRequest(
-                "If-None-Match: * creates a service; it cannot be combined with a version".into(),
+                "If-None-Match: * creates a service; it cannot be combined with If-Match or a \
+                 version"
+                    .into(),
             ));
         }
         Ok(Self {
@@ -126,18 +131,41 @@ impl Preconditions {
         })
     }
 
+    /// Whether the write is pinned to a version: then losing a race fails it instead of
+    /// computing it again.
     fn pinned(&self) -> bool {
-        self.expected_version.is_some() || self.if_match.is_some()
+        self.expected_version.is_some()
+            || matches!(self.if_match, Some(IfMatch::Versions(_) | IfMatch::Weak(_)))
     }
 
     fn check(&self, current: Version, live: bool) -> Result<(), ApiError> {
-        if let Some(expected) = self.if_match
-            && expected != current
-        {
-            return Err(ApiError::PreconditionFailed {
-                detail: format!("If-Match {expected} failed: the service is at version {current}"),
-                current,
-            });
+        match &self.if_match {
+            Some(IfMatch::Versions(tags)) if !tags.contains(&current) => {
+                let asked: Vec<String> = tags.iter().map(|v| format!("\"{v}\"")).collect();
+                return Err(ApiError::PreconditionFailed {
+                    detail: format!(
+                        "If-Match {} failed: the service is at version {current}",
+                        asked.join(", ")
+                    ),
+                    current,
+                });
+            }
+            Some(IfMatch::Weak(text)) => {
+                return Err(ApiError::PreconditionFailed {
+                    detail: format!(
+                        "If-Match {text} failed: a weak ETag never matches If-Match (strong \
+                         comparison, RFC 9110); send \"{current}\""
+                    ),
+                    current,
+                });
+            }
+            Some(IfMatch::Any) if !live => {
+                return Err(ApiError::PreconditionFailed {
+                    detail: "If-Match: * failed: the service does not exist".into(),
+                    current,
+                });
+            }
+            _ => {}
         }
         if let Some(expected) = self.expected_version
             && expected != current

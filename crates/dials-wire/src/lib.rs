@@ -6,6 +6,7 @@
 mod api;
 pub mod envelope;
 mod problem;
+pub mod strict;
 
 pub use api::*;
 pub use envelope::{Envelope, EnvelopeError, EnvelopeSigner};

@@ -234,3 +234,194 @@ async fn a_database_outage_is_503_with_retry_after_and_no_internal_detail() {
         StatusCode::OK
     );
 }
+
+/// The current version and config of a service, to show a refused write changed nothing.
+async fn unchanged(app: &crate::helpers::TestApp, service: &str) -> (Value, Value) {
+    let current: Value = app.get_config(service).await.json().await.unwrap();
+    (current["version"].clone(), current["config"].clone())
+}
+
+#[tokio::test]
+async fn a_body_declared_as_anything_but_json_is_415_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.create("router", json!({"a": 1})).await;
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "application/xml",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = app
+            .req(Method::PUT, "/api/v1/services/router/config")
+            .header("Content-Type", content_type)
+            .body(r#"{"config": {"a": 2}}"#)
+            .send()
+            .await
+            .unwrap();
+        let body = problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("application/json"),
+            "{body}"
+        );
+    }
+    // JSON by any of its names is fine, and so is a body that says nothing of its type.
+    for (n, content_type) in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/merge-patch+json",
+        "",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut request = app
+            .req(Method::PATCH, "/api/v1/services/router/config")
+            .body(format!(r#"{{"config": {{"n": {n}}}}}"#));
+        if !content_type.is_empty() {
+            request = request.header("Content-Type", content_type);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{content_type:?}");
+    }
+    assert_eq!(unchanged(&app, "router").await.1["a"], 1);
+}
+
+#[tokio::test]
+async fn a_key_given_twice_is_400_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.create("router", json!({"a": 1})).await;
+    let r = app
+        .req(Method::PUT, "/api/v1/services/router/config")
+        .header("Content-Type", "application/json")
+        .body(r#"{"config": {"a": 2, "b": {"c": 1, "c": 3}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let body = problem(r, StatusCode::BAD_REQUEST).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(r#""c" appears twice"#),
+        "{body}"
+    );
+    assert_eq!(unchanged(&app, "router").await, (json!(1), json!({"a": 1})));
+}
+
+#[tokio::test]
+async fn an_integer_beyond_64_bits_is_400_and_changes_nothing_while_big_exact_ones_stay_exact() {
+    let app = spawn_app().await;
+    app.create("router", json!({"a": 1})).await;
+    let r = app
+        .req(Method::PATCH, "/api/v1/services/router/config")
+        .header("Content-Type", "application/json")
+        .body(r#"{"config": {"id": 123456789012345678901234567890}}"#)
+        .send()
+        .await
+        .unwrap();
+    let body = problem(r, StatusCode::BAD_REQUEST).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("123456789012345678901234567890"),
+        "{body}"
+    );
+    assert_eq!(unchanged(&app, "router").await, (json!(1), json!({"a": 1})));
+    // The largest 64-bit integers are kept exactly.
+    let r = app
+        .req(Method::PATCH, "/api/v1/services/router/config")
+        .header("Content-Type", "application/json")
+        .body(r#"{"config": {"max": 18446744073709551615, "min": -9223372036854775808}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, config) = unchanged(&app, "router").await;
+    assert_eq!(config["max"].as_u64(), Some(u64::MAX));
+    assert_eq!(config["min"].as_i64(), Some(i64::MIN));
+}
+
+#[tokio::test]
+async fn if_match_compares_strongly_and_star_means_the_service_exists() {
+    let app = spawn_app().await;
+    app.create("router", json!({"a": 1})).await;
+    let patch = |if_match: &'static str, a: i64| {
+        app.req(Method::PATCH, "/api/v1/services/router/config")
+            .header("If-Match", if_match)
+            .json(&json!({"config": {"a": a}}))
+            .send()
+    };
+    // A weak tag never matches If-Match, even the current version's.
+    let r = patch("W/\"1\"", 2).await.unwrap();
+    let body = problem(r, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(body["current_version"], 1);
+    assert_eq!(unchanged(&app, "router").await.0, json!(1));
+    // `*` matches any current version.
+    assert_eq!(patch("*", 3).await.unwrap().status(), StatusCode::OK);
+    // A list matches when any of its tags does.
+    assert_eq!(
+        patch("\"7\", \"2\"", 4).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = patch("\"1\", \"2\"", 5).await.unwrap();
+    problem(r, StatusCode::PRECONDITION_FAILED).await;
+    // `*` on a service that does not exist fails instead of creating it.
+    let r = app
+        .req(Method::PUT, "/api/v1/services/ghost/config")
+        .header("If-Match", "*")
+        .json(&json!({"config": {"a": 1}}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(
+        app.get_config("ghost").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // Garbage is 400.
+    let r = patch("version one", 6).await.unwrap();
+    problem(r, StatusCode::BAD_REQUEST).await;
+    assert_eq!(unchanged(&app, "router").await, (json!(3), json!({"a": 4})));
+}
+
+#[tokio::test]
+async fn version_numbers_beyond_the_database_range_are_404_or_409_never_500() {
+    let app = spawn_app().await;
+    app.create("router", json!({"a": 1})).await;
+    for path in [
+        "/api/v1/services/router/versions/9223372036854775808",
+        "/api/v1/services/router/versions/18446744073709551615",
+        "/api/v1/services/router/diff?from=1&to=18446744073709551615",
+        "/api/v1/services/router/diff?from=9223372036854775808",
+    ] {
+        let r = app.req(Method::GET, path).send().await.unwrap();
+        problem(r, StatusCode::NOT_FOUND).await;
+    }
+    let r = app
+        .req(Method::POST, "/api/v1/services/router/restore")
+        .json(&json!({"version": 18446744073709551615u64}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::NOT_FOUND).await;
+    let r = app
+        .put_config(
+            "router",
+            json!({"config": {"a": 2}, "expected_version": 18446744073709551615u64}),
+        )
+        .await;
+    problem(r, StatusCode::CONFLICT).await;
+    let r = app
+        .req(Method::PATCH, "/api/v1/services/router/config")
+        .header("If-Match", "\"18446744073709551615\"")
+        .json(&json!({"config": {"a": 2}}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(unchanged(&app, "router").await, (json!(1), json!({"a": 1})));
+}

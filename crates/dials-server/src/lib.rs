@@ -7,6 +7,7 @@
 mod auth;
 mod cache;
 mod error;
+pub mod events;
 mod extract;
 mod guard;
 pub mod keys;

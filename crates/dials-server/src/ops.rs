@@ -369,8 +369,8 @@ pub fn after_commit(
         publisher.wake();
     }
     state.schemas.invalidate_search();
-    if state.events.receiver_count() > 0 {
-        let _ = state.events.send(Arc::new(dials_wire::WatchEvent {
+    if state.events.has_subscribers() {
+        state.events.publish(&dials_wire::WatchEvent {
             revision: done.committed.revision.0,
             service: done.service.to_string(),
             version: done.committed.version.0,
@@ -378,12 +378,13 @@ pub fn after_commit(
             actor: done.actor.clone(),
             reason: done.reason.clone(),
             at: done.at,
+            epoch: state.epoch.0,
             config: done
                 .document
                 .as_ref()
                 .map(|d| secret::mask(d, &crate::secrets::keys_of(schema)).into_value())
                 .unwrap_or(Value::Null),
-        }));
+        });
     }
     let Some(document) = done.document else {
         state

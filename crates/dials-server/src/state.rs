@@ -6,14 +6,9 @@ use std::time::Instant;
 use dials_domain::Epoch;
 use dials_mqtt::PublisherHandle;
 use dials_store::Store;
-use dials_wire::WatchEvent;
-use tokio::sync::broadcast;
 
 use crate::ServerSettings;
 use crate::cache::{ConfigCache, TokenCache};
-
-/// How many change events a slow watcher may fall behind before it re-reads from the store.
-const EVENT_BUFFER: usize = 1024;
 
 /// Shared, cheaply cloned application state.
 #[derive(Debug, Clone)]
@@ -44,7 +39,7 @@ pub struct Inner {
     /// The MQTT publisher, when MQTT is enabled.
     pub publisher: Option<PublisherHandle>,
     /// Every committed change, for watch streams in this process.
-    pub events: broadcast::Sender<Arc<WatchEvent>>,
+    pub events: crate::events::EventHub,
     /// Why the last write failed for want of the database (a full disk…), until one succeeds.
     pub write_failure: std::sync::Mutex<Option<String>>,
     /// One writer at a time per service.
@@ -72,7 +67,7 @@ impl AppState {
             settings,
             keys,
             publisher,
-            events: broadcast::channel(EVENT_BUFFER).0,
+            events: Default::default(),
             write_failure: Default::default(),
             write_locks: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),

@@ -452,6 +452,9 @@ pub struct WatchEvent {
     /// When.
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// The epoch of the database the change is in. A different epoch than before means the
+    /// database was re-created: revisions started over, so re-read everything.
+    pub epoch: Uuid,
     /// The document as of this version (`null` after a delete).
     #[schema(value_type = Object)]
     pub config: Value,

@@ -2,8 +2,14 @@
 //!
 //! The stream subscribes to this process's change events *before* replaying from the store, so
 //! nothing committed in between is missed; a live event that does not follow the last one sent
-//! (events can be announced out of order, or dropped when a watcher lags) makes it re-read from
-//! the store instead, so the stream is gap-free and in revision order.
+//! (events can be announced out of order) makes it re-read from the store instead, so the
+//! stream is gap-free and in revision order.
+//!
+//! Memory is bounded per stream: replay reads small pages, and a client that stops reading is
+//! dropped once its queue holds [`crate::events::SUBSCRIBER_BYTES`], with a last `lagged` event
+//! naming the revision to resume from (browsers' `EventSource` resumes by itself through
+//! `Last-Event-ID`). Every event carries the database's epoch, and a `since` beyond the latest
+//! revision is refused, so a client notices a re-created database instead of waiting silently.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,13 +21,15 @@ use dials_domain::secret;
 use dials_wire::{Problem, WatchEvent};
 use futures::Stream;
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
+use crate::events::Note;
 use crate::extract::{Query, service_name};
 use crate::{ApiError, AppState, Principal, Role};
 
-const REPLAY_PAGE: u32 = 500;
+/// Changes read from the store at a time while replaying: each may carry a document of up to
+/// the body limit, so pages stay small.
+const REPLAY_PAGE: u32 = 32;
 
 /// Query of `GET /api/v1/watch`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -39,7 +47,8 @@ pub struct WatchParams {
     params(WatchParams),
     responses(
         (status = 200, description = "text/event-stream of WatchEvent", body = WatchEvent, content_type = "text/event-stream"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+            description = "A bad parameter, or `since` beyond the latest revision (a future revision: the database may have been re-created; re-read everything)"),
     ))]
 pub async fn watch(
     State(state): State<AppState>,
@@ -67,10 +76,19 @@ pub async fn watch(
     };
     // Subscribe first: whatever commits from here on is either replayed or received live.
     let mut live = state.events.subscribe();
+    let latest = state.store.latest_revision().await?;
     let mut cursor = match last_event_id.or(params.since) {
+        Some(rev) if rev > latest => {
+            return Err(ApiError::BadRequest(format!(
+                "revision {rev} is a future revision: the latest is {latest} in epoch {}; the \
+                 database may have been re-created, so read everything again",
+                state.epoch
+            )));
+        }
         Some(rev) => rev,
-        None => state.store.latest_revision().await?,
+        None => latest,
     };
+    let epoch = state.epoch.0;
     let store = state.store.clone();
     let shared = state.clone();
     let mut stopping = state.stopping.subscribe();
@@ -98,13 +116,14 @@ pub async fn watch(
                                 actor: record.actor,
                                 reason: record.reason,
                                 at: record.at,
+                                epoch,
                                 config: record
                                     .document
                                     .map(|d| secret::mask(&d, &secret_keys).into_value())
                                     .unwrap_or_default(),
                             };
                             if only.as_deref().is_none_or(|s| s == event.service) {
-                                yield Ok(sse_event(&event));
+                                yield Ok(sse_change(event.revision, &serde_json::to_string(&event).unwrap_or_default()));
                             }
                         }
                         if full {
@@ -124,25 +143,30 @@ pub async fn watch(
                 _ = stopping.wait_for(|stop| *stop) => break,
             };
             match received {
-                Ok(event) if event.revision <= cursor => {}
-                Ok(event) if event.revision == cursor + 1 => {
-                    cursor = event.revision;
-                    if only.as_deref().is_none_or(|s| s == event.service) {
-                        yield Ok(sse_event(&event));
+                Some(Note::Change(change)) if change.revision <= cursor => {}
+                Some(Note::Change(change)) if change.revision == cursor + 1 => {
+                    cursor = change.revision;
+                    if only.as_deref().is_none_or(|s| s == change.service) {
+                        yield Ok(sse_change(change.revision, std::str::from_utf8(&change.json).unwrap_or_default()));
                     }
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => replay = true,
-                Err(RecvError::Closed) => break,
+                Some(Note::Change(_)) => replay = true,
+                Some(Note::Lagged) => {
+                    // Too far behind to keep queueing for: say where to resume, and end.
+                    let resume = serde_json::json!({"resume_from": cursor, "epoch": epoch});
+                    yield Ok(Event::default().event("lagged").data(resume.to_string()));
+                    break;
+                }
+                None => break,
             }
         }
     };
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-fn sse_event(event: &WatchEvent) -> Event {
+fn sse_change(revision: u64, json: &str) -> Event {
     Event::default()
         .event("change")
-        .id(event.revision.to_string())
-        .json_data(event)
-        .unwrap_or_else(|_| Event::default().comment("unserializable event"))
+        .id(revision.to_string())
+        .data(json)
 }

@@ -190,3 +190,37 @@ async fn an_open_stream_ends_when_the_server_stops_instead_of_holding_it_up() {
     .await;
     assert!(end.is_ok(), "the client sees its stream end");
 }
+
+#[tokio::test]
+async fn a_future_revision_is_refused_and_every_event_names_the_epoch() {
+    let app = spawn_app().await;
+    app.create("router", json!({"n": 1})).await;
+    for query in ["?since=2", "?since=18446744073709551615"] {
+        let r = app
+            .req(Method::GET, &format!("/api/v1/watch{query}"))
+            .send()
+            .await
+            .unwrap();
+        let body = problem(r, reqwest::StatusCode::BAD_REQUEST).await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("future revision"),
+            "{body}"
+        );
+    }
+    let r = app
+        .req(Method::GET, "/api/v1/watch")
+        .header("Last-Event-ID", "99")
+        .send()
+        .await
+        .unwrap();
+    problem(r, reqwest::StatusCode::BAD_REQUEST).await;
+
+    let epoch = app.get_json("/api/v1/status").await["epoch"].clone();
+    // The latest revision itself is fine: nothing to replay, live from there.
+    let stream = watch(&app, "?since=1").await;
+    app.put_config("router", json!({"config": {"n": 2}})).await;
+    let events = read_events(stream, 1).await;
+    assert_eq!(events[0].1["epoch"], epoch);
+    let replayed = read_events(watch(&app, "?since=0").await, 2).await;
+    assert!(replayed.iter().all(|(_, e)| e["epoch"] == epoch));
+}

@@ -59,6 +59,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     /// The body is declared as something other than JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -122,6 +125,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Request body too large",
+            ),
+            RequestTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
             ),
             UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

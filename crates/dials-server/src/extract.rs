@@ -11,6 +11,9 @@ use serde::de::DeserializeOwned;
 
 use crate::{ApiError, AppState};
 
+/// Time a client has to send a whole request body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A JSON request body: 415 when the request says it is something else (a body without a
 /// `Content-Type` is read as JSON), 413 over the size limit, and 400 for anything that does not
 /// parse into `T`, naming where. Parsing is strict (see [`parse_json`]).
@@ -23,8 +26,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         check_json_type(req.headers())?;
         let limit = state.settings.max_body_bytes;
-        let bytes = Bytes::from_request(req, state)
+        // A body that trickles in (or never comes) holds a connection and a buffer: all of it
+        // must arrive in time.
+        let bytes = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state))
             .await
+            .map_err(|_| ApiError::RequestTimeout(BODY_TIMEOUT.as_secs()))?
             .map_err(|e| body_error(e, limit))?;
         parse_json(&bytes).map(JsonBody)
     }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod cache;
+pub mod denials;
 mod error;
 pub mod events;
 mod extract;
@@ -16,6 +17,7 @@ mod ops;
 mod routes;
 mod schemas;
 mod secrets;
+pub mod serve;
 mod settings;
 mod startup;
 mod state;

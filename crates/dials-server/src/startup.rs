@@ -123,27 +123,19 @@ impl Application {
         };
         let app = router(self.state.clone());
         let pruner = tokio::spawn(prune_forever(self.state.clone()));
-        let service = app.into_make_service_with_connect_info::<SocketAddr>();
-        match self.tls {
-            None => axum::serve(self.listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .context("HTTP server failed")?,
-            Some(config) => {
-                let handle = axum_server::Handle::new();
-                let stopper = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.await;
-                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-                });
-                axum_server::from_tcp_rustls(self.listener.into_std()?, config)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-                    .context("HTTPS server failed")?;
-            }
-        }
+        let denials = tokio::spawn(flush_denials_forever(self.state.clone()));
+        let tls = self.tls.map(|config| config.get_inner());
+        crate::serve::serve(self.listener, tls, app, shutdown)
+            .await
+            .context("HTTP server failed")?;
         pruner.abort();
+        denials.abort();
+        // Whatever was still being counted is logged before the store closes.
+        write_denials(
+            &self.state,
+            std::time::Instant::now() + crate::denials::WINDOW,
+        )
+        .await;
         // Say goodbye on MQTT (health ok:false) and disconnect cleanly; what was not
         // acknowledged stays in the outbox for the next start.
         if let Some(publisher) = &self.state.publisher {
@@ -155,14 +147,40 @@ impl Application {
     }
 }
 
-/// Deletes access-log entries older than the retention, and expired sessions, every hour.
+/// The access log's size bound: entries beyond the newest this many go at the hourly prune
+/// (about 30 MB of rows), whatever their age.
+pub const AUDIT_MAX_ROWS: u64 = 100_000;
+
+/// Writes the summaries of aggregated denials as their windows end.
+async fn flush_denials_forever(state: AppState) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+    loop {
+        every.tick().await;
+        write_denials(&state, std::time::Instant::now()).await;
+    }
+}
+
+async fn write_denials(state: &AppState, now: std::time::Instant) {
+    for record in state.denials.due(now) {
+        if let Err(e) = state.store.insert_audit(&record).await {
+            tracing::warn!(error = %e, "cannot write denied requests to the audit log");
+        }
+    }
+}
+
+/// Deletes access-log entries older than the retention or beyond [`AUDIT_MAX_ROWS`], and
+/// expired sessions, every hour.
 async fn prune_forever(state: AppState) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         every.tick().await;
         let keep = time::Duration::try_from(state.settings.audit_retention)
             .unwrap_or(time::Duration::days(90));
-        match state.store.prune(OffsetDateTime::now_utc() - keep).await {
+        match state
+            .store
+            .prune(OffsetDateTime::now_utc() - keep, AUDIT_MAX_ROWS)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::info!(entries = n, "pruned the audit log"),
             Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),

@@ -42,6 +42,8 @@ pub struct Inner {
     pub events: crate::events::EventHub,
     /// Why the last write failed for want of the database (a full disk…), until one succeeds.
     pub write_failure: std::sync::Mutex<Option<String>>,
+    /// Denied requests, aggregated before they reach the access log.
+    pub denials: crate::denials::DenialLog,
     /// One writer at a time per service.
     pub write_locks: crate::ops::WriteLocks,
     /// Turns true when the server starts stopping, so long-lived streams end.
@@ -69,6 +71,7 @@ impl AppState {
             publisher,
             events: Default::default(),
             write_failure: Default::default(),
+            denials: Default::default(),
             write_locks: Default::default(),
             stopping: tokio::sync::watch::Sender::new(false),
         }))

@@ -241,8 +241,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Reads the access log, newest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 
-    /// Deletes access-log entries older than `before` (and expired sessions); returns how many.
-    async fn prune(&self, before: time::OffsetDateTime) -> Result<u64>;
+    /// Deletes access-log entries older than `before`, then the oldest beyond the newest
+    /// `keep_at_most` (and expired sessions); returns how many entries went.
+    async fn prune(&self, before: time::OffsetDateTime, keep_at_most: u64) -> Result<u64>;
 
     /// The sealed secret values of `service` at these (key, secret version) places; a place
     /// without a value is left out.

@@ -27,7 +27,7 @@ use crate::{ApiError, AppState, Principal, Role, hash_token, new_token_secret};
 const SESSION_TTL: Duration = Duration::hours(12);
 
 /// Layer: every request denied with 401 or 403 goes to the access log, with who (if known),
-/// what, from where and why.
+/// what, from where and why; repeats are aggregated (see `denials`).
 pub async fn audit_denials(
     State(state): State<AppState>,
     mut req: Request,
@@ -58,12 +58,14 @@ pub async fn audit_denials(
             outcome: "denied".into(),
             reason: Some(reason.clone()),
         };
-        let store = state.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.insert_audit(&record).await {
-                tracing::warn!(error = %e, "cannot write a denied request to the audit log");
-            }
-        });
+        if let Some(record) = state.denials.note(record, std::time::Instant::now()) {
+            let store = state.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.insert_audit(&record).await {
+                    tracing::warn!(error = %e, "cannot write a denied request to the audit log");
+                }
+            });
+        }
     }
     response
 }

@@ -627,3 +627,77 @@ async fn the_audit_log_records_writes_token_changes_and_denied_attempts() {
         "no token secret in the audit log"
     );
 }
+
+#[tokio::test]
+async fn a_flood_of_anonymous_requests_adds_a_few_audit_rows_not_thousands() {
+    let app = spawn_app().await;
+    let audit_rows = |app: &TestApp| {
+        let app_url = app.url("/api/v1/audit?outcome=denied&limit=1000");
+        let client = app.client.clone();
+        let token = app.token.clone();
+        async move {
+            let page: Value = client
+                .get(app_url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            page["items"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let anonymous = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (client, url) = (anonymous.clone(), app.url("/api/v1/services"));
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250 {
+                let r = client
+                    .get(format!("{url}?w={worker}&i={i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rows = audit_rows(&app).await;
+    assert!(
+        !rows.is_empty() && rows.len() <= 5,
+        "2,000 denials from one address: {} rows",
+        rows.len()
+    );
+    // When the window ends, one row counts the repeats.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let rows = audit_rows(&app).await;
+        let summary = rows.iter().find(|r| {
+            r["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("more denied within"))
+        });
+        if let Some(summary) = summary {
+            let count: u64 = summary["reason"]
+                .as_str()
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(count >= 1990, "{summary}");
+            assert!(rows.len() <= 6, "{} rows", rows.len());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no summary row: {rows:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

@@ -709,14 +709,22 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn prune(&self, before: OffsetDateTime) -> Result<u64> {
+    async fn prune(&self, before: OffsetDateTime, keep_at_most: u64) -> Result<u64> {
         let result = async {
             let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let audit = sqlx::query("DELETE FROM audit WHERE at < ?")
+            let mut audit = sqlx::query("DELETE FROM audit WHERE at < ?")
                 .bind(to_micros(before))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            audit += sqlx::query(
+                "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC \
+                 LIMIT 1 OFFSET ?)",
+            )
+            .bind(i64::try_from(keep_at_most).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
                 .bind(to_micros(OffsetDateTime::now_utc()))
                 .execute(&mut *tx)

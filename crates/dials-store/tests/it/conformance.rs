@@ -755,7 +755,10 @@ pub async fn config_changes_and_other_events_are_audited_and_pruned(store: &dyn 
         .unwrap();
     assert_eq!(denied[0].reason.as_deref(), Some("no credentials"));
     assert_eq!(
-        store.prune(datetime!(2021-01-01 00:00 UTC)).await.unwrap(),
+        store
+            .prune(datetime!(2021-01-01 00:00 UTC), u64::MAX)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
@@ -879,4 +882,44 @@ pub async fn numbers_beyond_the_database_range_find_nothing(store: &dyn Store) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { current } if current.0 == 1));
+}
+
+pub async fn the_audit_log_keeps_at_most_a_number_of_newest_entries(store: &dyn Store) {
+    for i in 0..30 {
+        store
+            .insert_audit(&AuditRecord {
+                id: 0,
+                at: OffsetDateTime::now_utc(),
+                actor: "anonymous".into(),
+                action: format!("GET /{i}"),
+                target: None,
+                address: None,
+                outcome: "denied".into(),
+                reason: None,
+            })
+            .await
+            .unwrap();
+    }
+    let pruned = store
+        .prune(datetime!(2000-01-01 00:00 UTC), 10)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 20);
+    let left = store
+        .audit(&AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 10);
+    assert_eq!(left[0].action, "GET /29", "the newest stay");
+    assert_eq!(left[9].action, "GET /20");
+    assert_eq!(
+        store
+            .prune(datetime!(2000-01-01 00:00 UTC), 10)
+            .await
+            .unwrap(),
+        0
+    );
 }

@@ -42,6 +42,7 @@ conformance_tests!(
     resealing_rewrites_every_secret_in_one_transaction,
     a_schema_can_redact_the_past_of_its_service_only,
     numbers_beyond_the_database_range_find_nothing,
+    the_audit_log_keeps_at_most_a_number_of_newest_entries,
 );
 
 #[tokio::test]

@@ -213,6 +213,16 @@ impl IntoResponse for ApiError {
             // For the layer that writes denied requests to the audit log.
             response.extensions_mut().insert(Denied(self.to_string()));
         }
+        if matches!(
+            self,
+            ApiError::PayloadTooLarge { .. } | ApiError::RequestTimeout(_)
+        ) {
+            // The rest of the body was never read, so the connection cannot carry another
+            // request: say so, or a client reusing it sends into a closed socket.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if matches!(self, ApiError::Unavailable(_) | ApiError::Busy(_)) {
             response
                 .headers_mut()

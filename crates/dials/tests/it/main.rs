@@ -6,6 +6,7 @@ mod broker;
 mod concurrency;
 #[path = "../../../dials-store/tests/it/disk.rs"]
 mod disk;
+mod junk;
 mod metadata;
 mod mqtt;
 mod process;

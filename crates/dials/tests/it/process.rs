@@ -52,7 +52,33 @@ pub async fn start_with(data_dir: &Path, args: &[&str]) -> Running {
 pub async fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut all = vec!["--http", "127.0.0.1:0"];
     all.extend_from_slice(args);
-    let mut child = command(data_dir, &all, env).spawn().expect("spawn dials");
+    spawn_and_wait(command(data_dir, &all, env)).await
+}
+
+/// Like [`start`], under a file-descriptor limit, as a shell's `ulimit -n` sets it.
+pub async fn start_with_file_limit(data_dir: &Path, limit: u32) -> Running {
+    let plain = command(data_dir, &["--http", "127.0.0.1:0"], &[]);
+    let std = plain.as_std();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(std.get_program())
+        .args(std.get_args());
+    for (k, v) in std.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    spawn_and_wait(cmd).await
+}
+
+async fn spawn_and_wait(mut cmd: Command) -> Running {
+    let mut child = cmd.spawn().expect("spawn dials");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stdout).lines();
@@ -79,6 +105,23 @@ pub async fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]
 }
 
 impl Running {
+    /// The server's resident memory now, in bytes (Linux).
+    pub fn rss(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc");
+        kib * 1024
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Sends a signal and waits for the exit status.
     pub async fn signal(mut self, signal: &str) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().expect("running").to_string();

@@ -426,8 +426,12 @@ pub struct InstancesResponse {
     pub service: String,
     /// Its current version (0 if it has none).
     pub version: u64,
-    /// Every instance that reported, by name.
+    /// The instances that reported, by name: all of them, or one page when the request set
+    /// `limit` or `cursor`.
     pub instances: Vec<InstanceInfo>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// One event of `GET /api/v1/watch` (SSE `event: change`, `id:` the revision).

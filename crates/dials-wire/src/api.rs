@@ -46,7 +46,9 @@ pub struct Status {
     /// The database's state.
     pub database: DatabaseStatus,
     /// The MQTT broker: `mode` (`embedded`, `external` or `none`), `url`, `connected`,
-    /// `last_error`, `published`.
+    /// `last_error`, `published`; `reports` (applied reports since start: `received`,
+    /// `recorded`, `superseded`, `dropped`) and `repairs` (retained messages of other clients
+    /// on the manager's topics set right since start).
     #[schema(value_type = Object)]
     pub broker: Value,
     /// The epoch of this database's life.

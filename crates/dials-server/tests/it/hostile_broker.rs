@@ -227,6 +227,24 @@ async fn a_flood_of_fake_applied_reports_neither_stalls_writes_nor_crowds_out_re
     }
     let crowded = all_instances(&app, "crowded").await;
     assert_eq!(crowded.len(), MAX_INSTANCES_PER_SERVICE as usize);
+    let unpaged = app.get_json("/api/v1/services/crowded/instances").await;
+    assert_eq!(
+        unpaged["instances"].as_array().unwrap().len(),
+        MAX_INSTANCES_PER_SERVICE as usize,
+        "without paging, every instance in one answer"
+    );
+    assert!(unpaged["next_cursor"].is_null());
+    for bad in ["limit=0", "limit=1001", "cursor=zz"] {
+        let r = app
+            .req(
+                Method::GET,
+                &format!("/api/v1/services/crowded/instances?{bad}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
 
     let status = app.get_json("/api/v1/status").await;
     let reports = &status["broker"]["reports"];

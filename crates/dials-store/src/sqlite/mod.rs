@@ -1035,46 +1035,65 @@ async fn record_instances_in(
                 .push(report);
         }
     }
+    // How many stale instances each full service must give up for its newcomers.
     let cap = i64::from(limits.per_service);
-    for (service, new) in new_by_service {
+    let free = |service: &str| {
         let held = counts.get(service).copied().unwrap_or(0);
-        let free = usize::try_from((cap - held).max(0)).unwrap_or(0);
-        let mut room = free.min(new.len());
-        if new.len() > free {
-            let wanted = new.len() - free;
-            let updated = accepted
-                .iter()
-                .filter(|r| r.service.as_str() == service)
-                .count();
-            let candidates: Vec<String> = sqlx::query_scalar(
-                "SELECT instance FROM instances WHERE service = ? AND received_at < ? \
-                 ORDER BY received_at, instance LIMIT ?",
-            )
-            .bind(service)
-            .bind(to_micros(limits.stale_before))
-            .bind(i64::try_from(wanted + updated).unwrap_or(i64::MAX))
-            .fetch_all(&mut **tx)
-            .await?;
-            let evict: Vec<String> = candidates
-                .into_iter()
-                .filter(|i| !existing.contains(&(service.to_owned(), i.clone())))
-                .take(wanted)
-                .collect();
-            if !evict.is_empty() {
-                sqlx::query(
-                    "DELETE FROM instances WHERE service = ? \
-                     AND instance IN (SELECT value FROM json_each(?))",
-                )
-                .bind(service)
-                .bind(serde_json::to_string(&evict).map_err(corrupt)?)
-                .execute(&mut **tx)
-                .await?;
+        usize::try_from((cap - held).max(0)).unwrap_or(0)
+    };
+    let wanted: HashMap<&str, usize> = new_by_service
+        .iter()
+        .filter(|(service, new)| new.len() > free(service))
+        .map(|(service, new)| (*service, new.len() - free(service)))
+        .collect();
+    // The stalest instances of every full service in one query; instances this batch updates
+    // are fresh, so enough are fetched to skip them.
+    let mut stale: HashMap<String, Vec<String>> = HashMap::new();
+    if !wanted.is_empty() {
+        let mut fetch: HashMap<&str, usize> = wanted.clone();
+        for r in &accepted {
+            if let Some(n) = fetch.get_mut(r.service.as_str()) {
+                *n += 1;
             }
-            out.evicted += evict.len() as u64;
-            room += evict.len();
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.service, r.instance FROM (SELECT service, instance, ROW_NUMBER() OVER \
+             (PARTITION BY service ORDER BY received_at, instance) AS n FROM instances \
+             WHERE service IN (SELECT key FROM json_each(?1)) AND received_at < ?2) AS r \
+             JOIN json_each(?1) AS w ON w.key = r.service WHERE r.n <= w.value \
+             ORDER BY r.service, r.n",
+        )
+        .bind(serde_json::to_string(&fetch).map_err(corrupt)?)
+        .bind(to_micros(limits.stale_before))
+        .fetch_all(&mut **tx)
+        .await?;
+        for (service, instance) in rows {
+            if !existing.contains(&(service.clone(), instance.clone())) {
+                stale.entry(service).or_default().push(instance);
+            }
+        }
+    }
+    let mut evict: Vec<(String, String)> = Vec::new();
+    for (service, new) in new_by_service {
+        let mut room = free(service).min(new.len());
+        if let Some(&wanted) = wanted.get(service) {
+            let gone = stale.remove(service).unwrap_or_default();
+            let gone = &gone[..wanted.min(gone.len())];
+            room += gone.len();
+            evict.extend(gone.iter().map(|i| (service.to_owned(), i.clone())));
         }
         out.refused += (new.len() - room) as u64;
         accepted.extend(new.into_iter().take(room));
+    }
+    if !evict.is_empty() {
+        sqlx::query(
+            "DELETE FROM instances WHERE (service, instance) IN \
+             (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
+        )
+        .bind(serde_json::to_string(&evict).map_err(corrupt)?)
+        .execute(&mut **tx)
+        .await?;
+        out.evicted = evict.len() as u64;
     }
     let rows = accepted
         .iter()

@@ -622,41 +622,54 @@ pub async fn reports_for_unknown_services_or_impossible_versions_are_refused(sto
 
 pub async fn a_full_service_makes_room_only_by_evicting_a_stale_instance(store: &dyn Store) {
     service_at(store, "tts-worker", 1).await;
-    let at = |instance: &str, received_at: OffsetDateTime| InstanceReport {
+    service_at(store, "router", 1).await;
+    let at = |service: &str, instance: &str, received_at: OffsetDateTime| InstanceReport {
         received_at,
-        ..instance_report("tts-worker", instance, 1, "applied")
+        ..instance_report(service, instance, 1, "applied")
     };
     let limits = InstanceLimits {
         per_service: 3,
         stale_before: datetime!(2026-01-02 0:00 UTC),
     };
+    let stale = datetime!(2026-01-01 9:00 UTC);
+    let fresh = datetime!(2026-01-03 9:00 UTC);
     let batch = [
-        at("old-b", datetime!(2026-01-01 9:00 UTC)),
-        at("old-a", datetime!(2026-01-01 8:00 UTC)),
-        at("fresh", datetime!(2026-01-03 8:00 UTC)),
+        at("tts-worker", "old-b", stale),
+        at("tts-worker", "old-a", datetime!(2026-01-01 8:00 UTC)),
+        at("tts-worker", "fresh", fresh),
+        at("router", "r-old", stale),
+        at("router", "r-1", fresh),
+        at("router", "r-2", fresh),
     ];
     store.record_instances(&batch, &limits).await.unwrap();
-    // Full: two newcomers take the places of the two stale instances, stalest first; a third
-    // finds no stale one left and is refused. An update of a known instance always lands.
+    // Both full. tts-worker: two newcomers take the places of the two stale instances, stalest
+    // first; a third finds no stale one left and is refused. router: its one stale instance
+    // reports again in the same batch, so it is fresh and the newcomer is refused. Updates of
+    // known instances always land.
     let batch = [
-        at("new-1", datetime!(2026-01-03 9:00 UTC)),
-        at("new-2", datetime!(2026-01-03 9:00 UTC)),
-        at("new-3", datetime!(2026-01-03 9:00 UTC)),
-        at("fresh", datetime!(2026-01-03 9:30 UTC)),
+        at("tts-worker", "new-1", fresh),
+        at("tts-worker", "new-2", fresh),
+        at("tts-worker", "new-3", fresh),
+        at("tts-worker", "fresh", fresh),
+        at("router", "r-new", fresh),
+        at("router", "r-old", fresh),
     ];
     let recorded = store.record_instances(&batch, &limits).await.unwrap();
     assert_eq!(
         (recorded.recorded, recorded.refused, recorded.evicted),
-        (3, 1, 2)
+        (4, 2, 2)
     );
-    let names: Vec<String> = store
-        .instances(&name("tts-worker"), None, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.instance)
-        .collect();
-    assert_eq!(names, ["fresh", "new-1", "new-2"]);
+    let names = |service: &'static str| async move {
+        store
+            .instances(&name(service), None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.instance)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("tts-worker").await, ["fresh", "new-1", "new-2"]);
+    assert_eq!(names("router").await, ["r-1", "r-2", "r-old"]);
 }
 
 pub async fn instances_are_listed_by_name_a_page_at_a_time(store: &dyn Store) {

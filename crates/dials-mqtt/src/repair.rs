@@ -21,6 +21,8 @@
 //! Repairs are limited per topic ([`REPAIR_EVERY`]) and in all ([`REPAIRS_PER_SECOND`]); a topic
 //! that needs one while limited is marked and repaired when its turn comes, unless a message of
 //! ours arrives there first. Signatures are checked only when the limits would allow a repair.
+//! Two managers on one broker under the same prefix would repair each other's messages within
+//! these limits forever: each needs its own prefix.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

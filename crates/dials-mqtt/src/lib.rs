@@ -5,13 +5,18 @@
 //! - [`embedded`]: the in-process broker used when no broker is at hand.
 //! - [`Publisher`]: the background task that drains the store's outbox, publishing each
 //!   committed change as a signed retained envelope in version order, marking rows sent only
-//!   after the broker's PUBACK, and recording what instances report on `config/applied/+/+`.
+//!   after the broker's PUBACK, repairing its retained topics when another client overwrites
+//!   them (module `repair`), and recording what instances report on
+//!   `config/applied/+/+` under a budget of their own (module `reports`).
 
 pub mod embedded;
 mod publisher;
+mod repair;
+mod reports;
 mod setting;
 mod topics;
 
 pub use publisher::{BrokerState, Publisher, PublisherConfig, PublisherHandle};
+pub use reports::{MAX_INSTANCES_PER_SERVICE, ReportCounters, STALE_AFTER};
 pub use setting::{BrokerChoice, BrokerSetting, ExternalBroker, SettingError, resolve, resolve_at};
 pub use topics::Topics;

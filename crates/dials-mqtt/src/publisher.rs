@@ -10,6 +10,10 @@
 //! retained messages when they restart), then re-sends every row still pending, oldest first.
 //! Rows are published in outbox order, which is version order per service; duplicates are
 //! possible (at-least-once) and receivers drop versions they already hold.
+//!
+//! The same task subscribes to its own retained topics and repairs them when another client
+//! overwrites them (see `repair`), and hands applied reports to the report budget, whose own
+//! task writes them (see `reports`): neither ever waits on the database in this loop.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -28,6 +32,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::repair::{Kind, Repair, Retained};
+use crate::reports::{self, MAX_REPORT_BYTES, ReportCounters, Reports};
 use crate::{BrokerChoice, Topics};
 
 /// Publishes allowed in flight (sent, not yet acknowledged) at once.
@@ -36,6 +42,8 @@ const WINDOW: usize = 256;
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// How often health is republished while connected.
 const HEALTH_EVERY: Duration = Duration::from_secs(30);
+/// How often repairs that had to wait are looked at.
+const REPAIR_TICK: Duration = Duration::from_millis(250);
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -68,6 +76,12 @@ pub struct BrokerState {
     pub last_error: Option<String>,
     /// Outbox rows acknowledged by the broker since start.
     pub published: u64,
+    /// Applied reports since start: received, recorded, superseded before being written, and
+    /// dropped (see `MAX_INSTANCES_PER_SERVICE`).
+    pub reports: ReportCounters,
+    /// Retained messages of other clients on the manager's topics that were set right since
+    /// start.
+    pub repairs: u64,
 }
 
 /// The running publisher: wake it after a commit, read its state, stop it.
@@ -76,7 +90,8 @@ pub struct PublisherHandle {
     wake: Arc<Notify>,
     state: watch::Receiver<BrokerState>,
     stop: watch::Sender<bool>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    reports: Arc<Reports>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl PublisherHandle {
@@ -87,7 +102,9 @@ impl PublisherHandle {
 
     /// The connection's state now.
     pub fn state(&self) -> BrokerState {
-        self.state.borrow().clone()
+        let mut state = self.state.borrow().clone();
+        state.reports = self.reports.counters();
+        state
     }
 
     /// A receiver that sees every state change (tests wait on it instead of sleeping).
@@ -99,8 +116,12 @@ impl PublisherHandle {
     /// acknowledged stays in the outbox for the next start.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }
@@ -124,16 +145,42 @@ impl Publisher {
             connected: false,
             last_error: None,
             published: 0,
+            reports: ReportCounters::default(),
+            repairs: 0,
         };
         let (state_tx, state) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
-        let task = Task::new(config, store, signer, wake.clone(), state_tx);
+        let reports = Arc::new(Reports::default());
+        let writer_store = store.clone();
+        let writer = tokio::spawn(reports::run_writer(
+            reports.clone(),
+            move |batch: Vec<dials_store::InstanceReport>| {
+                let store = writer_store.clone();
+                async move {
+                    let limits = reports::limits(OffsetDateTime::now_utc());
+                    store
+                        .record_instances(&batch, &limits)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            },
+            stop_rx.clone(),
+        ));
+        let task = Task::new(
+            config,
+            store,
+            signer,
+            wake.clone(),
+            state_tx,
+            reports.clone(),
+        );
         let handle = tokio::spawn(task.run(stop_rx));
         PublisherHandle {
             wake,
             state,
             stop,
-            task: Mutex::new(Some(handle)),
+            reports,
+            tasks: Mutex::new(vec![handle, writer]),
         }
     }
 }
@@ -171,6 +218,12 @@ struct Task {
     cursor: i64,
     /// Acknowledged outbox ids not yet marked published.
     acked: Vec<i64>,
+    /// What the retained topics should hold.
+    retained: Retained,
+    /// Applied reports waiting for their writer.
+    reports: Arc<Reports>,
+    /// When repairs were last logged, and how many since.
+    repairs_logged: (Option<tokio::time::Instant>, u64),
 }
 
 impl Task {
@@ -180,7 +233,9 @@ impl Task {
         signer: Arc<EnvelopeSigner>,
         wake: Arc<Notify>,
         state: watch::Sender<BrokerState>,
+        reports: Arc<Reports>,
     ) -> Self {
+        let retained = Retained::new(signer.verifying_key(), config.epoch);
         Self {
             config,
             store,
@@ -194,6 +249,9 @@ impl Task {
             outstanding: 0,
             cursor: 0,
             acked: Vec::new(),
+            retained,
+            reports,
+            repairs_logged: (None, 0),
         }
     }
 
@@ -244,6 +302,8 @@ impl Task {
         let mut health =
             tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut repair_tick = tokio::time::interval(REPAIR_TICK);
+        repair_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let wake = self.wake.clone();
         let mut flush_at: Option<tokio::time::Instant> = None;
         loop {
@@ -277,6 +337,11 @@ impl Task {
                     self.queue_health(true).await;
                     self.pump(&client);
                 }
+                _ = repair_tick.tick(), if self.connected && self.retained.has_due() => {
+                    let repairs = self.retained.due(tokio::time::Instant::now());
+                    self.queue_repairs(repairs);
+                    self.pump(&client);
+                }
                 _ = flush => {
                     self.flush().await;
                 }
@@ -305,10 +370,17 @@ impl Task {
                     s.connected = true;
                     s.last_error = None;
                 });
-                if let Err(e) =
-                    client.try_subscribe(self.config.topics.applied_filter(), QoS::AtLeastOnce)
-                {
-                    tracing::warn!(error = %e, "cannot subscribe to applied reports");
+                // Subscribed before anything is published in this session, so the broker's old
+                // retained messages arrive before the echoes of what follows.
+                let topics = &self.config.topics;
+                for filter in [
+                    topics.applied_filter(),
+                    topics.updated_filter(),
+                    topics.health(),
+                ] {
+                    if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
+                        tracing::warn!(error = %e, filter, "cannot subscribe");
+                    }
                 }
                 self.queue_health(true).await;
                 self.queue_latest().await;
@@ -334,7 +406,7 @@ impl Task {
                 self.pump(client);
             }
             Event::Incoming(Incoming::Publish(publish)) => {
-                self.on_report(&publish.topic, &publish.payload);
+                self.on_publish(client, &publish.topic, &publish.payload);
             }
             _ => {}
         }
@@ -404,6 +476,9 @@ impl Task {
 
     fn queue_item(&mut self, item: &OutboxItem) {
         let service = item.service.as_str();
+        self.reports
+            .budget()
+            .service_at(&item.service, item.version.0, item.document.is_some());
         let payload = match &item.document {
             Some(doc) => {
                 match self.envelope(service, item.version.0, item.revision.0, doc.to_value()) {
@@ -414,8 +489,11 @@ impl Task {
             // An empty retained message removes the retained envelope of a deleted service.
             None => Vec::new(),
         };
+        let topic = self.config.topics.updated(service);
+        let version = item.document.as_ref().map(|_| item.version.0);
+        self.retained.published(&topic, &payload, version);
         self.queue.push_back(Msg {
-            topic: self.config.topics.updated(service),
+            topic,
             payload,
             retain: true,
             tag: Tag::Outbox(item.id),
@@ -472,6 +550,14 @@ impl Task {
                 return;
             }
         };
+        {
+            let mut budget = self.reports.budget();
+            for s in &services {
+                budget.service_at(&s.name, s.version.0, s.document.is_some());
+            }
+        }
+        self.retained
+            .known(pending.iter().map(|s| s.as_str().to_owned()));
         for service in services.into_iter().filter(|s| !pending.contains(&s.name)) {
             let payload = match &service.document {
                 Some(doc) => match self.envelope(
@@ -485,8 +571,11 @@ impl Task {
                 },
                 None => Vec::new(),
             };
+            let topic = self.config.topics.updated(service.name.as_str());
+            let version = service.document.as_ref().map(|_| service.version.0);
+            self.retained.published(&topic, &payload, version);
             self.queue.push_back(Msg {
-                topic: self.config.topics.updated(service.name.as_str()),
+                topic,
                 payload,
                 retain: true,
                 tag: Tag::Other,
@@ -506,9 +595,12 @@ impl Task {
             "outbox_backlog": backlog.unwrap_or(0),
             "at": rfc3339(OffsetDateTime::now_utc()),
         });
+        let topic = self.config.topics.health();
+        let payload = serde_json::to_vec(&health).unwrap_or_default();
+        self.retained.published(&topic, &payload, None);
         self.queue.push_front(Msg {
-            topic: self.config.topics.health(),
-            payload: serde_json::to_vec(&health).unwrap_or_default(),
+            topic,
+            payload,
             retain: true,
             tag: Tag::Other,
         });
@@ -529,20 +621,62 @@ impl Task {
         }
     }
 
-    fn on_report(&self, topic: &str, payload: &[u8]) {
-        let Some((service, instance)) = self.config.topics.parse_applied(topic) else {
+    /// A message on one of our subscriptions: a report, or one of our retained topics.
+    fn on_publish(&mut self, client: &AsyncClient, topic: &str, payload: &[u8]) {
+        let topics = &self.config.topics;
+        let kind = if let Some(service) = topics.parse_updated(topic) {
+            Kind::Updated(service.to_owned())
+        } else if topic == topics.health() {
+            Kind::Health
+        } else {
+            self.on_report(topic, payload);
             return;
         };
-        match parse_report(service, instance, payload) {
-            Ok(report) => {
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = store.record_instance(&report).await {
-                        tracing::warn!(error = %e, "cannot record an applied report");
-                    }
-                });
-            }
-            Err(why) => tracing::warn!(topic, why, "ignored an applied report"),
+        let now = tokio::time::Instant::now();
+        if let Some(repair) = self.retained.received(topic, kind, payload, now) {
+            self.queue_repairs(vec![repair]);
+            self.pump(client);
+        }
+    }
+
+    fn queue_repairs(&mut self, repairs: Vec<Repair>) {
+        if repairs.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let (last, unlogged) = &mut self.repairs_logged;
+        *unlogged += repairs.len() as u64;
+        if last.is_none_or(|t| now - t >= reports::LOG_EVERY) {
+            tracing::warn!(
+                repaired = *unlogged,
+                example = repairs[0].topic,
+                "other clients overwrote retained messages of the manager; published them again \
+                 (a summary, at most one a minute)"
+            );
+            *last = Some(now);
+            *unlogged = 0;
+        }
+        for repair in repairs {
+            self.queue.push_back(Msg {
+                topic: repair.topic,
+                payload: repair.payload.to_vec(),
+                retain: true,
+                tag: Tag::Other,
+            });
+        }
+        let repairs = self.retained.repairs();
+        self.state.send_modify(|s| s.repairs = repairs);
+    }
+
+    fn on_report(&self, topic: &str, payload: &[u8]) {
+        let parsed = match self.config.topics.parse_applied(topic) {
+            Some(_) if payload.len() > MAX_REPORT_BYTES => None,
+            Some((service, instance)) => parse_report(service, instance, payload).ok(),
+            None => None,
+        };
+        match parsed {
+            Some(report) => self.reports.offer(report),
+            None => self.reports.malformed(),
         }
     }
 
@@ -610,6 +744,12 @@ fn parse_report(
         return Err("instance name must be 1 to 128 characters");
     }
     let report: Report = serde_json::from_slice(payload).map_err(|_| "not a report")?;
+    if report.schema_hash.as_ref().is_some_and(|h| h.len() > 128) {
+        return Err("schema_hash must be at most 128 characters");
+    }
+    if report.overrides.as_ref().is_some_and(|o| !o.is_array()) {
+        return Err("overrides must be a list of keys");
+    }
     if !matches!(report.status.as_str(), "applied" | "rejected" | "failed") {
         return Err("status must be applied, rejected or failed");
     }

@@ -29,6 +29,19 @@ impl Topics {
         format!("{}audit/config/{action}", self.prefix)
     }
 
+    /// The filter for every service's envelope: `config/updated/+`.
+    pub fn updated_filter(&self) -> String {
+        format!("{}config/updated/+", self.prefix)
+    }
+
+    /// The service an updated topic names.
+    pub fn parse_updated<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let service = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("config/updated/")?;
+        (!service.is_empty() && !service.contains('/')).then_some(service)
+    }
+
     /// The filter for applied reports: `config/applied/+/+`.
     pub fn applied_filter(&self) -> String {
         format!("{}config/applied/+/+", self.prefix)
@@ -55,6 +68,10 @@ mod tests {
         assert_eq!(t.health(), "home/system/health/config-manager");
         assert_eq!(t.audit("put"), "home/audit/config/put");
         assert_eq!(t.applied_filter(), "home/config/applied/+/+");
+        assert_eq!(t.updated_filter(), "home/config/updated/+");
+        assert_eq!(t.parse_updated("home/config/updated/tts"), Some("tts"));
+        assert_eq!(t.parse_updated("config/updated/tts"), None);
+        assert_eq!(t.parse_updated("home/config/updated/"), None);
         assert_eq!(
             t.parse_applied("home/config/applied/tts/pi-1"),
             Some(("tts", "pi-1"))

@@ -199,11 +199,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Changes after global revision `after`, oldest first (the watch stream's replay).
     async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>>;
 
-    /// Records an instance's report, replacing its previous one.
-    async fn record_instance(&self, report: &InstanceReport) -> Result<()>;
+    /// Records instances' reports in one transaction, each replacing its instance's previous
+    /// one (a later report of the same instance in `reports` wins). A report is refused when its
+    /// service has no document, when its version is 0 or above the service's current version,
+    /// or when it names a new instance of a service that already has `limits.per_service`
+    /// instances none of which is stale; otherwise the stalest instance is evicted for it.
+    async fn record_instances(
+        &self,
+        reports: &[InstanceReport],
+        limits: &InstanceLimits,
+    ) -> Result<RecordedReports>;
 
-    /// What each instance of a service last reported, by instance name.
-    async fn instances(&self, service: &ServiceName) -> Result<Vec<InstanceReport>>;
+    /// What instances of a service last reported, by instance name: at most `limit` of them,
+    /// those named after `after` when it is given.
+    async fn instances(
+        &self,
+        service: &ServiceName,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<InstanceReport>>;
 
     /// Every instance report of every service.
     async fn all_instances(&self) -> Result<Vec<InstanceReport>>;

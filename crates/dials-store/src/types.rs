@@ -246,6 +246,28 @@ pub struct InstanceReport {
     pub received_at: OffsetDateTime,
 }
 
+/// The bounds [`crate::Store::record_instances`] keeps a service's instances within.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InstanceLimits {
+    /// Most instances kept per service.
+    pub per_service: u32,
+    /// An instance whose last report was received before this is stale: when its service is
+    /// full, the stalest such instance makes room for a new one.
+    pub stale_before: OffsetDateTime,
+}
+
+/// What became of a batch of instance reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordedReports {
+    /// Reports written.
+    pub recorded: u64,
+    /// Reports refused: for a service without a document, for version 0 or a version above the
+    /// service's current one, or for a new instance of a service that is full of fresh ones.
+    pub refused: u64,
+    /// Stale instances removed to make room for new ones.
+    pub evicted: u64,
+}
+
 /// A service's registered schema.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchemaRecord {

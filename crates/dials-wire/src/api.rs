@@ -49,7 +49,9 @@ pub struct Status {
     /// The database's state.
     pub database: DatabaseStatus,
     /// The MQTT broker: `mode` (`embedded`, `external` or `none`), `url`, `connected`,
-    /// `last_error`, `published`.
+    /// `last_error`, `published`; `reports` (applied reports since start: `received`,
+    /// `recorded`, `superseded`, `dropped`) and `repairs` (retained messages of other clients
+    /// on the manager's topics set right since start).
     #[schema(value_type = Object)]
     pub broker: Value,
     /// The epoch of this database's life.
@@ -429,8 +431,12 @@ pub struct InstancesResponse {
     pub service: String,
     /// Its current version (0 if it has none).
     pub version: u64,
-    /// Every instance that reported, by name.
+    /// The instances that reported, by name: all of them, or one page when the request set
+    /// `limit` or `cursor`.
     pub instances: Vec<InstanceInfo>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// One event of `GET /api/v1/watch` (SSE `event: change`, `id:` the revision).

@@ -8,7 +8,11 @@ use dials_wire::{
     InstanceInfo, InstancesResponse, InstancesSummary, KeyInfo, KeysResponse, Problem,
 };
 
-use crate::extract::ServicePath;
+use dials_mqtt::MAX_INSTANCES_PER_SERVICE;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::extract::{Query, ServicePath};
 use crate::{ApiError, AppState, Principal, Role};
 
 /// The Ed25519 key that signs MQTT envelopes, and keys retired within the last 7 days (still
@@ -35,25 +39,56 @@ pub async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
     })
 }
 
-/// What each running instance of a service last reported on `config/applied/{service}/{instance}`.
+/// Paging of `GET /api/v1/services/{service}/instances`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InstancesParams {
+    /// Page size, 1 to 1000 (default 1000: a service keeps at most 1000 instances, so a request
+    /// without paging gets them all).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// What each running instance of a service last reported on `config/applied/{service}/{instance}`,
+/// by instance name. A service keeps at most 1000 instances: a new instance of a full service
+/// takes the place of one silent for a day, or is not recorded.
 #[utoipa::path(get, path = "/api/v1/services/{service}/instances", tag = "fleet",
     security(("bearer" = [])),
-    params(("service" = String, Path, description = "Service name")),
+    params(("service" = String, Path, description = "Service name"), InstancesParams),
     responses(
         (status = 200, body = InstancesResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn instances(
     State(state): State<AppState>,
     principal: Principal,
     ServicePath(service): ServicePath,
+    Query(params): Query<InstancesParams>,
 ) -> Result<Json<InstancesResponse>, ApiError> {
     principal.require(Role::Viewer)?;
+    let limit = params.limit.unwrap_or(MAX_INSTANCES_PER_SERVICE);
+    if !(1..=MAX_INSTANCES_PER_SERVICE).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_INSTANCES_PER_SERVICE}, not {limit}"
+        )));
+    }
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let current = state.store.service(&service).await?;
-    let reports = state.store.instances(&service).await?;
-    if current.is_none() && reports.is_empty() {
+    let mut reports = state
+        .store
+        .instances(&service, after.as_deref(), limit + 1)
+        .await?;
+    if current.is_none() && reports.is_empty() && after.is_none() {
         return Err(crate::ops::not_found(&service));
     }
+    let next_cursor = if reports.len() > limit as usize {
+        reports.truncate(limit as usize);
+        reports.last().map(|r| encode_cursor(&r.instance))
+    } else {
+        None
+    };
     let version = current
         .filter(|s| s.document.is_some())
         .map_or(0, |s| s.version.0);
@@ -75,7 +110,31 @@ pub async fn instances(
         service: service.to_string(),
         version,
         instances,
+        next_cursor,
     }))
+}
+
+/// The cursor is the last instance name of a page, in hex: opaque, and safe in a query string
+/// whatever characters the name holds.
+fn encode_cursor(instance: &str) -> String {
+    instance.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::BadRequest(format!("cursor {cursor:?} is not one this API gave out"));
+    if cursor.is_empty() || !cursor.len().is_multiple_of(2) || cursor.len() > 512 {
+        return Err(bad());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| {
+            cursor
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    String::from_utf8(bytes).map_err(|_| bad())
 }
 
 /// Instance counts per service: how many report anything, how many run the current version.
@@ -92,4 +151,19 @@ pub async fn summaries(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_any_instance_name() {
+        for name in ["pi-1", "küche 2", "a&b=c?d"] {
+            assert_eq!(decode_cursor(&encode_cursor(name)).unwrap(), name);
+        }
+        for bad in ["", "7", "zz", "ff"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
 }

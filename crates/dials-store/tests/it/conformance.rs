@@ -2,8 +2,8 @@
 
 use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
 use dials_store::{
-    AuditQuery, AuditRecord, HistoryQuery, InstanceReport, NewChange, Redaction, Resealed,
-    SchemaRecord, SecretRecord, SessionRecord, Store, StoreError, TokenRecord,
+    AuditQuery, AuditRecord, HistoryQuery, InstanceLimits, InstanceReport, NewChange, Redaction,
+    Resealed, SchemaRecord, SecretRecord, SessionRecord, Store, StoreError, TokenRecord,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -525,9 +525,9 @@ pub async fn changes_since_a_revision_replay_in_revision_order(store: &dyn Store
     assert!(store.changes_since(5, 100).await.unwrap().is_empty());
 }
 
-pub async fn an_instance_report_replaces_the_previous_one(store: &dyn Store) {
-    let report = |instance: &str, version: u64, status: &str| InstanceReport {
-        service: name("tts-worker"),
+fn instance_report(service: &str, instance: &str, version: u64, status: &str) -> InstanceReport {
+    InstanceReport {
+        service: name(service),
         instance: instance.into(),
         version: Version(version),
         status: status.into(),
@@ -536,24 +536,162 @@ pub async fn an_instance_report_replaces_the_previous_one(store: &dyn Store) {
         overrides: Some(json!(["/voice"])),
         reported_at: datetime!(2026-01-01 10:00 UTC),
         received_at: datetime!(2026-01-01 10:00:01 UTC),
+    }
+}
+
+const ROOMY: InstanceLimits = InstanceLimits {
+    per_service: 1000,
+    stale_before: datetime!(2000-01-01 0:00 UTC),
+};
+
+/// Writes versions 1..=`versions` of `service`.
+async fn service_at(store: &dyn Store, service: &str, versions: u64) {
+    let mut before = Document::new();
+    for v in 1..=versions {
+        let after = doc(json!({"n": v}));
+        store
+            .commit(change(service, v - 1, &before, Some(after.clone())))
+            .await
+            .unwrap();
+        before = after;
+    }
+}
+
+pub async fn an_instance_report_replaces_the_previous_one(store: &dyn Store) {
+    service_at(store, "tts-worker", 2).await;
+    let report = |instance: &str, version: u64, status: &str| {
+        instance_report("tts-worker", instance, version, status)
     };
+    let first = [report("pi-1", 1, "applied"), report("pi-2", 1, "applied")];
+    let recorded = store.record_instances(&first, &ROOMY).await.unwrap();
+    assert_eq!((recorded.recorded, recorded.refused), (2, 0));
     store
-        .record_instance(&report("pi-1", 1, "applied"))
+        .record_instances(&[report("pi-1", 2, "rejected")], &ROOMY)
         .await
         .unwrap();
-    store
-        .record_instance(&report("pi-2", 1, "applied"))
+    let all = store
+        .instances(&name("tts-worker"), None, 100)
         .await
         .unwrap();
-    store
-        .record_instance(&report("pi-1", 2, "rejected"))
-        .await
-        .unwrap();
-    let all = store.instances(&name("tts-worker")).await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0], report("pi-1", 2, "rejected"));
-    assert!(store.instances(&name("router")).await.unwrap().is_empty());
+    assert!(
+        store
+            .instances(&name("router"), None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.all_instances().await.unwrap().len(), 2);
+
+    // Within one batch, the later report of an instance wins.
+    let batch = [report("pi-2", 2, "failed"), report("pi-2", 1, "applied")];
+    store.record_instances(&batch, &ROOMY).await.unwrap();
+    let all = store
+        .instances(&name("tts-worker"), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(all[1], report("pi-2", 1, "applied"));
+}
+
+pub async fn reports_for_unknown_services_or_impossible_versions_are_refused(store: &dyn Store) {
+    service_at(store, "tts-worker", 2).await;
+    service_at(store, "gone", 1).await;
+    store
+        .commit(change("gone", 1, &doc(json!({"n": 1})), None))
+        .await
+        .unwrap();
+    let batch = [
+        instance_report("tts-worker", "pi-ok", 2, "applied"),
+        instance_report("tts-worker", "pi-future", 3, "applied"),
+        instance_report("tts-worker", "pi-zero", 0, "applied"),
+        instance_report("never-written", "pi-1", 1, "applied"),
+        instance_report("gone", "pi-1", 1, "applied"),
+    ];
+    let recorded = store.record_instances(&batch, &ROOMY).await.unwrap();
+    assert_eq!((recorded.recorded, recorded.refused), (1, 4));
+    let names: Vec<String> = store
+        .all_instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{}/{}", r.service, r.instance))
+        .collect();
+    assert_eq!(names, ["tts-worker/pi-ok"]);
+}
+
+pub async fn a_full_service_makes_room_only_by_evicting_a_stale_instance(store: &dyn Store) {
+    service_at(store, "tts-worker", 1).await;
+    service_at(store, "router", 1).await;
+    let at = |service: &str, instance: &str, received_at: OffsetDateTime| InstanceReport {
+        received_at,
+        ..instance_report(service, instance, 1, "applied")
+    };
+    let limits = InstanceLimits {
+        per_service: 3,
+        stale_before: datetime!(2026-01-02 0:00 UTC),
+    };
+    let stale = datetime!(2026-01-01 9:00 UTC);
+    let fresh = datetime!(2026-01-03 9:00 UTC);
+    let batch = [
+        at("tts-worker", "old-b", stale),
+        at("tts-worker", "old-a", datetime!(2026-01-01 8:00 UTC)),
+        at("tts-worker", "fresh", fresh),
+        at("router", "r-old", stale),
+        at("router", "r-1", fresh),
+        at("router", "r-2", fresh),
+    ];
+    store.record_instances(&batch, &limits).await.unwrap();
+    // Both full. tts-worker: two newcomers take the places of the two stale instances, stalest
+    // first; a third finds no stale one left and is refused. router: its one stale instance
+    // reports again in the same batch, so it is fresh and the newcomer is refused. Updates of
+    // known instances always land.
+    let batch = [
+        at("tts-worker", "new-1", fresh),
+        at("tts-worker", "new-2", fresh),
+        at("tts-worker", "new-3", fresh),
+        at("tts-worker", "fresh", fresh),
+        at("router", "r-new", fresh),
+        at("router", "r-old", fresh),
+    ];
+    let recorded = store.record_instances(&batch, &limits).await.unwrap();
+    assert_eq!(
+        (recorded.recorded, recorded.refused, recorded.evicted),
+        (4, 2, 2)
+    );
+    let names = |service: &'static str| async move {
+        store
+            .instances(&name(service), None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.instance)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("tts-worker").await, ["fresh", "new-1", "new-2"]);
+    assert_eq!(names("router").await, ["r-1", "r-2", "r-old"]);
+}
+
+pub async fn instances_are_listed_by_name_a_page_at_a_time(store: &dyn Store) {
+    service_at(store, "tts-worker", 1).await;
+    let batch: Vec<_> = ["d", "b", "a", "c", "e"]
+        .iter()
+        .map(|i| instance_report("tts-worker", i, 1, "applied"))
+        .collect();
+    store.record_instances(&batch, &ROOMY).await.unwrap();
+    let page = |after: Option<&'static str>| async move {
+        store
+            .instances(&name("tts-worker"), after, 2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.instance)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(page(None).await, ["a", "b"]);
+    assert_eq!(page(Some("b")).await, ["c", "d"]);
+    assert_eq!(page(Some("d")).await, ["e"]);
+    assert!(page(Some("e")).await.is_empty());
 }
 
 fn schema_record(service: &str, hash: &str) -> SchemaRecord {

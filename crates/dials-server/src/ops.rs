@@ -197,6 +197,9 @@ pub async fn write(
     pre: Preconditions,
     reason: Option<String>,
 ) -> Result<Option<ConfigResponse>, ApiError> {
+    // The turn comes first: the schema read below must be the one in force when this write
+    // commits, not one a registration waiting ahead of it is about to replace.
+    let _turn = state.write_locks.lock(service).await;
     let schema = crate::schemas::schema_of(state, service).await?;
     let secret_keys = crate::secrets::keys_of(schema.as_deref());
     let reserved = match &intent {
@@ -207,7 +210,6 @@ pub async fn write(
     if let Some(at) = reserved {
         return Err(crate::secrets::reserved(at));
     }
-    let _turn = state.write_locks.lock(service).await;
     for _ in 0..MAX_ATTEMPTS {
         let current = state.store.service(service).await?;
         let version = current.as_ref().map_or(Version::NONE, |s| s.version);
@@ -387,9 +389,12 @@ pub fn after_commit(
         });
     }
     let Some(document) = done.document else {
-        state
-            .configs
-            .put(&done.service, Arc::new(tombstone(done.committed.version)));
+        let stamp = state.configs.stamp();
+        state.configs.put(
+            &done.service,
+            Arc::new(tombstone(done.committed.version)),
+            stamp,
+        );
         return Ok(None);
     };
     let new_state = ServiceState {
@@ -401,9 +406,10 @@ pub fn after_commit(
         updated_by: done.actor,
     };
     let response = response_of(state, &new_state, schema)?;
+    let stamp = state.configs.stamp();
     state
         .configs
-        .put(&done.service, Arc::new(cache_entry(&response)?));
+        .put(&done.service, Arc::new(cache_entry(&response)?), stamp);
     Ok(Some(response))
 }
 
@@ -600,13 +606,13 @@ pub async fn current_config(
         Some(hit) => hit,
         None => {
             // Services never written are not cached: any name may be asked for.
+            let stamp = state.configs.stamp();
             let entry = Arc::new(
                 build_entry(state, service)
                     .await?
                     .ok_or_else(|| not_found(service))?,
             );
-            state.configs.put(service, entry.clone());
-            entry
+            state.configs.put(service, entry, stamp)
         }
     };
     let body = entry.body.clone().ok_or_else(|| not_found(service))?;

@@ -2,9 +2,10 @@
 //!
 //! A schema is compiled once, when first needed, and replaced when a new one is registered
 //! through this process. The search index is rebuilt lazily on the first search after any
-//! change to a document or schema.
+//! change to a document or schema. Neither cache ever goes back to what a change replaced.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use dials_domain::{Document, ServiceName};
@@ -13,26 +14,38 @@ use serde_json::Value;
 
 use crate::{ApiError, AppState};
 
+/// A service's compiled schema (`None`: it has none) with the clock reading it was stored at.
+type Stamped = (u64, Option<Arc<CompiledSchema>>);
+
 /// Compiled schemas by service; `None` remembers that a service has none.
+///
+/// Like the config cache, it only moves forward: a registration advances a clock, a reader
+/// that fills a miss from the store takes the clock's reading first, and its schema is kept
+/// only if nothing newer was set meanwhile. The search index carries the generation it was
+/// built at and is kept only if no change invalidated it while it was being built.
 #[derive(Debug, Default)]
 pub struct SchemaCache {
-    entries: RwLock<HashMap<ServiceName, Option<Arc<CompiledSchema>>>>,
+    entries: RwLock<HashMap<ServiceName, Stamped>>,
+    clock: AtomicU64,
     search: RwLock<Option<Arc<SearchIndex>>>,
+    search_generation: AtomicU64,
 }
 
 impl SchemaCache {
-    /// Remembers the schema a service now has.
+    /// Remembers the schema a service now has (just registered).
     pub fn set(&self, service: &ServiceName, schema: Option<Arc<CompiledSchema>>) {
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(service.clone(), schema);
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let stamp = self.clock.fetch_add(1, Ordering::AcqRel) + 1;
+        map.insert(service.clone(), (stamp, schema));
+        drop(map);
         self.invalidate_search();
     }
 
     /// Drops the search index; the next search rebuilds it.
     pub fn invalidate_search(&self) {
-        *self.search.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut search = self.search.write().unwrap_or_else(|e| e.into_inner());
+        self.search_generation.fetch_add(1, Ordering::AcqRel);
+        *search = None;
     }
 
     fn get(&self, service: &ServiceName) -> Option<Option<Arc<CompiledSchema>>> {
@@ -40,7 +53,34 @@ impl SchemaCache {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(service)
-            .cloned()
+            .map(|(_, schema)| schema.clone())
+    }
+
+    /// Keeps a schema read from the store after `stamp`, unless one was set since; answers
+    /// the schema in force.
+    fn fill(
+        &self,
+        service: &ServiceName,
+        schema: Option<Arc<CompiledSchema>>,
+        stamp: u64,
+    ) -> Option<Arc<CompiledSchema>> {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        match map.get(service) {
+            Some((held, newer)) if *held > stamp => newer.clone(),
+            _ => {
+                map.insert(service.clone(), (stamp, schema.clone()));
+                schema
+            }
+        }
+    }
+
+    /// Keeps a search index built from what was read after `generation`, unless something
+    /// changed since.
+    fn keep_search(&self, index: Arc<SearchIndex>, generation: u64) {
+        let mut search = self.search.write().unwrap_or_else(|e| e.into_inner());
+        if self.search_generation.load(Ordering::Acquire) == generation {
+            *search = Some(index);
+        }
     }
 }
 
@@ -52,6 +92,7 @@ pub async fn schema_of(
     if let Some(known) = state.schemas.get(service) {
         return Ok(known);
     }
+    let stamp = state.schemas.clock.load(Ordering::Acquire);
     let compiled = match state.store.schema(service).await? {
         Some(record) => Some(Arc::new(CompiledSchema::compile(&record.schema).map_err(
             |e| {
@@ -62,13 +103,7 @@ pub async fn schema_of(
         )?)),
         None => None,
     };
-    state
-        .schemas
-        .entries
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(service.clone(), compiled.clone());
-    Ok(compiled)
+    Ok(state.schemas.fill(service, compiled, stamp))
 }
 
 /// The document as services see it: schema defaults filled in.
@@ -90,6 +125,7 @@ pub async fn search_index(state: &AppState) -> Result<Arc<SearchIndex>, ApiError
     {
         return Ok(index);
     }
+    let generation = state.schemas.search_generation.load(Ordering::Acquire);
     let services = state.store.services().await?;
     let mut documents: HashMap<ServiceName, Document> = services
         .into_iter()
@@ -129,11 +165,7 @@ pub async fn search_index(state: &AppState) -> Result<Arc<SearchIndex>, ApiError
         }
     }
     let index = Arc::new(SearchIndex::new(items));
-    *state
-        .schemas
-        .search
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = Some(index.clone());
+    state.schemas.keep_search(index.clone(), generation);
     Ok(index)
 }
 

@@ -12,6 +12,7 @@ mod history;
 mod hostile_broker;
 mod lifecycle;
 mod mqtt;
+mod races;
 mod schema;
 mod secrets;
 mod security;

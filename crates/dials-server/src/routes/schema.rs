@@ -3,9 +3,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use dials_domain::{ChangeKind, Document, KeyPath, Version, diff, secret};
+use dials_domain::{ChangeKind, Document, KeyPath, Version, secret};
 use dials_schema::{CompiledSchema, SchemaError, SearchQuery};
-use dials_store::{NewChange, SchemaRecord, StoreError};
+use dials_store::{SchemaRecord, StoreError};
 use dials_wire::{
     FieldError, MigrationReport, Problem, SchemaResponse, SearchResponse, ValidateRequest,
     ValidateResponse,
@@ -146,37 +146,29 @@ pub async fn put_schema(
         }
         // Keys the new schema marks secret are sealed now, and keys it no longer marks secret
         // are stored in clear: the stored form always follows the schema in force.
-        let next = current.version.next();
-        let sealed = secret::seal(&target, stored, &effective, &new_keys, next);
-        let mut changes = diff(stored, &sealed.document);
-        secret::redact_changes(&mut changes, &new_keys);
-        if !changes.is_empty() {
-            let actor = principal.actor().to_owned();
-            let secrets = crate::secrets::seal_new(
-                &state,
-                &service,
-                next,
-                &sealed.new_secrets,
-                &actor,
-                record.updated_at,
-            )?;
-            migration = Some(NewChange {
-                service: service.clone(),
-                base_version: current.version,
-                kind: ChangeKind::Migrate,
-                changes,
-                document: Some(sealed.document),
-                actor,
-                reason: Some(why.unwrap_or_else(|| {
-                    format!(
-                        "schema {} changes which keys are secret",
-                        &record.hash[..12]
-                    )
-                })),
-                at: record.updated_at,
-                origin: principal.address.map(|a| a.to_string()),
-                secrets,
-            });
+        let reason = why.unwrap_or_else(|| {
+            format!(
+                "schema {} changes which keys are secret",
+                &record.hash[..12]
+            )
+        });
+        let change = ops::stage(
+            &state,
+            &service,
+            &ops::Before {
+                version: current.version,
+                stored,
+                effective: &effective,
+            },
+            Some(&target),
+            &new_keys,
+            ChangeKind::Migrate,
+            &principal,
+            Some(reason),
+            record.updated_at,
+        )?;
+        if !change.changes.is_empty() {
+            migration = Some(change);
         }
     }
 

@@ -1,15 +1,12 @@
-//! The operations behind the config routes: reading a service's current config (through the
-//! cache) and writing a change with optimistic locking.
-//!
-//! A write reads the current state, checks the caller's preconditions, computes the new
-//! document and its per-key diff with the pure domain, and hands the store a compare-and-swap
-//! from the version it read. When another writer got there first, a write that named a version
-//! fails with 409; one that did not is computed again from the newer state.
+//! The write half: one pipeline for every change — take the service's turn, read its current
+//! state, check the caller's preconditions, compute the new document and validate it, stage it
+//! (seal secrets, diff, redact: [`stage`]), and hand the store a compare-and-swap from the
+//! version read. When another writer got there first, a write that named a version fails with
+//! 409; one that did not is computed again from the newer state. After the commit the rest of
+//! the process hears of it ([`after_commit`]).
 
 use std::sync::Arc;
 
-use axum::http::HeaderValue;
-use bytes::Bytes;
 use dials_domain::{
     ChangeKind, Document, KeyPath, ServiceName, Version, diff, merge_patch, secret,
 };
@@ -19,7 +16,7 @@ use dials_wire::ConfigResponse;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::cache::CachedConfig;
+use super::read::{cache_entry, not_found, response_of, tombstone};
 use crate::extract::IfMatch;
 use crate::{ApiError, AppState, Principal};
 
@@ -269,41 +266,31 @@ pub async fn write(
                 .map_err(|violations| invalid(service, violations))?;
         }
 
-        let next = version.next();
-        let (stored_after, new_secrets) = match &after {
-            Some(a) => {
-                let sealed = secret::seal(a, &stored_before, &before, &secret_keys, next);
-                (Some(sealed.document), sealed.new_secrets)
-            }
-            None => (None, Vec::new()),
+        let base = Before {
+            version,
+            stored: &stored_before,
+            effective: &before,
         };
-        let mut changes = diff(
-            &stored_before,
-            stored_after.as_ref().unwrap_or(&Document::new()),
-        );
-        secret::redact_changes(&mut changes, &secret_keys);
+        let at = now();
+        let change = stage(
+            state,
+            service,
+            &base,
+            after.as_ref(),
+            &secret_keys,
+            intent.kind(),
+            principal,
+            reason.clone(),
+            at,
+        )?;
         if let (Some(state_now), true) = (
             &current,
-            changes.is_empty() && after.is_some() && live_doc.is_some(),
+            change.changes.is_empty() && after.is_some() && live_doc.is_some(),
         ) {
             // Nothing changes: no new version, no history, nothing to publish.
             return Ok(Some(response_of(state, state_now, schema.as_deref())?));
         }
-        let at = now();
-        let actor = principal.actor().to_owned();
-        let secrets = crate::secrets::seal_new(state, service, next, &new_secrets, &actor, at)?;
-        let change = NewChange {
-            service: service.clone(),
-            base_version: version,
-            kind: intent.kind(),
-            document: stored_after.clone(),
-            changes,
-            actor: actor.clone(),
-            reason: reason.clone(),
-            at,
-            origin: principal.address.map(|a| a.to_string()),
-            secrets,
-        };
+        let (actor, stored_after) = (change.actor.clone(), change.document.clone());
         match state.store.commit(change).await {
             Ok(committed) => {
                 state.write_failure(None);
@@ -339,6 +326,68 @@ pub async fn write(
     Err(ApiError::Busy(format!(
         "service {service} is being written by another process too often to get a turn"
     )))
+}
+
+/// A service as it is before a write: its version, its stored document (placeholders where
+/// secrets are), and the same document with its secrets opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Before<'a> {
+    /// The version the change is computed from (its compare-and-swap base).
+    pub version: Version,
+    /// The document as stored.
+    pub stored: &'a Document,
+    /// The document with its secrets opened: what the change was computed on.
+    pub effective: &'a Document,
+}
+
+/// The staging step every write shares, whoever computed the new document (a PUT, a patch, a
+/// restore, a schema migration): seal the effective document written (an untouched secret keeps
+/// its placeholder, a new value is sealed under the version being written), diff it against
+/// the stored one with secrets redacted, and build the change the store commits. `after` is
+/// `None` for a deletion. A change with no `changes` writes nothing new; the caller decides
+/// whether it still commits (a first, empty document does).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site per kind of write, each naming every part"
+)]
+pub fn stage(
+    state: &AppState,
+    service: &ServiceName,
+    before: &Before<'_>,
+    after: Option<&Document>,
+    secret_keys: &[KeyPath],
+    kind: ChangeKind,
+    principal: &Principal,
+    reason: Option<String>,
+    at: OffsetDateTime,
+) -> Result<NewChange, ApiError> {
+    let next = before.version.next();
+    let (stored_after, new_secrets) = match after {
+        Some(a) => {
+            let sealed = secret::seal(a, before.stored, before.effective, secret_keys, next);
+            (Some(sealed.document), sealed.new_secrets)
+        }
+        None => (None, Vec::new()),
+    };
+    let mut changes = diff(
+        before.stored,
+        stored_after.as_ref().unwrap_or(&Document::new()),
+    );
+    secret::redact_changes(&mut changes, secret_keys);
+    let actor = principal.actor().to_owned();
+    let secrets = crate::secrets::seal_new(state, service, next, &new_secrets, &actor, at)?;
+    Ok(NewChange {
+        service: service.clone(),
+        base_version: before.version,
+        kind,
+        document: stored_after,
+        changes,
+        actor,
+        reason,
+        at,
+        origin: principal.address.map(|a| a.to_string()),
+        secrets,
+    })
 }
 
 /// A change the store committed, with what the rest of the process needs to hear of it.
@@ -464,157 +513,4 @@ fn restorable(
         ),
         errors: Vec::new(),
     })
-}
-
-/// The 404 for a service that does not exist (or was deleted).
-pub fn not_found(service: &ServiceName) -> ApiError {
-    ApiError::NotFound(format!("service {service} does not exist"))
-}
-
-/// The current config of a live service as everyone but the service itself reads it: secrets
-/// masked, schema defaults filled in.
-pub fn response_of(
-    state: &AppState,
-    s: &ServiceState,
-    schema: Option<&CompiledSchema>,
-) -> Result<ConfigResponse, ApiError> {
-    let document = s.document.as_ref().ok_or_else(|| not_found(&s.name))?;
-    let masked = secret::mask(document, &crate::secrets::keys_of(schema));
-    Ok(response_with(state, s, schema, &masked, document))
-}
-
-/// The current config of `service` as its own token reads it: secrets in clear. Never cached.
-pub async fn own_config(
-    state: &AppState,
-    service: &ServiceName,
-) -> Result<ConfigResponse, ApiError> {
-    let schema = crate::schemas::schema_of(state, service).await?;
-    let current = state.store.service(service).await?;
-    match (&current, &schema) {
-        (Some(s), _) if s.document.is_some() => {
-            let stored = s.document.as_ref().ok_or_else(|| not_found(service))?;
-            let effective = crate::secrets::unsealed(state, service, stored).await?;
-            Ok(response_with(
-                state,
-                s,
-                schema.as_deref(),
-                &effective,
-                stored,
-            ))
-        }
-        (_, Some(schema)) => {
-            let version = current.as_ref().map_or(Version::NONE, |s| s.version);
-            Ok(defaults_response(state, service, version, schema))
-        }
-        _ => Err(not_found(service)),
-    }
-}
-
-fn response_with(
-    state: &AppState,
-    s: &ServiceState,
-    schema: Option<&CompiledSchema>,
-    shown: &Document,
-    stored: &Document,
-) -> ConfigResponse {
-    ConfigResponse {
-        service: s.name.to_string(),
-        version: s.version.0,
-        revision: s.revision.0,
-        epoch: state.epoch.0,
-        updated_at: Some(s.updated_at),
-        updated_by: Some(s.updated_by.clone()),
-        config: crate::schemas::with_defaults(schema, shown).into_value(),
-        secrets: crate::secrets::versions_of(stored),
-    }
-}
-
-/// What a service with a schema but no document reads as: all defaults, at the version it is
-/// at (0 when never written).
-fn defaults_response(
-    state: &AppState,
-    service: &ServiceName,
-    version: Version,
-    schema: &CompiledSchema,
-) -> ConfigResponse {
-    ConfigResponse {
-        service: service.to_string(),
-        version: version.0,
-        revision: 0,
-        epoch: state.epoch.0,
-        updated_at: None,
-        updated_by: None,
-        config: schema.apply_defaults(&Document::new()).into_value(),
-        secrets: Default::default(),
-    }
-}
-
-/// Rebuilds a service's cached config, e.g. after its schema (and so its defaults) changed.
-pub async fn refresh_cache(state: &AppState, service: &ServiceName) -> Result<(), ApiError> {
-    if let Some(entry) = build_entry(state, service).await? {
-        state.configs.replace(service, Arc::new(entry));
-    }
-    Ok(())
-}
-
-/// What a read of `service` shows now, from the store; `None` for a service never written
-/// that has no schema.
-async fn build_entry(
-    state: &AppState,
-    service: &ServiceName,
-) -> Result<Option<CachedConfig>, ApiError> {
-    let schema = crate::schemas::schema_of(state, service).await?;
-    let current = state.store.service(service).await?;
-    Ok(Some(match (&current, &schema) {
-        (Some(s), _) if s.document.is_some() => {
-            cache_entry(&response_of(state, s, schema.as_deref())?)?
-        }
-        (_, Some(schema)) => {
-            let version = current.as_ref().map_or(Version::NONE, |s| s.version);
-            cache_entry(&defaults_response(state, service, version, schema))?
-        }
-        (Some(s), None) => tombstone(s.version),
-        (None, None) => return Ok(None),
-    }))
-}
-
-fn cache_entry(response: &ConfigResponse) -> Result<CachedConfig, ApiError> {
-    let body = serde_json::to_vec(response).map_err(|e| ApiError::Internal(e.into()))?;
-    let etag = HeaderValue::from_str(&format!("\"{}\"", response.version))
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(CachedConfig {
-        version: response.version,
-        etag,
-        body: Some(Bytes::from(body)),
-    })
-}
-
-fn tombstone(version: Version) -> CachedConfig {
-    CachedConfig {
-        version: version.0,
-        etag: HeaderValue::from_static("\"0\""),
-        body: None,
-    }
-}
-
-/// The current config of a service, from the cache or the store, with its serialized body.
-pub async fn current_config(
-    state: &AppState,
-    service: &ServiceName,
-) -> Result<(Arc<CachedConfig>, Bytes), ApiError> {
-    let entry = match state.configs.get(service) {
-        Some(hit) => hit,
-        None => {
-            // Services never written are not cached: any name may be asked for.
-            let stamp = state.configs.stamp();
-            let entry = Arc::new(
-                build_entry(state, service)
-                    .await?
-                    .ok_or_else(|| not_found(service))?,
-            );
-            state.configs.put(service, entry, stamp)
-        }
-    };
-    let body = entry.body.clone().ok_or_else(|| not_found(service))?;
-    Ok((entry, body))
 }

@@ -9,6 +9,7 @@ mod concurrency;
 mod config;
 mod errors;
 mod history;
+mod hostile;
 mod lifecycle;
 mod mqtt;
 mod schema;

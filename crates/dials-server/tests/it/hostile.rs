@@ -133,3 +133,56 @@ async fn a_key_path_deeper_than_any_document_is_refused_with_400() {
     );
     still_answers(&app).await;
 }
+
+#[tokio::test]
+async fn other_methods_on_a_secret_route_are_405_before_the_body_is_read() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        (Method::POST, "/api/v1/services/x/secrets/a"),
+        (Method::PUT, "/api/v1/services/x/secrets/a/reveal"),
+        (Method::DELETE, "/api/v1/services/x/secrets/a/reveal"),
+        (Method::OPTIONS, "/api/v1/services/x/secrets/a/reveal"),
+        (Method::PATCH, "/api/v1/services/x/secrets/a"),
+    ] {
+        let r = app
+            .req(method.clone(), path)
+            .json(&json!({"unexpected": true}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.headers().get("allow").is_some(),
+            "{method} {path} says what is allowed"
+        );
+        problem(r, StatusCode::METHOD_NOT_ALLOWED).await;
+    }
+}
+
+#[tokio::test]
+async fn a_version_beyond_what_the_database_can_hold_is_404_not_500() {
+    let app = spawn_app().await;
+    app.create("big", json!({"ok": true})).await;
+    for path in [
+        "/api/v1/services/big/versions/9223372036854775808",
+        "/api/v1/services/big/versions/18446744073709551615",
+    ] {
+        let r = app.req(Method::GET, path).send().await.unwrap();
+        problem(r, StatusCode::NOT_FOUND).await;
+    }
+    let r = app
+        .req(
+            Method::GET,
+            "/api/v1/services/big/diff?from=9223372036854775808",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let r = app
+        .req(Method::POST, "/api/v1/services/big/restore")
+        .json(&json!({"version": 9223372036854775808u64}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+}

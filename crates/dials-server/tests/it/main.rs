@@ -12,6 +12,7 @@ mod history;
 mod hostile;
 mod lifecycle;
 mod mqtt;
+mod openapi;
 mod schema;
 mod secrets;
 mod security;

@@ -192,6 +192,10 @@ impl Store for SqliteStore {
     }
 
     async fn version(&self, name: &ServiceName, version: Version) -> Result<Option<VersionRecord>> {
+        // A version past what the column holds was never written: asked for, it is absent.
+        if i64::try_from(version.0).is_err() {
+            return Ok(None);
+        }
         let row = sqlx::query(
             "SELECT service, version, revision, kind, document, actor, reason, at \
              FROM changes WHERE service = ? AND version = ?",
@@ -371,6 +375,10 @@ impl Store for SqliteStore {
     }
 
     async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
+        // No revision comes after one past what the column holds.
+        if i64::try_from(after).is_err() {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT service, version, revision, kind, document, actor, reason, at \
              FROM changes WHERE revision > ? ORDER BY revision LIMIT ?",

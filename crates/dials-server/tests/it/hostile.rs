@@ -186,3 +186,17 @@ async fn a_version_beyond_what_the_database_can_hold_is_404_not_500() {
         .unwrap();
     assert!(r.status().is_client_error(), "{}", r.status());
 }
+
+#[tokio::test]
+async fn a_token_name_is_limited_in_characters_not_bytes() {
+    let app = spawn_app().await;
+    let create = |name: String| {
+        app.req(Method::POST, "/api/v1/tokens")
+            .json(&json!({"name": name, "role": "viewer"}))
+            .send()
+    };
+    let r = create("é".repeat(100)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = create("é".repeat(101)).await.unwrap();
+    problem(r, StatusCode::BAD_REQUEST).await;
+}

@@ -22,14 +22,22 @@ impl Document {
         Self(Map::new())
     }
 
-    /// Wraps a JSON value, refusing anything but an object.
+    /// Wraps a JSON value, refusing anything but an object, and an object nested deeper than
+    /// [`MAX_DEPTH`](crate::MAX_DEPTH).
     pub fn from_value(value: Value) -> Result<Self, DomainError> {
+        crate::limits::check_depth(&value)?;
         match value {
             Value::Object(map) => Ok(Self(map)),
             other => Err(DomainError::NotAnObject {
                 found: json_type(&other),
             }),
         }
+    }
+
+    /// Wraps an object computed from documents already accepted (one filled with a schema's
+    /// defaults, say), without measuring its depth again.
+    pub fn from_map(map: Map<String, Value>) -> Self {
+        Self(map)
     }
 
     /// The document as a JSON object.
@@ -178,6 +186,20 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn refuses_a_document_nested_past_the_depth_limit() {
+        let mut value = json!({"leaf": 1});
+        for _ in 0..crate::MAX_DEPTH {
+            value = json!({ "a": value });
+        }
+        assert_eq!(
+            Document::from_value(value),
+            Err(DomainError::TooDeep {
+                limit: crate::MAX_DEPTH
+            })
+        );
+    }
 
     #[test]
     fn refuses_anything_but_an_object() {

@@ -25,4 +25,11 @@ pub enum DomainError {
         /// The JSON type that was found instead.
         found: &'static str,
     },
+    /// A document nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH) levels of objects and
+    /// arrays.
+    #[error("the document is nested deeper than the limit of {limit} levels")]
+    TooDeep {
+        /// The limit, [`MAX_DEPTH`](crate::MAX_DEPTH).
+        limit: usize,
+    },
 }

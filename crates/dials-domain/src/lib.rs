@@ -7,10 +7,12 @@
 //! - [`Version`], [`Revision`], [`Epoch`]: the counters that order changes.
 //! - [`diff`] and [`merge_patch`]: per-key changes and RFC 7396 merge patches.
 //! - [`secret`]: placeholders, masking, and sealing documents that hold secrets.
+//! - [`limits`]: [`MAX_DEPTH`], how deep documents, key paths and schemas may go.
 
 mod diff;
 mod document;
 mod error;
+pub mod limits;
 mod name;
 mod patch;
 mod pointer;
@@ -20,6 +22,7 @@ mod version;
 pub use diff::{KeyChange, diff};
 pub use document::Document;
 pub use error::DomainError;
+pub use limits::MAX_DEPTH;
 pub use name::ServiceName;
 pub use patch::merge_patch;
 pub use pointer::KeyPath;

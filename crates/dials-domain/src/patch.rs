@@ -16,7 +16,8 @@ pub fn merge_patch(target: &Document, patch: &Value) -> Result<Document, DomainE
     };
     let mut out = target.as_map().clone();
     merge_into(&mut out, patch);
-    Ok(Document::from_value(Value::Object(out)).expect("merging objects yields an object"))
+    // A patch nested deeper than documents may be makes a document too deep: refused here.
+    Document::from_value(Value::Object(out))
 }
 
 fn merge_into(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
@@ -101,6 +102,21 @@ mod tests {
                 "{target} + {patch}"
             );
         }
+    }
+
+    #[test]
+    fn refuses_a_patch_that_would_nest_the_document_too_deep() {
+        let mut patch = json!(1);
+        for _ in 0..=crate::MAX_DEPTH {
+            patch = json!({ "a": patch });
+        }
+        let err = merge_patch(&Document::new(), &patch).unwrap_err();
+        assert_eq!(
+            err,
+            DomainError::TooDeep {
+                limit: crate::MAX_DEPTH
+            }
+        );
     }
 
     #[test]

@@ -7,6 +7,10 @@ use serde_json::Value;
 
 use crate::DomainError;
 
+/// Why a key path with more tokens than [`MAX_DEPTH`](crate::MAX_DEPTH) is refused.
+const KEY_TOO_DEEP: &str = "it has more than 64 tokens, deeper than any document may nest";
+const _: () = assert!(crate::MAX_DEPTH == 64, "KEY_TOO_DEEP names the limit");
+
 /// A JSON Pointer such as `/vad_threshold` or `/mqtt/host`. The empty pointer names the whole
 /// document.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -28,6 +32,12 @@ impl KeyPath {
         } else {
             format!("/{input}")
         };
+        if pointer.matches('/').count() > crate::MAX_DEPTH {
+            return Err(DomainError::InvalidKeyPath {
+                key: input.to_owned(),
+                reason: KEY_TOO_DEEP,
+            });
+        }
         let mut chars = pointer.chars().peekable();
         while let Some(c) = chars.next() {
             if c == '~' && !matches!(chars.peek(), Some('0' | '1')) {
@@ -112,6 +122,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn refuses_a_key_deeper_than_any_document_may_nest() {
+        let deepest = "/a".repeat(crate::MAX_DEPTH);
+        assert!(KeyPath::parse(&deepest).is_ok());
+        let err = KeyPath::parse(&format!("{deepest}/a")).unwrap_err();
+        assert!(err.to_string().contains("more than 64 tokens"), "{err}");
+    }
 
     #[test]
     fn escapes_and_unescapes_tokens() {

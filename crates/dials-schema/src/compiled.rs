@@ -42,6 +42,7 @@ impl CompiledSchema {
                 found: format!("it is {}", kind_of(schema)),
             });
         };
+        crate::limits::check(schema)?;
         let mut options = jsonschema::options().should_validate_formats(true);
         if !root.contains_key("$schema") {
             options = options.with_draft(Draft::Draft202012);
@@ -208,9 +209,12 @@ impl CompiledSchema {
 
 /// Wraps a JSON object as a document.
 pub(crate) fn into_document(value: Value) -> Document {
-    // Callers pass the object they built from a document plus schema defaults, and
-    // `from_value` accepts every object: failing here is a bug in this crate, not bad input.
-    Document::from_value(value).expect("a JSON object is always a document")
+    // Callers pass the object they built from a document plus schema defaults.
+    match value {
+        Value::Object(map) => Document::from_map(map),
+        // Unreachable: every caller builds an object; an empty document is the safe answer.
+        _ => Document::new(),
+    }
 }
 
 fn compile_error(error: &jsonschema::ValidationError<'_>) -> SchemaError {

@@ -32,6 +32,30 @@ pub enum SchemaError {
         /// What could not be resolved, and why.
         message: String,
     },
+    /// Subschemas nest, or `$ref`s chain, deeper than the limit.
+    #[error(
+        "the schema nests subschemas (counting each $ref followed as one level) deeper than the \
+         limit of {limit} levels"
+    )]
+    TooDeep {
+        /// The limit, `dials_domain::MAX_DEPTH`.
+        limit: usize,
+    },
+    /// With every `$ref` expanded in place, the schema is larger than the limit.
+    #[error(
+        "the schema is too large once its $refs are expanded: more than {limit} JSON values; \
+         refer to shared definitions less often"
+    )]
+    TooLarge {
+        /// The limit, in JSON values.
+        limit: usize,
+    },
+    /// A recursive `$ref` that would make validation loop or explode.
+    #[error("the schema has a recursive $ref that cannot be validated safely: {message}")]
+    RecursiveReference {
+        /// Which reference, and why.
+        message: String,
+    },
     /// A config document is a JSON object, so its schema must describe one.
     #[error(
         "the schema must describe a JSON object (\"type\": \"object\" or \"properties\" at the \

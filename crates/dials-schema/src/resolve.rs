@@ -11,6 +11,7 @@
 //! points back at a schema being expanded further up (a recursive type) is not followed again,
 //! so every walk over views ends.
 
+use dials_domain::MAX_DEPTH;
 use serde_json::{Map, Value};
 
 /// The folded keywords of one subschema.
@@ -118,7 +119,9 @@ impl<'s> Resolver<'s> {
             // A reference already expanded above is read for its keywords (type, title…) but
             // marked recursive so no walk descends into it again; one already expanded within
             // this view is a cycle of bare references and is not read at all.
-            if chain.contains(&reference.as_str()) {
+            // A chain longer than the depth limit is refused before any view is built
+            // (`limits::check`); stopping here too keeps this walk bounded on its own.
+            if chain.contains(&reference.as_str()) || chain.len() >= MAX_DEPTH {
                 view.recursive = true;
             } else if let Some(target) = self.lookup(reference) {
                 view.recursive |= open.contains(reference);
@@ -193,26 +196,27 @@ impl<'s> Resolver<'s> {
         true
     }
 
-    /// The subschema a local reference names: `#`, `#/json/pointer`, or either behind the
-    /// root's own `$id`.
+    /// The subschema a local reference names.
     fn lookup(&self, reference: &str) -> Option<&'s Value> {
-        let fragment = match reference.split_once('#') {
-            Some(("", fragment)) => fragment,
-            Some((base, fragment))
-                if Some(base) == self.root.get("$id").and_then(Value::as_str) =>
-            {
-                fragment
-            }
-            _ => return None,
-        };
-        let pointer = percent_decode(fragment);
-        if pointer.is_empty() {
-            Some(self.root)
-        } else if pointer.starts_with('/') {
-            self.root.pointer(&pointer)
-        } else {
-            None
-        }
+        lookup_local(self.root, reference)
+    }
+}
+
+/// The subschema a local reference names inside `root`: `#`, `#/json/pointer`, or either
+/// behind the root's own `$id`.
+pub(crate) fn lookup_local<'s>(root: &'s Value, reference: &str) -> Option<&'s Value> {
+    let fragment = match reference.split_once('#') {
+        Some(("", fragment)) => fragment,
+        Some((base, fragment)) if Some(base) == root.get("$id").and_then(Value::as_str) => fragment,
+        _ => return None,
+    };
+    let pointer = percent_decode(fragment);
+    if pointer.is_empty() {
+        Some(root)
+    } else if pointer.starts_with('/') {
+        root.pointer(&pointer)
+    } else {
+        None
     }
 }
 

@@ -251,13 +251,15 @@ impl From<DomainError> for ApiError {
             DomainError::InvalidServiceName { .. } | DomainError::InvalidKeyPath { .. } => {
                 ApiError::BadRequest(e.to_string())
             }
-            DomainError::NotAnObject { .. } => ApiError::Unprocessable {
-                detail: e.to_string(),
-                errors: vec![FieldError {
-                    path: String::new(),
-                    message: e.to_string(),
-                }],
-            },
+            DomainError::NotAnObject { .. } | DomainError::TooDeep { .. } => {
+                ApiError::Unprocessable {
+                    detail: e.to_string(),
+                    errors: vec![FieldError {
+                        path: String::new(),
+                        message: e.to_string(),
+                    }],
+                }
+            }
         }
     }
 }

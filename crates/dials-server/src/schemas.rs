@@ -95,9 +95,13 @@ pub async fn schema_of(
     let stamp = state.schemas.clock.load(Ordering::Acquire);
     let compiled = match state.store.schema(service).await? {
         Some(record) => Some(Arc::new(CompiledSchema::compile(&record.schema).map_err(
+            // A schema stored before today's limits existed may exceed them: the service
+            // cannot be served until a schema within them is registered, and saying so is
+            // more use than a bare 500.
             |e| {
-                ApiError::Internal(anyhow::anyhow!(
-                    "stored schema of {service} does not compile: {e}"
+                ApiError::Refused(format!(
+                    "the stored schema of {service} is no longer accepted ({e}); register a \
+                     new schema for it"
                 ))
             },
         )?)),

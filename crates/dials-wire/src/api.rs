@@ -133,7 +133,6 @@ pub struct ConfigResponse {
 #[serde(deny_unknown_fields)]
 pub struct PutSecret {
     /// The secret's value: any JSON the schema allows at the key (usually a string).
-    #[schema(value_type = Object)]
     pub value: Value,
     /// Write only if the service's current version is this one (else 409).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,7 +196,9 @@ pub struct SecretWritten {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevealRequest {
-    /// Why the value must be seen; written to the audit log.
+    /// Why the value must be seen; written to the audit log. Not blank; at most 1000
+    /// characters.
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
     pub justification: String,
 }
 
@@ -211,7 +212,6 @@ pub struct RevealResponse {
     /// The secret's version.
     pub version: u64,
     /// The value itself.
-    #[schema(value_type = Object)]
     pub value: Value,
 }
 
@@ -298,7 +298,7 @@ pub struct VersionResponse {
     #[serde(default)]
     pub reason: Option<String>,
     /// The document as of this version (`null` for a deletion).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub config: Value,
 }
 
@@ -311,11 +311,9 @@ pub struct KeyDiff {
     pub op: String,
     /// The value in `from` (absent when added).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub old: Option<Value>,
     /// The value in `to` (absent when removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub new: Option<Value>,
 }
 
@@ -347,11 +345,9 @@ pub struct HistoryEntry {
     pub kind: String,
     /// The value before (absent when the key was added).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub old: Option<Value>,
     /// The value after (absent when the key was removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub new: Option<Value>,
     /// Who made the change.
     pub actor: String,
@@ -462,7 +458,7 @@ pub struct WatchEvent {
     /// database was re-created: revisions started over, so re-read everything.
     pub epoch: Uuid,
     /// The document as of this version (`null` after a delete).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub config: Value,
 }
 
@@ -501,8 +497,8 @@ pub struct MigrationReport {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateRequest {
-    /// The document to check (nothing is stored).
-    #[schema(value_type = Object)]
+    /// The document to check (nothing is stored). Anything but an object is answered as
+    /// invalid.
     pub config: Value,
 }
 
@@ -530,12 +526,16 @@ pub struct SearchResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// A name people recognise; recorded as the actor of everything the token does.
+    /// A name people recognise; recorded as the actor of everything the token does. Not
+    /// blank; at most 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// `viewer`, `operator`, `admin` or `service`.
+    #[schema(pattern = "^(viewer|operator|admin|service)$")]
     pub role: String,
     /// For `service` tokens: the one service it acts for (required then, refused otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
     pub service: Option<String>,
     /// When it stops working (RFC 3339), if ever.
     #[serde(

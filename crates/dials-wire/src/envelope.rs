@@ -256,6 +256,40 @@ mod tests {
     }
 
     #[test]
+    fn envelopes_nested_as_deep_as_json_parsing_allows_are_handled_on_a_small_stack() {
+        // serde_json refuses more than 128 levels when parsing; everything after it (JCS,
+        // checksum, signature) must cope with what it accepts, on a 2 MiB worker stack.
+        let checked = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                // 60 × (object + array), inside `deep` and the envelope: 122 levels.
+                let mut config = json!(1);
+                for _ in 0..60 {
+                    config = json!({ "a": [config] });
+                }
+                let config = json!({ "deep": config });
+                let env = signer()
+                    .sign(
+                        "svc",
+                        1,
+                        1,
+                        config,
+                        Uuid::nil(),
+                        datetime!(2026-11-22 10:00 UTC),
+                    )
+                    .expect("signs");
+                let verified = Envelope::verify(&env.to_bytes(), &[signer().verifying_key()]);
+                let too_deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+                let refused = Envelope::verify(too_deep.as_bytes(), &[signer().verifying_key()]);
+                (verified.map(|v| v == env), refused.is_err())
+            })
+            .expect("spawn")
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(checked, (Ok(true), true));
+    }
+
+    #[test]
     fn a_signed_envelope_verifies_under_its_key() {
         let env = sample();
         assert_eq!(env.issued_at, "2026-11-22T10:00:00Z");

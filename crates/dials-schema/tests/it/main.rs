@@ -4,6 +4,7 @@
 mod catalogue;
 mod compile;
 mod defaults;
+mod hostile;
 mod migration;
 mod search;
 mod support;

@@ -56,21 +56,18 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     // The secret routes take the key as a wildcard (a JSON Pointer has slashes), which the
     // OpenAPI router cannot express; their documentation is merged in as `{key}`.
-    let mut openapi = openapi;
-    let documented = secrets::SecretsDoc::openapi();
-    for (path, item) in documented.paths.paths {
-        openapi.paths.paths.entry(path).or_insert(item);
-    }
+    let openapi = crate::openapi::complete(openapi, secrets::SecretsDoc::openapi());
     let api = api.route(
         "/api/v1/services/{service}/secrets/{*key}",
         axum::routing::put(secrets::put_secret)
             .delete(secrets::delete_secret)
-            .post(secrets::post_secret),
+            .post(secrets::post_secret)
+            .fallback(secrets::other_method),
     );
 
     let request_id = HeaderName::from_static("x-request-id");
     let limit = state.settings.max_body_bytes;
-    api.merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi))
+    api.merge(SwaggerUi::new("/docs").external_url_unchecked("/api/v1/openapi.json", openapi))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))

@@ -82,8 +82,12 @@ pub async fn put_secret(
     ServicePath(service): ServicePath,
     Path(params): Path<(String, String)>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<PutSecret>,
-) -> Result<Json<SecretWritten>, ApiError> {
+    body: Result<JsonBody<PutSecret>, ApiError>,
+) -> Result<Response, ApiError> {
+    if let Some(refused) = only_post_reveals(&params.1) {
+        return Ok(refused);
+    }
+    let JsonBody(body) = body?;
     principal.require(Role::Operator)?;
     let key = secret_key(&state, &service, &params.1).await?;
     let refuse = |message: &str| ApiError::Unprocessable {
@@ -136,7 +140,8 @@ pub async fn put_secret(
         service: service.to_string(),
         version: written.version,
         secret,
-    }))
+    })
+    .into_response())
 }
 
 /// Removes a secret: a new config version without the key (a schema default applies again).
@@ -159,7 +164,10 @@ pub async fn delete_secret(
     ServicePath(service): ServicePath,
     Path(params): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(refused) = only_post_reveals(&params.1) {
+        return Ok(refused);
+    }
     principal.require(Role::Operator)?;
     let key = secret_key(&state, &service, &params.1).await?;
     let pre = Preconditions::new(None, Conditions::from_headers(&headers)?)?;
@@ -172,7 +180,7 @@ pub async fn delete_secret(
         None,
     )
     .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Shows a secret's value. Needs a justification, which the access log records with who, when
@@ -284,23 +292,53 @@ pub async fn post_secret(
     principal: Principal,
     service: ServicePath,
     Path((name, tail)): Path<(String, String)>,
-    body: JsonBody<RevealRequest>,
+    body: Result<JsonBody<RevealRequest>, ApiError>,
 ) -> Response {
-    match tail.strip_suffix("/reveal") {
-        Some(key) if !key.is_empty() => reveal_secret(
-            state,
-            principal,
-            service,
-            Path((name, key.to_owned())),
-            body,
-        )
-        .await
-        .into_response(),
-        _ => ApiError::NotFound(format!(
-            "no such route: reveal a secret with POST …/secrets/{tail}/reveal"
-        ))
-        .into_response(),
+    // The route decides before the body is read: a POST anywhere but `…/reveal` is a method
+    // the secret itself does not have.
+    let Some(key) = tail.strip_suffix("/reveal").filter(|key| !key.is_empty()) else {
+        return method_not_allowed("PUT, DELETE");
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    reveal_secret(
+        state,
+        principal,
+        service,
+        Path((name, key.to_owned())),
+        body,
+    )
+    .await
+    .into_response()
+}
+
+/// Any other method on the secret routes: 405, allowing what the URL's form takes.
+pub async fn other_method(Path((_, tail)): Path<(String, String)>) -> Response {
+    if tail.ends_with("/reveal") {
+        method_not_allowed("POST")
+    } else {
+        method_not_allowed("PUT, DELETE")
     }
+}
+
+/// `…/secrets/{key}/reveal` answers only POST: a PUT or DELETE there is 405, not a write to a
+/// secret key whose last token is `reveal` (a nested key of that name is set through the
+/// config instead).
+fn only_post_reveals(tail: &str) -> Option<Response> {
+    tail.ends_with("/reveal")
+        .then(|| method_not_allowed("POST"))
+}
+
+/// 405 with the `Allow` header RFC 9110 asks for.
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = ApiError::MethodNotAllowed.into_response();
+    response.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static(allow),
+    );
+    response
 }
 
 /// The key named in the URL, if the service's schema marks it secret.

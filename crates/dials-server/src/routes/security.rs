@@ -116,7 +116,7 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     principal.require(Role::Admin)?;
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 {
+    if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::BadRequest(
             "name must be 1 to 100 characters".into(),
         ));

@@ -375,7 +375,8 @@ async fn revealing_needs_an_operator_and_a_reason_and_is_audited_first() {
         because,
     )
     .await;
-    problem(r, StatusCode::NOT_FOUND).await;
+    // The secret's own URL takes PUT and DELETE; revealing is POST on `…/reveal`.
+    problem(r, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
 #[tokio::test]

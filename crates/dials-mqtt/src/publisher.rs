@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dials_store::{OutboxItem, Store};
+use dials_store::{OutboxItem, PublisherStore};
 use dials_wire::EnvelopeSigner;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS, Transport,
@@ -135,7 +135,7 @@ impl Publisher {
     /// Spawns the publisher task.
     pub fn spawn(
         config: PublisherConfig,
-        store: Arc<dyn Store>,
+        store: Arc<dyn PublisherStore>,
         signer: Arc<EnvelopeSigner>,
     ) -> PublisherHandle {
         let wake = Arc::new(Notify::new());
@@ -201,7 +201,7 @@ struct Msg {
 
 struct Task {
     config: PublisherConfig,
-    store: Arc<dyn Store>,
+    store: Arc<dyn PublisherStore>,
     signer: Arc<EnvelopeSigner>,
     wake: Arc<Notify>,
     state: watch::Sender<BrokerState>,
@@ -229,7 +229,7 @@ struct Task {
 impl Task {
     fn new(
         config: PublisherConfig,
-        store: Arc<dyn Store>,
+        store: Arc<dyn PublisherStore>,
         signer: Arc<EnvelopeSigner>,
         wake: Arc<Notify>,
         state: watch::Sender<BrokerState>,

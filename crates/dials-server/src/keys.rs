@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::startup::{create_private_dir, write_private_file};
+use crate::data_dir::{create_private_dir, replace_file, write_private_file};
 
 /// How long a retired signing key stays listed as trusted after a rotation.
 pub const SIGNING_GRACE: time::Duration = time::Duration::days(7);
@@ -114,7 +114,7 @@ pub fn rotate_signing_key(data_dir: &Path) -> anyhow::Result<(String, String)> {
         &serde_json::to_vec_pretty(&retired)?,
     )?;
     let seed: [u8; 32] = rand::random();
-    replace_key_file(
+    replace_file(
         &keys.join("signing.key"),
         &format!("{}\n", STANDARD.encode(seed)),
     )?;
@@ -167,7 +167,7 @@ pub fn master_keyring(data_dir: &Path, override_text: Option<&str>) -> anyhow::R
 /// Replaces `keys/master.key` with `ring`, atomically.
 pub fn write_master_keyring(data_dir: &Path, ring: &Keyring) -> anyhow::Result<()> {
     let text = ring.to_text();
-    replace_key_file(&master_key_path(data_dir), &text)
+    replace_file(&master_key_path(data_dir), &text)
 }
 
 fn master_key_path(data_dir: &Path) -> std::path::PathBuf {
@@ -345,23 +345,6 @@ fn read_or_create(
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-/// Writes a key file beside the old one, then renames it over it: never a half-written key.
-fn replace_key_file(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(".new");
-    let staging = std::path::PathBuf::from(staging);
-    write_private_file(&staging, contents.as_bytes())?;
-    std::fs::rename(&staging, path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Some(dir) = path.parent()
-        && let Ok(folder) = std::fs::File::open(dir)
-    {
-        // The rename is durable only once the folder is.
-        let _ = folder.sync_all();
-    }
-    Ok(())
 }
 
 fn decode_seed(text: &str) -> anyhow::Result<[u8; 32]> {

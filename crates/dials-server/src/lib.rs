@@ -6,6 +6,7 @@
 
 mod auth;
 mod cache;
+pub mod data_dir;
 pub mod denials;
 mod error;
 pub mod events;
@@ -23,8 +24,9 @@ mod startup;
 mod state;
 
 pub use auth::{Principal, Role, hash_token, new_token_secret};
+pub use data_dir::DataDirLock;
 pub use error::ApiError;
 pub use routes::router;
 pub use settings::{ServerSettings, TlsFiles};
-pub use startup::{Application, DataDirLock, open_store};
+pub use startup::{Application, open_store};
 pub use state::AppState;

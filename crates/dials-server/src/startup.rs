@@ -1,17 +1,17 @@
 //! The startup seam: open the store, do first-start work, bind, serve, shut down gracefully.
 
 use std::future::Future;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use dials_mqtt::{BrokerChoice, Publisher, PublisherConfig, Topics};
-use dials_store::{SqliteStore, Store, TokenRecord};
+use dials_store::{Store, TokenRecord};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
+use crate::data_dir::{DataDirLock, create_private_dir, write_private_file};
 use crate::{AppState, ServerSettings, hash_token, new_token_secret, router};
 
 /// A built, bound application, ready to serve.
@@ -273,61 +273,11 @@ fn refuse_a_lost_database(data_dir: &Path, database_url: &str) -> anyhow::Result
     )
 }
 
-/// Opens the database a URL names (`sqlite://PATH`).
+/// Opens the database a URL names; an error says which and why, on one line.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(url)
-            .await
-            .with_context(|| format!("cannot open the database {url}"))?;
-        Ok(Arc::new(store))
-    } else {
-        bail!("unsupported database URL {url:?}: use sqlite://PATH")
-    }
-}
-
-/// An exclusive lock on `<data-dir>/dials.lock`: one server per data directory, and no offline
-/// key command while it runs. Released when dropped (or when the process ends, however it ends).
-#[derive(Debug)]
-pub struct DataDirLock {
-    _file: std::fs::File,
-}
-
-impl DataDirLock {
-    /// Takes the lock, or says who holds it.
-    pub fn acquire(data_dir: &Path) -> anyhow::Result<Self> {
-        create_private_dir(data_dir)?;
-        let path = data_dir.join("dials.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
-                "another dials is using the data directory {} (it holds {}); stop it first",
-                data_dir.display(),
-                path.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
-        }
-    }
-}
-
-pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-    }
-    Ok(())
+    dials_store::open(url)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))
 }
 
 /// First start: one admin token, written to `<data-dir>/admin.token` (0600), announced once.
@@ -354,21 +304,4 @@ async fn create_admin_token(store: &dyn Store, data_dir: &Path) -> anyhow::Resul
         path.display()
     );
     Ok(path)
-}
-
-/// Writes a file only its owner may read (0600 from the moment it exists).
-pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    Ok(())
 }

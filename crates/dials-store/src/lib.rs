@@ -55,6 +55,9 @@ pub enum StoreError {
     /// The caller's step inside a transaction failed, so nothing was written.
     #[error("{0}")]
     Aborted(String),
+    /// The database URL names no backend this build has.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    UnsupportedUrl(String),
 }
 
 impl StoreError {
@@ -109,7 +112,17 @@ fn unavailable_reason(e: &sqlx::Error) -> Option<String> {
     }
 }
 
-/// What [`Store::reseal_secrets`] calls for each value: its new form, `None` to leave it, or
+/// Opens the database a URL names, with the backend it names: `sqlite://PATH` (created when
+/// missing, schema brought up to date). The only place that chooses a backend.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// What [`SecretStore::reseal_secrets`] calls for each value: its new form, `None` to leave it, or
 /// why the rotation must stop.
 pub type ResealFn<'a> =
     dyn Fn(&SecretRecord) -> std::result::Result<Option<Resealed>, String> + Send + Sync + 'a;
@@ -117,10 +130,23 @@ pub type ResealFn<'a> =
 /// Result alias for storage operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Everything dials keeps, behind one interface. Implementations must be safe to share across
-/// tasks; every method is one transaction or one consistent read.
+/// Everything dials keeps, behind one interface made of focused parts, so each user of the
+/// store can ask for only the part it needs (the MQTT publisher gets a [`PublisherStore`]).
+/// Implementations must be safe to share across tasks; every method is one transaction or one
+/// consistent read. Every backend implements every part and passes the same conformance tests.
+pub trait Store: PublisherStore + ConfigWrites + SecurityStore + SecretStore {}
+
+impl<T> Store for T where T: PublisherStore + ConfigWrites + SecurityStore + SecretStore {}
+
+/// What the MQTT publisher needs: the outbox, instance reports, current states to republish,
+/// and health; it cannot write configs. A `Arc<dyn Store>` coerces to `Arc<dyn PublisherStore>`.
+pub trait PublisherStore: Database + ConfigReads + OutboxStore + InstanceStore {}
+
+impl<T> PublisherStore for T where T: Database + ConfigReads + OutboxStore + InstanceStore {}
+
+/// The database itself: which backend, its epoch, its health, and closing it.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Database: Send + Sync + std::fmt::Debug + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -138,7 +164,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Closes every connection once work in progress ends; later calls fail as unavailable.
     async fn close(&self);
+}
 
+/// Reading configs, their versions, schemas, history and the change log.
+#[async_trait]
+pub trait ConfigReads: Database {
     /// The current state of a service, including a deleted one (its `document` is `None`).
     async fn service(&self, name: &ServiceName) -> Result<Option<ServiceState>>;
 
@@ -155,16 +185,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         at: time::OffsetDateTime,
     ) -> Result<Option<VersionRecord>>;
 
-    /// Commits one change atomically if the service is still at `change.base_version`.
-    /// Deleting a service (a change without a document) also removes its schema. The change is
-    /// written to the access log in the same transaction.
-    async fn commit(&self, change: NewChange) -> Result<Committed>;
-
     /// A service's registered schema.
     async fn schema(&self, name: &ServiceName) -> Result<Option<SchemaRecord>>;
 
     /// Every registered schema, by service name.
     async fn schemas(&self) -> Result<Vec<SchemaRecord>>;
+
+    /// Per-key change records, newest first.
+    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;
+
+    /// The latest global revision (0 for an empty database).
+    async fn latest_revision(&self) -> Result<u64>;
+
+    /// Changes after global revision `after`, oldest first (the watch stream's replay).
+    async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>>;
+}
+
+/// Writing configs and schemas: compare-and-swap commits, each in one transaction with its history, outbox row, sealed secrets and audit row.
+#[async_trait]
+pub trait ConfigWrites: Database {
+    /// Commits one change atomically if the service is still at `change.base_version`.
+    /// Deleting a service (a change without a document) also removes its schema. The change is
+    /// written to the access log in the same transaction.
+    async fn commit(&self, change: NewChange) -> Result<Committed>;
 
     /// Registers a schema; with `migration`, also commits that change (a compare-and-swap like
     /// [`Store::commit`]) in the same transaction, so a schema never lands without the document
@@ -177,13 +220,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         migration: Option<NewChange>,
         redaction: Option<&Redaction<'_>>,
     ) -> Result<Option<Committed>>;
+}
 
-    /// Per-key change records, newest first.
-    async fn history(&self, query: &HistoryQuery) -> Result<Vec<HistoryRecord>>;
-
-    /// The latest global revision (0 for an empty database).
-    async fn latest_revision(&self) -> Result<u64>;
-
+/// The transactional outbox the MQTT publisher drains.
+#[async_trait]
+pub trait OutboxStore: Database {
     /// How many outbox rows wait to be published.
     async fn outbox_backlog(&self) -> Result<u64>;
 
@@ -195,10 +236,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Marks outbox rows as published (after the broker acknowledged them).
     async fn mark_published(&self, ids: &[i64], at: time::OffsetDateTime) -> Result<()>;
+}
 
-    /// Changes after global revision `after`, oldest first (the watch stream's replay).
-    async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>>;
-
+/// What running instances report.
+#[async_trait]
+pub trait InstanceStore: Database {
     /// Records instances' reports in one transaction, each replacing its instance's previous
     /// one (a later report of the same instance in `reports` wins). A report is refused when its
     /// service has no document, when its version is 0 or above the service's current version,
@@ -221,7 +263,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every instance report of every service.
     async fn all_instances(&self) -> Result<Vec<InstanceReport>>;
+}
 
+/// Tokens, browser sessions and the access log.
+#[async_trait]
+pub trait SecurityStore: Database {
     /// Stores a new token (its hash only).
     async fn insert_token(&self, token: &TokenRecord) -> Result<()>;
 
@@ -258,7 +304,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes access-log entries older than `before`, then the oldest beyond the newest
     /// `keep_at_most` (and expired sessions); returns how many entries went.
     async fn prune(&self, before: time::OffsetDateTime, keep_at_most: u64) -> Result<u64>;
+}
 
+/// Sealed secret values: bytes to the store, found by place and resealed in one transaction.
+#[async_trait]
+pub trait SecretStore: Database {
     /// The sealed secret values of `service` at these (key, secret version) places; a place
     /// without a value is left out.
     async fn secrets(

@@ -1,6 +1,6 @@
 //! The conformance suite on SQLite, plus what is SQLite-specific (files, reopening).
 
-use dials_store::{SqliteStore, Store};
+use dials_store::{ConfigReads, ConfigWrites, Database, SqliteStore};
 
 use crate::conformance;
 

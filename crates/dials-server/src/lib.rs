@@ -18,6 +18,7 @@ mod secrets;
 mod settings;
 mod startup;
 mod state;
+mod ui;
 
 pub use auth::{Principal, Role, hash_token, new_token_secret};
 pub use error::ApiError;

@@ -14,4 +14,5 @@ mod mqtt;
 mod schema;
 mod secrets;
 mod security;
+mod ui;
 mod watch;

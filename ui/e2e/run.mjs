@@ -316,6 +316,17 @@ test('dark theme follows the system', async () => {
   await dark.context.close()
 })
 
+test('signing out ends the session', async () => {
+  const { page } = admin
+  await page.getByRole('button', { name: 'Sign out' }).click()
+  await page.getByText('You are signed out.').waitFor()
+  await page.goto('/tokens')
+  await page.waitForURL(/\/login/)
+  const status = await page.evaluate(async () => (await fetch('/api/v1/services')).status)
+  assert.equal(status, 401, 'the cookie no longer works')
+  await admin.context.close()
+})
+
 let passed = 0
 let failed = 0
 try {

@@ -33,10 +33,13 @@ export function dismiss(id: number) {
   if (i >= 0) state.toasts.splice(i, 1)
 }
 
-export async function loadServices() {
-  const { services } = await get<{ services: ServiceInfo[] }>('/api/v1/services')
-  state.services = services
-  return services
+let servicesInFlight: Promise<ServiceInfo[]> | null = null
+/** The fleet list; callers at the same time share one request. */
+export function loadServices(): Promise<ServiceInfo[]> {
+  servicesInFlight ??= get<{ services: ServiceInfo[] }>('/api/v1/services')
+    .then(({ services }) => (state.services = services))
+    .finally(() => (servicesInFlight = null))
+  return servicesInFlight
 }
 
 export async function loadInstances(service: string) {

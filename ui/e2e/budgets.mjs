@@ -9,8 +9,10 @@ import { join } from 'node:path'
 import { UI, signedIn, startSystem, stopSystem } from './fixture.mjs'
 
 const RUNS = Number(process.env.RUNS ?? 7)
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const max = (xs) => Math.max(...xs)
+const finite = (xs) => xs.filter(Number.isFinite)
+const median = (xs) => [...finite(xs)].sort((a, b) => a - b)[Math.floor(finite(xs).length / 2)]
+const max = (xs) => Math.max(...finite(xs))
+const missed = (xs) => (xs.length - finite(xs).length ? ` (${xs.length - finite(xs).length} of ${xs.length} timed out)` : '')
 
 /** In the page: run `act`, then resolve with the ms until `done()` holds after a DOM change. */
 const timeUntil = (page, act, done, arg) =>
@@ -102,13 +104,15 @@ try {
             i.dispatchEvent(new Event('input'))
             setTimeout(() => {
               const first = document.querySelector('#search-results [role="option"]')
-              resolve(first && first.textContent.toLowerCase().includes(q.split(' ')[0]) ? performance.now() - t0 : Number.NaN)
+              const t = performance.now() - t0
+              resolve(first && first.textContent.toLowerCase().includes(q.split(' ')[0]) ? t : Number.NaN)
             }, 0)
           }),
         w,
       ),
     )
   }
+  step(`search ${JSON.stringify(keystrokes.map((k, i) => [words[i], k]))}`)
   rows.push(['Search keystroke → results', keystrokes, 16])
   await page.keyboard.press('Escape')
 
@@ -133,7 +137,7 @@ try {
   console.log('| budget | limit | median | max |')
   console.log('|---|---|---|---|')
   for (const [what, xs, limit] of rows) {
-    console.log(`| ${what} | ≤ ${limit} ms | ${median(xs).toFixed(1)} ms | ${max(xs).toFixed(1)} ms |`)
+    console.log(`| ${what} | ≤ ${limit} ms | ${median(xs).toFixed(1)} ms | ${max(xs).toFixed(1)} ms${missed(xs)} |`)
   }
   console.log(`| JavaScript, all chunks, gzip | ≤ 150 KB | ${(gz / 1024).toFixed(1)} KB (${js.length} files) | |`)
   console.log(`\n${RUNS} runs each; Chromium ${sys.browser.version()}.`)

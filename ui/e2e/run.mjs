@@ -1,6 +1,6 @@
 // Browser tests of the web UI against the real release binary, a real Mosquitto and the
 // example echo-service. Prints one line per test and a closing `N passed, N failed`; exits
-// non-zero on any failure.
+// non-zero on any failure. The tests run in order and build on each other's state (versions).
 //
 //   node e2e/run.mjs            (DIALS_BIN, ECHO_BIN, CHROMIUM override the binaries)
 
@@ -17,7 +17,6 @@ mkdirSync(SHOTS, { recursive: true })
 
 const tests = []
 const test = (name, fn) => tests.push({ name, fn })
-const only = process.env.E2E_ONLY
 
 /** Runs axe-core in the page; fails on any serious or critical violation. */
 async function axe(page, what) {
@@ -206,6 +205,28 @@ test('restoring from history shows the diff first, then writes the old values as
   assert.equal(applied.config.volume_percent, 80)
 })
 
+test('setting a secret writes a new version; only a reveal shows the new value', async () => {
+  const { page } = admin
+  await page.goto('/services/tts-worker')
+  const secret = field(page, '/eleven_api_key')
+  await secret.getByRole('button', { name: 'Set secret…' }).click()
+  const dialog = page.getByRole('dialog', { name: 'Set ElevenLabs API key' })
+  await dialog.getByLabel('New value').fill('sk-rotated-123')
+  await dialog.getByLabel('Reason (optional)').fill('rotated')
+  await dialog.getByRole('button', { name: 'Set secret', exact: true }).click()
+  await page.getByText(/Set the secret ElevenLabs API key \(v4\)/).waitFor()
+  await page.getByTestId('version').getByText('v4').waitFor()
+  await sys.echoApplies((v) => v.version === 4)
+  assert.equal(await secret.getByTestId('secret-value').innerText(), '••••••••')
+  assert.ok(!(await page.content()).includes('sk-rotated-123'), 'the value is nowhere in the page')
+  await secret.getByRole('button', { name: 'Reveal…' }).click()
+  const reveal = page.getByRole('dialog', { name: /Reveal/ })
+  await reveal.getByLabel('Why do you need to see it?').fill('check the rotation')
+  await reveal.getByRole('button', { name: 'Reveal' }).click()
+  assert.equal(await reveal.getByTestId('revealed').inputValue(), 'sk-rotated-123')
+  await reveal.getByRole('button', { name: 'Hide and close' }).click()
+})
+
 test('a viewer sees every control disabled, with the reason', async () => {
   const viewer = await signedIn(sys, await newToken(sys, 'vera', 'viewer'))
   const { page } = viewer
@@ -332,7 +353,6 @@ let failed = 0
 try {
   sys = await startSystem()
   for (const t of tests) {
-    if (only && !t.name.includes(only)) continue
     const start = Date.now()
     try {
       await t.fn()

@@ -24,7 +24,15 @@ router.beforeEach((to) => {
   if (to.meta.admin && !can('admin')) return { name: 'fleet' }
 })
 
-router.afterEach((to) => {
+router.afterEach((to, from) => {
+  // After an in-app navigation, keyboard and screen-reader users start at the new page's
+  // content rather than wherever focus was (a page that focuses a field moves it on later).
+  if (from.matched.length) {
+    requestAnimationFrame(() => {
+      const main = document.getElementById('main')
+      if (main && !main.contains(document.activeElement)) main.focus({ preventScroll: true })
+    })
+  }
   const name = typeof to.params.name === 'string' ? `${to.params.name} · ` : ''
   document.title = `${name}${String(to.meta.title ?? '')} — dials`
 })

@@ -22,6 +22,7 @@ pub mod serve;
 mod settings;
 mod startup;
 mod state;
+mod ui;
 
 pub use auth::{Principal, Role, hash_token, new_token_secret};
 pub use data_dir::DataDirLock;

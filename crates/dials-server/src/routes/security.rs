@@ -235,6 +235,7 @@ pub async fn revoke_token(
 pub async fn create_session(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
+    slot: Option<axum::Extension<ActorSlot>>,
     JsonBody(body): JsonBody<SessionRequest>,
 ) -> Result<Response, ApiError> {
     if let Some(ip) = ip {
@@ -244,6 +245,21 @@ pub async fn create_session(
         .guard
         .judge(ip, authenticate(&state, body.token.trim()).await)?;
     principal.address = ip;
+    // A service token is a machine's credential, scoped to one service: it never opens a
+    // browser session, so a leaked one cannot be used to browse the fleet.
+    if principal.role == Role::Service {
+        // Named in the access log entry the refusal makes.
+        if let Some(axum::Extension(slot)) = slot
+            && let Ok(mut slot) = slot.0.lock()
+        {
+            *slot = Some(principal.name.clone());
+        }
+        return Err(ApiError::Forbidden(format!(
+            "the service token {:?} acts for its service only and cannot sign in to the web UI; \
+             use a viewer, operator or admin token",
+            principal.name
+        )));
+    }
     let cookie = new_token_secret();
     let csrf = new_token_secret();
     let now = OffsetDateTime::now_utc();

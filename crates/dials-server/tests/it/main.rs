@@ -18,4 +18,5 @@ mod races;
 mod schema;
 mod secrets;
 mod security;
+mod ui;
 mod watch;

@@ -495,6 +495,38 @@ async fn a_session_ends_when_its_token_is_revoked() {
 }
 
 #[tokio::test]
+async fn a_service_token_cannot_open_a_browser_session() {
+    let app = spawn_app().await;
+    let service = token(&app, "router-svc", "service", Some("router")).await;
+    let r = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"token": service}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !r.headers().contains_key("set-cookie"),
+        "no session cookie for a service token"
+    );
+    let body = problem(r, StatusCode::FORBIDDEN).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("web UI"),
+        "{body}"
+    );
+    // The same token still works for what it is for.
+    let r = app
+        .client
+        .get(app.url("/api/v1/services/router/schema"))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_ne!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
 async fn repeated_failures_from_one_address_are_rate_limited() {
     let app = spawn_app().await;
     let mut statuses = Vec::new();

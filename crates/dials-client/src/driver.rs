@@ -28,6 +28,7 @@ use crate::layers::{EnvLookup, HeldSecrets, ServiceSchema, has_secret_placeholde
 use crate::lkg::LkgFile;
 use crate::manager::Manager;
 use crate::mqtt::Topics;
+use crate::reads::{Backoff, Reads};
 
 /// The log target of refused updates.
 const SECURITY: &str = "dials_client::security";
@@ -67,34 +68,6 @@ impl Mqtt {
     }
 }
 
-/// Exponential backoff with jitter: each wait is between half and all of the current step.
-#[derive(Debug)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    step: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            step: min,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let wait = self.step.mul_f64(0.5 + rand::random::<f64>() * 0.5);
-        self.step = (self.step * 2).min(self.max);
-        wait
-    }
-
-    fn reset(&mut self) {
-        self.step = self.min;
-    }
-}
-
 /// The background task's state.
 pub(crate) struct Driver<T> {
     pub shared: Arc<Shared<T>>,
@@ -119,19 +92,11 @@ pub(crate) struct Driver<T> {
     pub held: HeldSecrets,
 }
 
-/// REST reads in flight and who waits for them.
-struct Reads {
-    results_tx: mpsc::UnboundedSender<Result<ConfigResponse, String>>,
-    in_flight: bool,
-    again: bool,
-    /// Waiters answered by the read in flight.
-    current: Vec<oneshot::Sender<Result<(), Error>>>,
-    /// Waiters answered by the next read.
-    next: Vec<oneshot::Sender<Result<(), Error>>>,
-    retry: Backoff,
-    retry_at: Option<Instant>,
-    poll_at: Option<Instant>,
-}
+/// Who waits for a REST read.
+type Waiter = oneshot::Sender<Result<(), Error>>;
+
+/// The channel on which finished REST reads come back to the loop.
+type ReadResults = mpsc::UnboundedSender<Result<ConfigResponse, String>>;
 
 impl<T> Driver<T>
 where
@@ -144,41 +109,28 @@ where
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let (results_tx, mut results) = mpsc::unbounded_channel();
-        let mut reads = Reads {
-            results_tx,
-            in_flight: false,
-            again: false,
-            current: Vec::new(),
-            next: Vec::new(),
-            retry: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
-            retry_at: None,
-            poll_at: self.poll_interval.map(|every| Instant::now() + every),
-        };
-        if !self.manager_ok {
-            reads.retry_at = Some(Instant::now() + reads.retry.next());
-        }
+        let mut reads: Reads<Waiter> =
+            Reads::new(self.poll_interval, self.manager_ok, Instant::now());
         let mut mqtt_retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         let mut mqtt_retry_at: Option<Instant> = None;
         let mut connected = false;
         let mut warned_down = false;
 
         loop {
-            let read_at = match (reads.retry_at, reads.poll_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let read_at = reads.due_at();
             let polling = mqtt.is_some() && mqtt_retry_at.is_none();
             tokio::select! {
                 _ = stop.changed() => break,
                 command = commands.recv() => match command {
                     Some(Command::Refresh(reply)) => {
-                        reads.next.push(reply);
-                        self.start_read(&mut reads);
+                        if reads.want(Some(reply)) {
+                            self.start_read(&results_tx);
+                        }
                     }
                     None => break,
                 },
                 Some(result) = results.recv() => {
-                    self.on_read(&mut reads, result).await;
+                    self.on_read(&mut reads, &results_tx, result).await;
                 }
                 event = poll(&mut mqtt), if polling => {
                     let Some(m) = mqtt.as_mut() else { continue };
@@ -195,11 +147,13 @@ where
                             }
                             self.report_pending = true;
                             // Whatever was missed while disconnected comes from REST.
-                            self.start_read(&mut reads);
+                            if reads.want(None) {
+                                self.start_read(&results_tx);
+                            }
                         }
                         Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == m.topics.updated => {
-                            if self.on_envelope(&p.payload).await {
-                                self.start_read(&mut reads);
+                            if self.on_envelope(&p.payload).await && reads.want(None) {
+                                self.start_read(&results_tx);
                             }
                         }
                         Ok(_) => {}
@@ -223,9 +177,9 @@ where
                     mqtt_retry_at = None;
                 }
                 _ = sleep_until(read_at), if read_at.is_some() => {
-                    reads.retry_at = None;
-                    reads.poll_at = self.poll_interval.map(|every| Instant::now() + every);
-                    self.start_read(&mut reads);
+                    if reads.fire(Instant::now()) {
+                        self.start_read(&results_tx);
+                    }
                 }
             }
             if self.report_pending
@@ -237,7 +191,7 @@ where
             }
         }
 
-        for waiter in reads.current.drain(..).chain(reads.next.drain(..)) {
+        for waiter in reads.drain() {
             let _ = waiter.send(Err(Error::Shutdown));
         }
         if let Some(m) = mqtt.as_mut()
@@ -257,32 +211,28 @@ where
         tracing::debug!(service = %self.shared.service, "dials client stopped");
     }
 
-    /// Starts a REST read unless one is in flight (then one more follows it).
-    fn start_read(&self, reads: &mut Reads) {
-        if reads.in_flight {
-            reads.again = true;
-            return;
-        }
-        reads.in_flight = true;
-        reads.current.append(&mut reads.next);
+    /// Starts a REST read; its result comes back on `results`.
+    fn start_read(&self, results: &ReadResults) {
         let manager = self.manager.clone();
-        let tx = reads.results_tx.clone();
+        let tx = results.clone();
         let timeout = self.request_timeout;
         tokio::spawn(async move {
             let _ = tx.send(manager.read_config(timeout).await);
         });
     }
 
-    async fn on_read(&mut self, reads: &mut Reads, result: Result<ConfigResponse, String>) {
-        reads.in_flight = false;
+    async fn on_read(
+        &mut self,
+        reads: &mut Reads<Waiter>,
+        results: &ReadResults,
+        result: Result<ConfigResponse, String>,
+    ) {
         let answer = match result {
             Ok(response) => {
                 if !self.manager_ok {
                     tracing::info!(service = %self.shared.service, "the manager answers again");
                 }
                 self.manager_ok = true;
-                reads.retry.reset();
-                reads.retry_at = None;
                 self.on_rest(response).await;
                 Ok(())
             }
@@ -293,15 +243,15 @@ where
                     tracing::debug!(service = %self.shared.service, "cannot read the config: {e}");
                 }
                 self.manager_ok = false;
-                reads.retry_at = Some(Instant::now() + reads.retry.next());
                 Err(e)
             }
         };
-        for waiter in reads.current.drain(..) {
+        let (answered, again) = reads.finished(answer.is_ok(), Instant::now());
+        for waiter in answered {
             let _ = waiter.send(answer.clone().map_err(Error::Manager));
         }
-        if std::mem::take(&mut reads.again) || !reads.next.is_empty() {
-            self.start_read(reads);
+        if again {
+            self.start_read(results);
         }
     }
 

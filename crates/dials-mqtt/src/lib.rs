@@ -18,6 +18,7 @@ mod publisher;
 mod repair;
 mod reports;
 mod setting;
+mod window;
 
 pub use dials_wire::mqtt::{BrokerUrl, Topics};
 pub use publisher::{BrokerState, Publisher, PublisherConfig, PublisherHandle};

@@ -15,7 +15,7 @@
 //! overwrites them (see `repair`), and hands applied reports to the report budget, whose own
 //! task writes them (see `reports`): neither ever waits on the database in this loop.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use crate::repair::{Kind, Repair, Retained};
 use crate::reports::{self, ReportCounters, Reports};
+use crate::window::{Msg, Tag, Window};
 use crate::{BrokerChoice, Topics};
 
 /// Publishes allowed in flight (sent, not yet acknowledged) at once.
@@ -185,20 +186,6 @@ impl Publisher {
     }
 }
 
-/// What a queued publish carries, so its PUBACK can be attributed.
-#[derive(Debug, Clone, Copy)]
-enum Tag {
-    Outbox(i64),
-    Other,
-}
-
-struct Msg {
-    topic: String,
-    payload: Vec<u8>,
-    retain: bool,
-    tag: Tag,
-}
-
 struct Task {
     config: PublisherConfig,
     store: Arc<dyn Store>,
@@ -206,18 +193,8 @@ struct Task {
     wake: Arc<Notify>,
     state: watch::Sender<BrokerState>,
     connected: bool,
-    /// Messages waiting for a place in the window.
-    queue: VecDeque<Msg>,
-    /// Tags of messages handed to the client, in order, waiting for their packet id.
-    unnumbered: VecDeque<Tag>,
-    /// Tags by packet id, waiting for their PUBACK.
-    in_flight: HashMap<u16, Tag>,
-    /// Messages handed to the client and not yet acknowledged.
-    outstanding: usize,
-    /// The last outbox id queued in this session.
-    cursor: i64,
-    /// Acknowledged outbox ids not yet marked published.
-    acked: Vec<i64>,
+    /// The session's queue, window and acknowledgements.
+    window: Window,
     /// What the retained topics should hold.
     retained: Retained,
     /// Applied reports waiting for their writer.
@@ -243,12 +220,7 @@ impl Task {
             wake,
             state,
             connected: false,
-            queue: VecDeque::new(),
-            unnumbered: VecDeque::new(),
-            in_flight: HashMap::new(),
-            outstanding: 0,
-            cursor: 0,
-            acked: Vec::new(),
+            window: Window::new(WINDOW),
             retained,
             reports,
             repairs_logged: (None, 0),
@@ -334,12 +306,10 @@ impl Task {
                     self.flush().await;
                 }
             }
-            flush_at = match (flush_at, self.acked.is_empty()) {
-                (_, true) => None,
-                (Some(at), false) => Some(at),
-                (None, false) => Some(tokio::time::Instant::now() + FLUSH_AFTER),
-            };
-            if self.acked.len() >= WINDOW {
+            flush_at = self
+                .window
+                .flush_at(flush_at, tokio::time::Instant::now(), FLUSH_AFTER);
+            if self.window.acked() >= WINDOW {
                 self.flush().await;
                 flush_at = None;
             }
@@ -352,7 +322,7 @@ impl Task {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 tracing::info!(broker = ?self.config.choice.display_url(), "connected to the MQTT broker");
                 self.flush().await;
-                self.reset_session();
+                self.window.reset();
                 self.connected = true;
                 self.state.send_modify(|s| {
                     s.connected = true;
@@ -375,20 +345,12 @@ impl Task {
                 self.refill().await;
                 self.pump(client);
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                if let Some(tag) = self.unnumbered.pop_front() {
-                    self.in_flight.insert(pkid, tag);
-                }
-            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.window.numbered(pkid),
             Event::Incoming(Incoming::PubAck(ack)) => {
-                if let Some(tag) = self.in_flight.remove(&ack.pkid) {
-                    self.outstanding = self.outstanding.saturating_sub(1);
-                    if let Tag::Outbox(id) = tag {
-                        self.acked.push(id);
-                        self.state.send_modify(|s| s.published += 1);
-                    }
+                if self.window.acknowledged(ack.pkid).is_some() {
+                    self.state.send_modify(|s| s.published += 1);
                 }
-                if self.queue.len() < WINDOW {
+                if self.window.queued() < WINDOW {
                     self.refill().await;
                 }
                 self.pump(client);
@@ -407,7 +369,7 @@ impl Task {
             tracing::debug!(error = %error, "MQTT broker not reachable");
         }
         self.connected = false;
-        self.reset_session();
+        self.window.reset();
         self.flush().await;
         let message = error.to_string();
         self.state.send_modify(|s| {
@@ -416,25 +378,12 @@ impl Task {
         });
     }
 
-    fn reset_session(&mut self) {
-        self.queue.clear();
-        self.unnumbered.clear();
-        self.in_flight.clear();
-        self.outstanding = 0;
-        self.cursor = 0;
-    }
-
     /// Hands queued messages to the client while the window has room.
     fn pump(&mut self, client: &AsyncClient) {
-        while self.outstanding < WINDOW {
-            let Some(msg) = self.queue.pop_front() else {
-                break;
-            };
+        while let Some(msg) = self.window.next() {
+            let tag = msg.tag;
             match client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload) {
-                Ok(()) => {
-                    self.unnumbered.push_back(msg.tag);
-                    self.outstanding += 1;
-                }
+                Ok(()) => self.window.handed(tag),
                 Err(e) => {
                     // Only when the connection is going away; the next session re-sends.
                     tracing::debug!(error = %e, "publish not queued");
@@ -449,7 +398,11 @@ impl Task {
         if !self.connected {
             return;
         }
-        let items = match self.store.pending_outbox(self.cursor, WINDOW as u32).await {
+        let items = match self
+            .store
+            .pending_outbox(self.window.cursor(), WINDOW as u32)
+            .await
+        {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
@@ -457,7 +410,7 @@ impl Task {
             }
         };
         for item in items {
-            self.cursor = item.id;
+            self.window.advance(item.id);
             self.queue_item(&item);
         }
     }
@@ -480,7 +433,7 @@ impl Task {
         let topic = self.config.topics.updated(service);
         let version = item.document.as_ref().map(|_| item.version.0);
         self.retained.published(&topic, &payload, version);
-        self.queue.push_back(Msg {
+        self.window.push_back(Msg {
             topic,
             payload,
             retain: true,
@@ -494,7 +447,7 @@ impl Task {
             version: item.version.0,
             at: item.at,
         };
-        self.queue.push_back(Msg {
+        self.window.push_back(Msg {
             topic: self.config.topics.audit(action),
             payload: audit.to_bytes(),
             retain: false,
@@ -562,7 +515,7 @@ impl Task {
             let topic = self.config.topics.updated(service.name.as_str());
             let version = service.document.as_ref().map(|_| service.version.0);
             self.retained.published(&topic, &payload, version);
-            self.queue.push_back(Msg {
+            self.window.push_back(Msg {
                 topic,
                 payload,
                 retain: true,
@@ -589,7 +542,7 @@ impl Task {
         let topic = self.config.topics.health();
         let payload = health.to_bytes();
         self.retained.published(&topic, &payload, None);
-        self.queue.push_front(Msg {
+        self.window.push_front(Msg {
             topic,
             payload,
             retain: true,
@@ -598,10 +551,10 @@ impl Task {
     }
 
     async fn flush(&mut self) {
-        if self.acked.is_empty() {
+        let ids = self.window.take_acked();
+        if ids.is_empty() {
             return;
         }
-        let ids = std::mem::take(&mut self.acked);
         if let Err(e) = self
             .store
             .mark_published(&ids, OffsetDateTime::now_utc())
@@ -648,7 +601,7 @@ impl Task {
             *unlogged = 0;
         }
         for repair in repairs {
-            self.queue.push_back(Msg {
+            self.window.push_back(Msg {
                 topic: repair.topic,
                 payload: repair.payload.to_vec(),
                 retain: true,
@@ -689,9 +642,7 @@ impl Task {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Incoming::PubAck(ack))) => {
-                        if let Some(Tag::Outbox(id)) = self.in_flight.remove(&ack.pkid) {
-                            self.acked.push(id);
-                        }
+                        self.window.acknowledged(ack.pkid);
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
                     Ok(_) => {}

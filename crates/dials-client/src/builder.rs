@@ -14,12 +14,13 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::client::{ConfigInfo, Origin, Shared};
-use crate::driver::{Driver, Mqtt, Report, Status};
+use crate::driver::{Driver, Mqtt, Report};
 use crate::layers::{EnvLookup, ServiceSchema};
 use crate::lkg::{self, LkgFile};
 use crate::manager::Manager;
-use crate::mqtt::{BrokerUrl, Topics};
+use crate::mqtt::Topics;
 use crate::{Client, Error};
+use dials_wire::mqtt::AppliedStatus;
 
 /// How long start-up waits for the manager by default.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(2);
@@ -130,10 +131,10 @@ where
         self
     }
 
-    /// The MQTT broker: `mqtt://[user:pass@]host[:port]` or `mqtts://…` (TLS with the system's
-    /// roots, or [`mqtt_ca_pem`](Self::mqtt_ca_pem)). Without it the client reads over REST
-    /// only (at start, on [`refresh`](Client::refresh), and every
-    /// [`poll_interval`](Self::poll_interval)).
+    /// The MQTT broker: `mqtt://[user:pass@]host[:port]` (or `tcp://`), or `mqtts://…` (or
+    /// `ssl://`) for TLS with the system's roots or [`mqtt_ca_pem`](Self::mqtt_ca_pem). User
+    /// name and password are percent-decoded. Without it the client reads over REST only (at
+    /// start, on [`refresh`](Client::refresh), and every [`poll_interval`](Self::poll_interval)).
     ///
     /// ```no_run
     /// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct Config {}
@@ -211,7 +212,8 @@ where
     }
 
     /// The name this instance reports under (`config/applied/{service}/{instance}`); by
-    /// default the host name. 1 to 128 characters, none of `/ + #`.
+    /// default the host name. 1 to 128 bytes, none of `/ + #`, no control characters (see
+    /// [`dials_domain::InstanceName`]).
     ///
     /// ```no_run
     /// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct Config {}
@@ -336,7 +338,7 @@ where
     /// ```
     pub async fn start(self) -> Result<Client<T>, Error> {
         let setting = |setting: &'static str, reason: String| Error::Setting { setting, reason };
-        dials_domain::ServiceName::parse(&self.service)
+        let service_name = dials_domain::ServiceName::parse(&self.service)
             .map_err(|e| setting("service", format!("{:?}: {e}", self.service)))?;
         let server = self.server.clone().ok_or_else(|| {
             setting(
@@ -364,16 +366,8 @@ where
             Some(i) => i,
             None => default_instance(),
         };
-        if instance.is_empty()
-            || instance.len() > 128
-            || instance.contains(['/', '+', '#'])
-            || instance.chars().any(char::is_control)
-        {
-            return Err(setting(
-                "instance",
-                format!("{instance:?}: 1 to 128 characters, none of / + #"),
-            ));
-        }
+        let instance = dials_domain::InstanceName::parse(&instance)
+            .map_err(|e| setting("instance", e.to_string()))?;
         let keys = self
             .public_keys
             .iter()
@@ -392,7 +386,10 @@ where
                             .into(),
                     ));
                 }
-                Some(BrokerUrl::parse(url).map_err(|e| setting("mqtt", e))?)
+                Some(
+                    dials_wire::mqtt::BrokerUrl::parse(url)
+                        .map_err(|e| setting("mqtt", e.to_string()))?,
+                )
             }
             None => None,
         };
@@ -448,11 +445,11 @@ where
             config: config_tx,
             callbacks: Mutex::new(Vec::new()),
             info: Mutex::new(info),
-            service: self.service.clone(),
+            service: service_name,
             instance: instance.clone(),
             schema_hash,
         });
-        let topics = Topics::new(&self.mqtt_prefix, &self.service, &instance);
+        let topics = Topics::new(&self.mqtt_prefix, &self.service, instance.as_str());
         let mqtt = broker.map(|b| {
             let client_id = format!(
                 "dials-{}-{}-{:06x}",
@@ -460,8 +457,9 @@ where
                 instance,
                 rand::random::<u32>() & 0xff_ffff
             );
-            tracing::debug!(broker = %b.display(), "connecting to the MQTT broker in the background");
-            Mqtt::new(b.options(client_id, self.mqtt_ca.as_deref()), topics, b)
+            tracing::debug!(broker = %b.display_url(), "connecting to the MQTT broker in the background");
+            let options = crate::mqtt::options(&b, client_id, self.mqtt_ca.as_deref());
+            Mqtt::new(options, topics, b)
         });
         let poll_interval = match (self.poll_interval, &mqtt) {
             (Some(every), _) => Some(every),
@@ -534,7 +532,7 @@ where
                             origin: Origin::Manager,
                             overrides: resolved.overrides,
                         },
-                        report: report(response.version, Status::Applied, None),
+                        report: report(response.version, AppliedStatus::Applied, None),
                         epoch: Some(response.epoch),
                         seen: response.version,
                         held: crate::layers::HeldSecrets::from_response(&response),
@@ -571,7 +569,11 @@ where
             Some((version, epoch, reason)) => (
                 *version,
                 Some(*epoch),
-                Some(report(*version, Status::Rejected, Some(reason.clone()))),
+                Some(report(
+                    *version,
+                    AppliedStatus::Rejected,
+                    Some(reason.clone()),
+                )),
             ),
             None => (0, None, None),
         };
@@ -597,7 +599,7 @@ where
                                 overrides: resolved.overrides,
                             },
                             report: first_report
-                                .unwrap_or_else(|| report(l.version, Status::Applied, None)),
+                                .unwrap_or_else(|| report(l.version, AppliedStatus::Applied, None)),
                             epoch: epoch_seen.or(l.epoch),
                             seen: seen.max(l.version),
                             write_lkg: None,
@@ -652,7 +654,7 @@ where
                 origin: Origin::Defaults,
                 overrides: resolved.overrides,
             },
-            report: first_report.unwrap_or_else(|| report(0, Status::Applied, None)),
+            report: first_report.unwrap_or_else(|| report(0, AppliedStatus::Applied, None)),
             epoch: epoch_seen,
             seen,
             write_lkg: None,

@@ -49,8 +49,8 @@ pub(crate) struct Shared<T> {
     pub config: watch::Sender<Arc<T>>,
     pub callbacks: Mutex<Vec<Callback<T>>>,
     pub info: Mutex<ConfigInfo>,
-    pub service: String,
-    pub instance: String,
+    pub service: dials_domain::ServiceName,
+    pub instance: dials_domain::InstanceName,
     pub schema_hash: String,
 }
 
@@ -116,8 +116,8 @@ impl<T> fmt::Debug for Client<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let info = lock(&self.inner.shared.info).clone();
         f.debug_struct("Client")
-            .field("service", &self.inner.shared.service)
-            .field("instance", &self.inner.shared.instance)
+            .field("service", &self.inner.shared.service.as_str())
+            .field("instance", &self.inner.shared.instance.as_str())
             .field("version", &info.version)
             .field("origin", &info.origin)
             .finish_non_exhaustive()
@@ -233,7 +233,7 @@ where
     /// # }
     /// ```
     pub fn service(&self) -> &str {
-        &self.inner.shared.service
+        self.inner.shared.service.as_str()
     }
 
     /// The instance name this client reports under.
@@ -245,7 +245,7 @@ where
     /// # }
     /// ```
     pub fn instance(&self) -> &str {
-        &self.inner.shared.instance
+        self.inner.shared.instance.as_str()
     }
 
     /// Hex SHA-256 of the schema derived from the config struct (keys sorted), as reported

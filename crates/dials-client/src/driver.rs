@@ -9,14 +9,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dials_wire::{ConfigResponse, Envelope};
+use dials_wire::ConfigResponse;
+use dials_wire::mqtt::{
+    AppliedReport, AppliedStatus, IgnoreReason, Receiver, RereadReason, UpdateVerdict, judge_update,
+};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -26,52 +27,19 @@ use crate::client::{Command, Origin, Shared, lock};
 use crate::layers::{EnvLookup, HeldSecrets, ServiceSchema, has_secret_placeholder};
 use crate::lkg::LkgFile;
 use crate::manager::Manager;
-use crate::mqtt::{BrokerUrl, Topics};
-
-/// An envelope older than this is not applied from MQTT; the config is re-read over REST.
-pub(crate) const STALE_AFTER: time::Duration = time::Duration::minutes(5);
+use crate::mqtt::Topics;
+use crate::reads::{Backoff, Reads};
 
 /// The log target of refused updates.
 const SECURITY: &str = "dials_client::security";
-
-/// How a version ended, as reported on `config/applied/…`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
-    Applied,
-    Rejected,
-    Failed,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Applied => "applied",
-            Status::Rejected => "rejected",
-            Status::Failed => "failed",
-        }
-    }
-}
 
 /// One version's outcome, to publish.
 #[derive(Debug, Clone)]
 pub(crate) struct Report {
     pub version: u64,
-    pub status: Status,
+    pub status: AppliedStatus,
     pub error: Option<String>,
     pub overrides: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct Wire<'a> {
-    service: &'a str,
-    instance: &'a str,
-    version: u64,
-    status: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    at: String,
-    schema_hash: &'a str,
-    overrides: &'a [String],
 }
 
 /// The MQTT side: client, event loop, topics.
@@ -79,11 +47,11 @@ pub(crate) struct Mqtt {
     client: AsyncClient,
     eventloop: EventLoop,
     topics: Topics,
-    broker: BrokerUrl,
+    broker: dials_wire::mqtt::BrokerUrl,
 }
 
 impl Mqtt {
-    pub fn new(options: MqttOptions, topics: Topics, broker: BrokerUrl) -> Self {
+    pub fn new(options: MqttOptions, topics: Topics, broker: dials_wire::mqtt::BrokerUrl) -> Self {
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         // Acknowledgements and reports are small writes right after a read: with Nagle's
         // algorithm they wait for the broker's delayed ACK (40 ms on Linux).
@@ -97,34 +65,6 @@ impl Mqtt {
             topics,
             broker,
         }
-    }
-}
-
-/// Exponential backoff with jitter: each wait is between half and all of the current step.
-#[derive(Debug)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    step: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            step: min,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let wait = self.step.mul_f64(0.5 + rand::random::<f64>() * 0.5);
-        self.step = (self.step * 2).min(self.max);
-        wait
-    }
-
-    fn reset(&mut self) {
-        self.step = self.min;
     }
 }
 
@@ -152,19 +92,11 @@ pub(crate) struct Driver<T> {
     pub held: HeldSecrets,
 }
 
-/// REST reads in flight and who waits for them.
-struct Reads {
-    results_tx: mpsc::UnboundedSender<Result<ConfigResponse, String>>,
-    in_flight: bool,
-    again: bool,
-    /// Waiters answered by the read in flight.
-    current: Vec<oneshot::Sender<Result<(), Error>>>,
-    /// Waiters answered by the next read.
-    next: Vec<oneshot::Sender<Result<(), Error>>>,
-    retry: Backoff,
-    retry_at: Option<Instant>,
-    poll_at: Option<Instant>,
-}
+/// Who waits for a REST read.
+type Waiter = oneshot::Sender<Result<(), Error>>;
+
+/// The channel on which finished REST reads come back to the loop.
+type ReadResults = mpsc::UnboundedSender<Result<ConfigResponse, String>>;
 
 impl<T> Driver<T>
 where
@@ -177,41 +109,28 @@ where
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let (results_tx, mut results) = mpsc::unbounded_channel();
-        let mut reads = Reads {
-            results_tx,
-            in_flight: false,
-            again: false,
-            current: Vec::new(),
-            next: Vec::new(),
-            retry: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
-            retry_at: None,
-            poll_at: self.poll_interval.map(|every| Instant::now() + every),
-        };
-        if !self.manager_ok {
-            reads.retry_at = Some(Instant::now() + reads.retry.next());
-        }
+        let mut reads: Reads<Waiter> =
+            Reads::new(self.poll_interval, self.manager_ok, Instant::now());
         let mut mqtt_retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
         let mut mqtt_retry_at: Option<Instant> = None;
         let mut connected = false;
         let mut warned_down = false;
 
         loop {
-            let read_at = match (reads.retry_at, reads.poll_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let read_at = reads.due_at();
             let polling = mqtt.is_some() && mqtt_retry_at.is_none();
             tokio::select! {
                 _ = stop.changed() => break,
                 command = commands.recv() => match command {
                     Some(Command::Refresh(reply)) => {
-                        reads.next.push(reply);
-                        self.start_read(&mut reads);
+                        if reads.want(Some(reply)) {
+                            self.start_read(&results_tx);
+                        }
                     }
                     None => break,
                 },
                 Some(result) = results.recv() => {
-                    self.on_read(&mut reads, result).await;
+                    self.on_read(&mut reads, &results_tx, result).await;
                 }
                 event = poll(&mut mqtt), if polling => {
                     let Some(m) = mqtt.as_mut() else { continue };
@@ -219,7 +138,7 @@ where
                         Ok(Event::Incoming(Incoming::ConnAck(ack)))
                             if ack.code == ConnectReturnCode::Success =>
                         {
-                            tracing::info!(broker = %m.broker.display(), "connected to the MQTT broker");
+                            tracing::info!(broker = %m.broker.display_url(), "connected to the MQTT broker");
                             connected = true;
                             warned_down = false;
                             mqtt_retry.reset();
@@ -228,18 +147,20 @@ where
                             }
                             self.report_pending = true;
                             // Whatever was missed while disconnected comes from REST.
-                            self.start_read(&mut reads);
+                            if reads.want(None) {
+                                self.start_read(&results_tx);
+                            }
                         }
                         Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == m.topics.updated => {
-                            if self.on_envelope(&p.payload).await {
-                                self.start_read(&mut reads);
+                            if self.on_envelope(&p.payload).await && reads.want(None) {
+                                self.start_read(&results_tx);
                             }
                         }
                         Ok(_) => {}
                         Err(e) => {
                             if connected || !warned_down {
                                 tracing::warn!(
-                                    broker = %m.broker.display(),
+                                    broker = %m.broker.display_url(),
                                     error = %e,
                                     "MQTT broker unreachable; retrying in the background"
                                 );
@@ -256,9 +177,9 @@ where
                     mqtt_retry_at = None;
                 }
                 _ = sleep_until(read_at), if read_at.is_some() => {
-                    reads.retry_at = None;
-                    reads.poll_at = self.poll_interval.map(|every| Instant::now() + every);
-                    self.start_read(&mut reads);
+                    if reads.fire(Instant::now()) {
+                        self.start_read(&results_tx);
+                    }
                 }
             }
             if self.report_pending
@@ -270,7 +191,7 @@ where
             }
         }
 
-        for waiter in reads.current.drain(..).chain(reads.next.drain(..)) {
+        for waiter in reads.drain() {
             let _ = waiter.send(Err(Error::Shutdown));
         }
         if let Some(m) = mqtt.as_mut()
@@ -290,32 +211,28 @@ where
         tracing::debug!(service = %self.shared.service, "dials client stopped");
     }
 
-    /// Starts a REST read unless one is in flight (then one more follows it).
-    fn start_read(&self, reads: &mut Reads) {
-        if reads.in_flight {
-            reads.again = true;
-            return;
-        }
-        reads.in_flight = true;
-        reads.current.append(&mut reads.next);
+    /// Starts a REST read; its result comes back on `results`.
+    fn start_read(&self, results: &ReadResults) {
         let manager = self.manager.clone();
-        let tx = reads.results_tx.clone();
+        let tx = results.clone();
         let timeout = self.request_timeout;
         tokio::spawn(async move {
             let _ = tx.send(manager.read_config(timeout).await);
         });
     }
 
-    async fn on_read(&mut self, reads: &mut Reads, result: Result<ConfigResponse, String>) {
-        reads.in_flight = false;
+    async fn on_read(
+        &mut self,
+        reads: &mut Reads<Waiter>,
+        results: &ReadResults,
+        result: Result<ConfigResponse, String>,
+    ) {
         let answer = match result {
             Ok(response) => {
                 if !self.manager_ok {
                     tracing::info!(service = %self.shared.service, "the manager answers again");
                 }
                 self.manager_ok = true;
-                reads.retry.reset();
-                reads.retry_at = None;
                 self.on_rest(response).await;
                 Ok(())
             }
@@ -326,15 +243,15 @@ where
                     tracing::debug!(service = %self.shared.service, "cannot read the config: {e}");
                 }
                 self.manager_ok = false;
-                reads.retry_at = Some(Instant::now() + reads.retry.next());
                 Err(e)
             }
         };
-        for waiter in reads.current.drain(..) {
+        let (answered, again) = reads.finished(answer.is_ok(), Instant::now());
+        for waiter in answered {
             let _ = waiter.send(answer.clone().map_err(Error::Manager));
         }
-        if std::mem::take(&mut reads.again) || !reads.next.is_empty() {
-            self.start_read(reads);
+        if again {
+            self.start_read(results);
         }
     }
 
@@ -375,77 +292,56 @@ where
     /// REST instead.
     async fn on_envelope(&mut self, payload: &[u8]) -> bool {
         let service = self.shared.service.as_str();
-        if payload.is_empty() {
-            tracing::warn!(
-                service,
-                "the manager deleted this service; the config in force stays"
-            );
-            return false;
-        }
-        let envelope = match Envelope::verify(payload, &self.keys) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(target: SECURITY, service, error = %e, "ignored an MQTT update that does not verify");
+        let receiver = Receiver {
+            service,
+            epoch: self.epoch,
+            version: self.seen,
+            trusted: &self.keys,
+        };
+        let envelope = match judge_update(payload, &receiver, OffsetDateTime::now_utc()) {
+            UpdateVerdict::Apply(envelope) => envelope,
+            UpdateVerdict::Ignore(reason) => {
+                match reason {
+                    IgnoreReason::Deleted => tracing::warn!(
+                        service,
+                        "the manager deleted this service; the config in force stays"
+                    ),
+                    IgnoreReason::Invalid(e) => tracing::warn!(
+                        target: SECURITY, service, error = %e,
+                        "ignored an MQTT update that does not verify"
+                    ),
+                    IgnoreReason::OtherService(claimed) => tracing::warn!(
+                        target: SECURITY, service, claimed = %claimed,
+                        "ignored an MQTT update for another service"
+                    ),
+                    IgnoreReason::Old(version) => tracing::warn!(
+                        target: SECURITY, service, version, current = self.seen,
+                        "ignored an MQTT update older than the config in force"
+                    ),
+                    IgnoreReason::Duplicate => {
+                        tracing::debug!(service, version = self.seen, "already have this version")
+                    }
+                }
                 return false;
             }
+            UpdateVerdict::Reread(reason) => {
+                match reason {
+                    RereadReason::UnknownEpoch(epoch) => tracing::warn!(
+                        target: SECURITY, service, epoch = %epoch, known = ?self.epoch,
+                        "MQTT update from an unknown epoch; re-reading over REST"
+                    ),
+                    // Started from defaults: the manager has not been heard over REST yet.
+                    RereadReason::NoEpochYet => {
+                        tracing::info!(service, "first MQTT update; reading the config over REST")
+                    }
+                    RereadReason::Stale => tracing::info!(
+                        service,
+                        "MQTT update is stale (issued more than 5 minutes ago); re-reading over REST"
+                    ),
+                }
+                return true;
+            }
         };
-        if envelope.service != service {
-            tracing::warn!(
-                target: SECURITY,
-                service,
-                claimed = %envelope.service,
-                "ignored an MQTT update for another service"
-            );
-            return false;
-        }
-        match self.epoch {
-            Some(known) if known != envelope.epoch => {
-                tracing::warn!(
-                    target: SECURITY,
-                    service,
-                    epoch = %envelope.epoch,
-                    known = %known,
-                    "MQTT update from an unknown epoch; re-reading over REST"
-                );
-                return true;
-            }
-            // Started from defaults: the manager has not been heard over REST yet.
-            None => {
-                tracing::info!(service, "first MQTT update; reading the config over REST");
-                return true;
-            }
-            Some(_) => {}
-        }
-        if envelope.version <= self.seen {
-            if envelope.version < self.seen {
-                tracing::warn!(
-                    target: SECURITY,
-                    service,
-                    version = envelope.version,
-                    current = self.seen,
-                    "ignored an MQTT update older than the config in force"
-                );
-            } else {
-                tracing::debug!(
-                    service,
-                    version = envelope.version,
-                    "already have this version"
-                );
-            }
-            return false;
-        }
-        let fresh = envelope
-            .issued_at()
-            .is_some_and(|at| OffsetDateTime::now_utc() - at <= STALE_AFTER);
-        if !fresh {
-            tracing::info!(
-                service,
-                version = envelope.version,
-                issued_at = %envelope.issued_at,
-                "MQTT update is stale; re-reading over REST"
-            );
-            return true;
-        }
         let config = if has_secret_placeholder(&envelope.config) {
             // The secrets are named by version: those already held need no REST read.
             match self.held.fill(&envelope.config) {
@@ -468,7 +364,7 @@ where
 
     /// Resolves, runs the callbacks, swaps the config in, reports, writes the LKG file.
     async fn apply(&mut self, version: u64, epoch: Uuid, config: Value) {
-        let service = self.shared.service.clone();
+        let service = self.shared.service.to_string();
         self.epoch = Some(epoch);
         self.seen = version;
         let overrides = self.schema.active_overrides(&self.env);
@@ -479,7 +375,7 @@ where
                 self.report_pending = true;
                 self.last_report = Some(Report {
                     version,
-                    status: Status::Rejected,
+                    status: AppliedStatus::Rejected,
                     error: Some(reason),
                     overrides,
                 });
@@ -501,7 +397,7 @@ where
             self.report_pending = true;
             self.last_report = Some(Report {
                 version,
-                status: Status::Failed,
+                status: AppliedStatus::Failed,
                 error: Some(reason),
                 overrides,
             });
@@ -520,7 +416,7 @@ where
         self.report_pending = true;
         self.last_report = Some(Report {
             version,
-            status: Status::Applied,
+            status: AppliedStatus::Applied,
             error: None,
             overrides: resolved.overrides,
         });
@@ -542,19 +438,17 @@ where
         let Some(report) = &self.last_report else {
             return;
         };
-        let wire = Wire {
-            service: &self.shared.service,
-            instance: &self.shared.instance,
+        let wire = AppliedReport {
+            service: self.shared.service.clone(),
+            instance: self.shared.instance.clone(),
             version: report.version,
-            status: report.status.as_str(),
-            error: report.error.as_deref(),
-            at: OffsetDateTime::now_utc()
-                .format(&Rfc3339)
-                .unwrap_or_default(),
-            schema_hash: &self.shared.schema_hash,
-            overrides: &report.overrides,
+            status: report.status,
+            error: report.error.clone(),
+            at: Some(OffsetDateTime::now_utc()),
+            schema_hash: Some(self.shared.schema_hash.clone()),
+            overrides: Some(report.overrides.clone()),
         };
-        let payload = serde_json::to_vec(&wire).unwrap_or_default();
+        let payload = wire.to_bytes();
         if let Err(e) = m
             .client
             .try_publish(&m.topics.applied, QoS::AtLeastOnce, true, payload)

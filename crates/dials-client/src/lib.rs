@@ -106,6 +106,7 @@ mod layers;
 mod lkg;
 mod manager;
 mod mqtt;
+mod reads;
 mod secret;
 
 pub use builder::{Builder, DEFAULT_START_TIMEOUT};

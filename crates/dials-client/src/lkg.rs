@@ -1,29 +1,19 @@
 //! The last-known-good (LKG) file: the latest config the service applied from the manager, so
 //! that it can start while the manager is away.
 //!
-//! ```text
-//! {"format":1, "service", "version", "epoch", "schema_hash", "written_at", "config", "mac"}
-//! ```
-//! `config` is the manager's document without the values of `x-secret` keys (secrets never
-//! touch the disk); `mac` is lowercase hex HMAC-SHA256 over the RFC 8785 canonical form of the
-//! object without `mac`. The file is replaced atomically: a temporary file in the same folder,
-//! fsync, rename, fsync of the folder.
+//! The format (contents, canonical form, HMAC) is the contract's, in `dials_wire::lkg`; this
+//! module reads and writes the file. `config` is the manager's document without the values of
+//! `x-secret` keys (secrets never touch the disk). The file is replaced atomically: a temporary
+//! file in the same folder, fsync, rename, fsync of the folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
+use dials_wire::lkg::{FORMAT, LkgContents};
 use serde_json::Value;
-use sha2::Sha256;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// The only LKG format this code writes and reads.
-const FORMAT: u64 = 1;
 
 /// The LKG file of one service and the key that signs it.
 pub(crate) struct LkgFile {
@@ -65,26 +55,9 @@ impl LkgError {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Contents {
-    format: u64,
-    service: String,
-    version: u64,
-    epoch: Option<Uuid>,
-    schema_hash: String,
-    written_at: String,
-    config: Value,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    mac: String,
-}
-
 /// The LKG key derived from the service's token: HMAC-SHA256(key = token, "dials-lkg-v1").
 pub(crate) fn key_from_token(token: &str) -> Vec<u8> {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(token.as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(b"dials-lkg-v1");
-    mac.finalize().into_bytes().to_vec()
+    dials_wire::lkg::key_from_token(token)
 }
 
 impl LkgFile {
@@ -94,15 +67,6 @@ impl LkgFile {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn mac(&self, contents: &Contents) -> Result<HmacSha256, String> {
-        let value = serde_json::to_value(contents).map_err(|e| e.to_string())?;
-        let canonical = dials_wire::envelope::canonical(&value).map_err(|e| e.to_string())?;
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.key)
-            .expect("HMAC takes keys of any length");
-        mac.update(&canonical);
-        Ok(mac)
     }
 
     /// Reads and checks the file: format, MAC under our key, service.
@@ -120,33 +84,11 @@ impl LkgFile {
                 });
             }
         };
-        let refused = |reason: String| LkgError::Refused {
-            path: path.clone(),
-            reason,
-        };
-        let mut contents: Contents = serde_json::from_slice(&bytes)
-            .map_err(|e| refused(format!("it is not an LKG file ({e})")))?;
-        if contents.format != FORMAT {
-            return Err(refused(format!("unknown format {}", contents.format)));
-        }
-        let claimed = hex::decode(std::mem::take(&mut contents.mac))
-            .map_err(|_| refused("its MAC is not hex".to_owned()))?;
-        self.mac(&contents)
-            .map_err(refused)?
-            .verify_slice(&claimed)
-            .map_err(|_| {
-                refused(
-                    "its HMAC does not match: the file was altered, or written with another \
-                     key or token"
-                        .to_owned(),
-                )
+        let contents =
+            LkgContents::open(&bytes, &self.key, service).map_err(|e| LkgError::Refused {
+                path,
+                reason: e.to_string(),
             })?;
-        if contents.service != service {
-            return Err(refused(format!(
-                "it was written for service {:?}, not {service:?}",
-                contents.service
-            )));
-        }
         Ok(Lkg {
             version: contents.version,
             epoch: contents.epoch,
@@ -163,7 +105,7 @@ impl LkgFile {
         schema_hash: &str,
         config: Value,
     ) -> Result<(), String> {
-        let mut contents = Contents {
+        let contents = LkgContents {
             format: FORMAT,
             service: service.to_owned(),
             version,
@@ -173,11 +115,8 @@ impl LkgFile {
                 .format(&Rfc3339)
                 .map_err(|e| e.to_string())?,
             config,
-            mac: String::new(),
         };
-        contents.mac = hex::encode(self.mac(&contents)?.finalize().into_bytes());
-        let mut bytes = serde_json::to_vec(&contents).map_err(|e| e.to_string())?;
-        bytes.push(b'\n');
+        let bytes = contents.seal(&self.key).map_err(|e| e.to_string())?;
 
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -250,12 +189,5 @@ mod tests {
 
         std::fs::write(f.path(), "garbage").unwrap();
         assert!(f.load("svc").unwrap_err().is_loud());
-    }
-
-    #[test]
-    fn the_token_derived_key_depends_on_the_token() {
-        assert_eq!(key_from_token("a"), key_from_token("a"));
-        assert_ne!(key_from_token("a"), key_from_token("b"));
-        assert_eq!(key_from_token("a").len(), 32);
     }
 }

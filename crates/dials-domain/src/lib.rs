@@ -2,6 +2,7 @@
 //! functions. Nothing here does I/O: no tokio, no SQL, no HTTP, no MQTT, no filesystem.
 //!
 //! - [`ServiceName`]: a validated service name (`^[a-z][a-z0-9-]{0,62}$`).
+//! - [`InstanceName`]: the name one running copy of a service reports under.
 //! - [`KeyPath`]: a JSON Pointer naming one leaf of a config document.
 //! - [`Document`]: one service's config, a JSON object; [`Document::leaves`] flattens it.
 //! - [`Version`], [`Revision`], [`Epoch`]: the counters that order changes.
@@ -23,7 +24,7 @@ pub use diff::{KeyChange, diff};
 pub use document::Document;
 pub use error::DomainError;
 pub use limits::MAX_DEPTH;
-pub use name::ServiceName;
+pub use name::{InstanceName, InstanceNameError, ServiceName};
 pub use patch::merge_patch;
 pub use pointer::KeyPath;
 pub use secret::SECRET_MASK;

@@ -116,3 +116,124 @@ mod tests {
         assert!(!ServiceName::parse("router").unwrap().is_global());
     }
 }
+
+/// The name one running copy of a service reports under, the last level of
+/// `config/applied/{service}/{instance}`: 1 to 128 bytes of UTF-8, no `/`, `+` or `#`, and no
+/// control characters.
+///
+/// The rule is what keeps the name a single, publishable MQTT topic level (`/` would add a
+/// level, `+` and `#` are wildcards) that prints on one line in logs and the UI. It is looser
+/// than [`ServiceName`] on purpose: by default an instance is named after its host, and host
+/// names carry capitals, dots and underscores.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct InstanceName(String);
+
+/// An instance name that breaks the rule of [`InstanceName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid instance name {name:?}: {reason}")]
+pub struct InstanceNameError {
+    /// The rejected input.
+    pub name: String,
+    /// Why it was rejected.
+    pub reason: &'static str,
+}
+
+impl InstanceName {
+    /// Longest accepted name, in bytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// Checks `input` against the rule.
+    pub fn parse(input: &str) -> Result<Self, InstanceNameError> {
+        let invalid = |reason| InstanceNameError {
+            name: input.to_owned(),
+            reason,
+        };
+        if input.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if input.len() > Self::MAX_LEN {
+            return Err(invalid("it is longer than 128 bytes"));
+        }
+        if input.contains(['/', '+', '#']) {
+            return Err(invalid("'/', '+' and '#' are not allowed"));
+        }
+        if input.chars().any(char::is_control) {
+            return Err(invalid("control characters are not allowed"));
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as an owned string.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for InstanceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for InstanceName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for InstanceName {
+    type Err = InstanceNameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for InstanceName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod instance_tests {
+    use super::*;
+
+    #[test]
+    fn accepts_host_names_and_other_single_topic_levels() {
+        for ok in [
+            "pi-1",
+            "Kitchen.Pi_2",
+            "pid-1234",
+            "küche",
+            &"x".repeat(128),
+        ] {
+            assert!(InstanceName::parse(ok).is_ok(), "{ok:?} should be accepted");
+        }
+    }
+
+    #[test]
+    fn rejects_names_that_are_not_one_publishable_topic_level() {
+        for bad in [
+            "",
+            "a/b",
+            "pi+1",
+            "pi#",
+            "line\nbreak",
+            "nul\0",
+            "tab\t",
+            &"x".repeat(129),
+        ] {
+            assert!(
+                InstanceName::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+}

@@ -8,15 +8,19 @@
 //!   after the broker's PUBACK, repairing its retained topics when another client overwrites
 //!   them (module `repair`), and recording what instances report on
 //!   `config/applied/+/+` under a budget of their own (module `reports`).
+//!
+//! Topic names, payloads and the broker URL are the contract's, in `dials_wire::mqtt`; this
+//! crate only moves them. `connection` maps a broker URL to rumqttc's options.
 
+mod connection;
 pub mod embedded;
 mod publisher;
 mod repair;
 mod reports;
 mod setting;
-mod topics;
+mod window;
 
+pub use dials_wire::mqtt::{BrokerUrl, Topics};
 pub use publisher::{BrokerState, Publisher, PublisherConfig, PublisherHandle};
 pub use reports::{MAX_INSTANCES_PER_SERVICE, ReportCounters, STALE_AFTER};
-pub use setting::{BrokerChoice, BrokerSetting, ExternalBroker, SettingError, resolve, resolve_at};
-pub use topics::Topics;
+pub use setting::{BrokerChoice, BrokerSetting, SettingError, resolve, resolve_at};

@@ -15,25 +15,26 @@
 //! overwrites them (see `repair`), and hands applied reports to the report budget, whose own
 //! task writes them (see `reports`): neither ever waits on the database in this loop.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dials_store::{OutboxItem, PublisherStore};
 use dials_wire::EnvelopeSigner;
+use dials_wire::mqtt::{AppliedReport, AuditEvent, Health, HealthDatabase, HealthMode};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS, Transport,
+    AsyncClient, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS,
 };
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::repair::{Kind, Repair, Retained};
-use crate::reports::{self, MAX_REPORT_BYTES, ReportCounters, Reports};
+use crate::reports::{self, ReportCounters, Reports};
+use crate::window::{Msg, Tag, Window};
 use crate::{BrokerChoice, Topics};
 
 /// Publishes allowed in flight (sent, not yet acknowledged) at once.
@@ -185,20 +186,6 @@ impl Publisher {
     }
 }
 
-/// What a queued publish carries, so its PUBACK can be attributed.
-#[derive(Debug, Clone, Copy)]
-enum Tag {
-    Outbox(i64),
-    Other,
-}
-
-struct Msg {
-    topic: String,
-    payload: Vec<u8>,
-    retain: bool,
-    tag: Tag,
-}
-
 struct Task {
     config: PublisherConfig,
     store: Arc<dyn PublisherStore>,
@@ -206,18 +193,8 @@ struct Task {
     wake: Arc<Notify>,
     state: watch::Sender<BrokerState>,
     connected: bool,
-    /// Messages waiting for a place in the window.
-    queue: VecDeque<Msg>,
-    /// Tags of messages handed to the client, in order, waiting for their packet id.
-    unnumbered: VecDeque<Tag>,
-    /// Tags by packet id, waiting for their PUBACK.
-    in_flight: HashMap<u16, Tag>,
-    /// Messages handed to the client and not yet acknowledged.
-    outstanding: usize,
-    /// The last outbox id queued in this session.
-    cursor: i64,
-    /// Acknowledged outbox ids not yet marked published.
-    acked: Vec<i64>,
+    /// The session's queue, window and acknowledgements.
+    window: Window,
     /// What the retained topics should hold.
     retained: Retained,
     /// Applied reports waiting for their writer.
@@ -243,12 +220,7 @@ impl Task {
             wake,
             state,
             connected: false,
-            queue: VecDeque::new(),
-            unnumbered: VecDeque::new(),
-            in_flight: HashMap::new(),
-            outstanding: 0,
-            cursor: 0,
-            acked: Vec::new(),
+            window: Window::new(WINDOW),
             retained,
             reports,
             repairs_logged: (None, 0),
@@ -256,37 +228,25 @@ impl Task {
     }
 
     fn options(&self) -> MqttOptions {
-        let (host, port, tls, credentials) = match &self.config.choice {
-            BrokerChoice::Embedded(addr) => (addr.ip().to_string(), addr.port(), false, None),
-            BrokerChoice::External(b) => (b.host.clone(), b.port, b.tls, b.credentials.clone()),
-            BrokerChoice::Disabled => ("127.0.0.1".into(), 1883, false, None),
-        };
-        let mut options = MqttOptions::new(self.config.client_id.clone(), host, port);
+        let broker = self
+            .config
+            .choice
+            .broker_url()
+            .unwrap_or_else(|| dials_wire::mqtt::BrokerUrl::plain("127.0.0.1", 1883));
+        let mut options = crate::connection::options(
+            &broker,
+            self.config.client_id.clone(),
+            self.config.ca_pem.as_deref(),
+        );
         options
-            .set_keep_alive(Duration::from_secs(15))
-            .set_clean_session(true)
             .set_inflight(WINDOW as u16)
             .set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024)
             .set_last_will(LastWill::new(
                 self.config.topics.health(),
-                serde_json::to_vec(&json!({
-                    "ok": false, "mode": "unreachable", "epoch": self.config.epoch,
-                }))
-                .unwrap_or_default(),
+                Health::last_will(self.config.epoch).to_bytes(),
                 QoS::AtLeastOnce,
                 true,
             ));
-        if let Some((user, pass)) = credentials {
-            options.set_credentials(user, pass);
-        }
-        if tls {
-            // The ring provider keeps the build free of C toolchains; installing twice is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            options.set_transport(match &self.config.ca_pem {
-                Some(ca) => Transport::tls(ca.clone(), None, None),
-                None => Transport::tls_with_default_config(),
-            });
-        }
         options
     }
 
@@ -346,12 +306,10 @@ impl Task {
                     self.flush().await;
                 }
             }
-            flush_at = match (flush_at, self.acked.is_empty()) {
-                (_, true) => None,
-                (Some(at), false) => Some(at),
-                (None, false) => Some(tokio::time::Instant::now() + FLUSH_AFTER),
-            };
-            if self.acked.len() >= WINDOW {
+            flush_at = self
+                .window
+                .flush_at(flush_at, tokio::time::Instant::now(), FLUSH_AFTER);
+            if self.window.acked() >= WINDOW {
                 self.flush().await;
                 flush_at = None;
             }
@@ -364,7 +322,7 @@ impl Task {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 tracing::info!(broker = ?self.config.choice.display_url(), "connected to the MQTT broker");
                 self.flush().await;
-                self.reset_session();
+                self.window.reset();
                 self.connected = true;
                 self.state.send_modify(|s| {
                     s.connected = true;
@@ -387,20 +345,12 @@ impl Task {
                 self.refill().await;
                 self.pump(client);
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                if let Some(tag) = self.unnumbered.pop_front() {
-                    self.in_flight.insert(pkid, tag);
-                }
-            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => self.window.numbered(pkid),
             Event::Incoming(Incoming::PubAck(ack)) => {
-                if let Some(tag) = self.in_flight.remove(&ack.pkid) {
-                    self.outstanding = self.outstanding.saturating_sub(1);
-                    if let Tag::Outbox(id) = tag {
-                        self.acked.push(id);
-                        self.state.send_modify(|s| s.published += 1);
-                    }
+                if self.window.acknowledged(ack.pkid).is_some() {
+                    self.state.send_modify(|s| s.published += 1);
                 }
-                if self.queue.len() < WINDOW {
+                if self.window.queued() < WINDOW {
                     self.refill().await;
                 }
                 self.pump(client);
@@ -419,7 +369,7 @@ impl Task {
             tracing::debug!(error = %error, "MQTT broker not reachable");
         }
         self.connected = false;
-        self.reset_session();
+        self.window.reset();
         self.flush().await;
         let message = error.to_string();
         self.state.send_modify(|s| {
@@ -428,25 +378,12 @@ impl Task {
         });
     }
 
-    fn reset_session(&mut self) {
-        self.queue.clear();
-        self.unnumbered.clear();
-        self.in_flight.clear();
-        self.outstanding = 0;
-        self.cursor = 0;
-    }
-
     /// Hands queued messages to the client while the window has room.
     fn pump(&mut self, client: &AsyncClient) {
-        while self.outstanding < WINDOW {
-            let Some(msg) = self.queue.pop_front() else {
-                break;
-            };
+        while let Some(msg) = self.window.next() {
+            let tag = msg.tag;
             match client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload) {
-                Ok(()) => {
-                    self.unnumbered.push_back(msg.tag);
-                    self.outstanding += 1;
-                }
+                Ok(()) => self.window.handed(tag),
                 Err(e) => {
                     // Only when the connection is going away; the next session re-sends.
                     tracing::debug!(error = %e, "publish not queued");
@@ -461,7 +398,11 @@ impl Task {
         if !self.connected {
             return;
         }
-        let items = match self.store.pending_outbox(self.cursor, WINDOW as u32).await {
+        let items = match self
+            .store
+            .pending_outbox(self.window.cursor(), WINDOW as u32)
+            .await
+        {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
@@ -469,7 +410,7 @@ impl Task {
             }
         };
         for item in items {
-            self.cursor = item.id;
+            self.window.advance(item.id);
             self.queue_item(&item);
         }
     }
@@ -492,23 +433,23 @@ impl Task {
         let topic = self.config.topics.updated(service);
         let version = item.document.as_ref().map(|_| item.version.0);
         self.retained.published(&topic, &payload, version);
-        self.queue.push_back(Msg {
+        self.window.push_back(Msg {
             topic,
             payload,
             retain: true,
             tag: Tag::Outbox(item.id),
         });
         let action = item.kind.as_str();
-        let audit = json!({
-            "action": action,
-            "actor": item.actor,
-            "service": service,
-            "version": item.version.0,
-            "at": rfc3339(item.at),
-        });
-        self.queue.push_back(Msg {
+        let audit = AuditEvent {
+            action: action.to_owned(),
+            actor: item.actor.clone(),
+            service: service.to_owned(),
+            version: item.version.0,
+            at: item.at,
+        };
+        self.window.push_back(Msg {
             topic: self.config.topics.audit(action),
-            payload: serde_json::to_vec(&audit).unwrap_or_default(),
+            payload: audit.to_bytes(),
             retain: false,
             tag: Tag::Other,
         });
@@ -574,7 +515,7 @@ impl Task {
             let topic = self.config.topics.updated(service.name.as_str());
             let version = service.document.as_ref().map(|_| service.version.0);
             self.retained.published(&topic, &payload, version);
-            self.queue.push_back(Msg {
+            self.window.push_back(Msg {
                 topic,
                 payload,
                 retain: true,
@@ -586,19 +527,22 @@ impl Task {
     async fn queue_health(&mut self, ok: bool) {
         let backlog = self.store.outbox_backlog().await;
         let schema_version = self.store.schema_version().await.unwrap_or(0);
-        let health = json!({
-            "ok": ok && backlog.is_ok(),
-            "mode": "normal",
-            "database": {"backend": self.store.backend(), "ok": backlog.is_ok()},
-            "epoch": self.config.epoch,
-            "schema_version": schema_version,
-            "outbox_backlog": backlog.unwrap_or(0),
-            "at": rfc3339(OffsetDateTime::now_utc()),
-        });
+        let health = Health {
+            ok: ok && backlog.is_ok(),
+            mode: HealthMode::Normal,
+            database: Some(HealthDatabase {
+                backend: self.store.backend().to_owned(),
+                ok: backlog.is_ok(),
+            }),
+            epoch: self.config.epoch,
+            schema_version: Some(schema_version),
+            outbox_backlog: Some(backlog.unwrap_or(0)),
+            at: Some(OffsetDateTime::now_utc()),
+        };
         let topic = self.config.topics.health();
-        let payload = serde_json::to_vec(&health).unwrap_or_default();
+        let payload = health.to_bytes();
         self.retained.published(&topic, &payload, None);
-        self.queue.push_front(Msg {
+        self.window.push_front(Msg {
             topic,
             payload,
             retain: true,
@@ -607,10 +551,10 @@ impl Task {
     }
 
     async fn flush(&mut self) {
-        if self.acked.is_empty() {
+        let ids = self.window.take_acked();
+        if ids.is_empty() {
             return;
         }
-        let ids = std::mem::take(&mut self.acked);
         if let Err(e) = self
             .store
             .mark_published(&ids, OffsetDateTime::now_utc())
@@ -657,7 +601,7 @@ impl Task {
             *unlogged = 0;
         }
         for repair in repairs {
-            self.queue.push_back(Msg {
+            self.window.push_back(Msg {
                 topic: repair.topic,
                 payload: repair.payload.to_vec(),
                 retain: true,
@@ -670,8 +614,9 @@ impl Task {
 
     fn on_report(&self, topic: &str, payload: &[u8]) {
         let parsed = match self.config.topics.parse_applied(topic) {
-            Some(_) if payload.len() > MAX_REPORT_BYTES => None,
-            Some((service, instance)) => parse_report(service, instance, payload).ok(),
+            Some((service, instance)) => AppliedReport::parse(service, instance, payload)
+                .ok()
+                .map(|r| to_record(r, OffsetDateTime::now_utc())),
             None => None,
         };
         match parsed {
@@ -685,24 +630,19 @@ impl Task {
         if !self.connected {
             return;
         }
-        let health = json!({
-            "ok": false, "mode": "stopped", "epoch": self.config.epoch,
-            "at": rfc3339(OffsetDateTime::now_utc()),
-        });
+        let health = Health::stopped(self.config.epoch, OffsetDateTime::now_utc());
         let _ = client.try_publish(
             self.config.topics.health(),
             QoS::AtLeastOnce,
             true,
-            serde_json::to_vec(&health).unwrap_or_default(),
+            health.to_bytes(),
         );
         let _ = client.try_disconnect();
         let drain = async {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Incoming::PubAck(ack))) => {
-                        if let Some(Tag::Outbox(id)) = self.in_flight.remove(&ack.pkid) {
-                            self.acked.push(id);
-                        }
+                        self.window.acknowledged(ack.pkid);
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
                     Ok(_) => {}
@@ -715,89 +655,49 @@ impl Task {
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
-/// Reads an applied report: `{service, instance, version, status, error?, at, schema_hash?,
-/// overrides?}`; the topic names service and instance and wins over the body.
-fn parse_report(
-    service: &str,
-    instance: &str,
-    payload: &[u8],
-) -> Result<dials_store::InstanceReport, &'static str> {
-    #[derive(serde::Deserialize)]
-    struct Report {
-        version: u64,
-        status: String,
-        #[serde(default)]
-        error: Option<String>,
-        #[serde(default, with = "time::serde::rfc3339::option")]
-        at: Option<OffsetDateTime>,
-        #[serde(default)]
-        schema_hash: Option<String>,
-        #[serde(default)]
-        overrides: Option<Value>,
-    }
-    let service = dials_domain::ServiceName::parse(service).map_err(|_| "bad service name")?;
-    if instance.len() > 128 || instance.is_empty() {
-        return Err("instance name must be 1 to 128 characters");
-    }
-    let report: Report = serde_json::from_slice(payload).map_err(|_| "not a report")?;
-    if report.schema_hash.as_ref().is_some_and(|h| h.len() > 128) {
-        return Err("schema_hash must be at most 128 characters");
-    }
-    if report.overrides.as_ref().is_some_and(|o| !o.is_array()) {
-        return Err("overrides must be a list of keys");
-    }
-    if !matches!(report.status.as_str(), "applied" | "rejected" | "failed") {
-        return Err("status must be applied, rejected or failed");
-    }
-    let now = OffsetDateTime::now_utc();
-    Ok(dials_store::InstanceReport {
-        service,
-        instance: instance.to_owned(),
+/// A checked applied report as the store records it; `now` stands in for a missing `at`.
+fn to_record(report: AppliedReport, now: OffsetDateTime) -> dials_store::InstanceReport {
+    dials_store::InstanceReport {
+        service: report.service,
+        instance: report.instance.into_string(),
         version: dials_domain::Version(report.version),
-        status: report.status,
-        error: report.error.map(|e| e.chars().take(2000).collect()),
+        status: report.status.as_str().to_owned(),
+        error: report.error,
         schema_hash: report.schema_hash,
-        overrides: report.overrides,
+        overrides: report
+            .overrides
+            .map(|keys| Value::Array(keys.into_iter().map(Value::String).collect())),
         reported_at: report.at.unwrap_or(now),
         received_at: now,
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+    use time::macros::datetime;
+
     use super::*;
 
     #[test]
-    fn reads_a_full_applied_report() {
-        let r = parse_report(
+    fn a_report_is_recorded_as_it_was_sent_with_the_receivers_clock_for_a_missing_at() {
+        let now = datetime!(2026-11-22 11:00 UTC);
+        let report = AppliedReport::parse(
             "tts-worker",
             "pi-1",
-            br#"{"service":"tts-worker","instance":"pi-1","version":3,"status":"rejected",
-                "error":"rate: must be at most 2","at":"2026-11-22T10:00:00Z","schema_hash":"ab",
-                "overrides":["/voice"]}"#,
+            br#"{"version":3,"status":"rejected","error":"rate: must be at most 2",
+                "at":"2026-11-22T10:00:00Z","schema_hash":"ab","overrides":["/voice"]}"#,
         )
         .unwrap();
+        let r = to_record(report.clone(), now);
         assert_eq!((r.version.0, r.status.as_str()), (3, "rejected"));
         assert_eq!(r.error.as_deref(), Some("rate: must be at most 2"));
         assert_eq!(r.overrides, Some(json!(["/voice"])));
-    }
-
-    #[test]
-    fn refuses_reports_that_are_not_reports() {
-        assert!(parse_report("tts", "pi", b"garbage").is_err());
-        assert!(parse_report("tts", "pi", br#"{"version":1,"status":"great"}"#).is_err());
-        assert!(parse_report("Bad!", "pi", br#"{"version":1,"status":"applied"}"#).is_err());
-        assert!(
-            parse_report(
-                "tts",
-                &"x".repeat(200),
-                br#"{"version":1,"status":"applied"}"#
-            )
-            .is_err()
+        assert_eq!(
+            (r.reported_at, r.received_at),
+            (datetime!(2026-11-22 10:00 UTC), now)
         );
+        let bare = AppliedReport { at: None, ..report };
+        assert_eq!(to_record(bare, now).reported_at, now);
     }
 }

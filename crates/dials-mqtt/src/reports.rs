@@ -31,11 +31,8 @@ pub const MAX_INSTANCES_PER_SERVICE: u32 = 1000;
 pub const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Most reports waiting to be written, all services together (each at most
-/// [`MAX_REPORT_BYTES`], so the wait holds a bounded amount of memory).
+/// [`dials_wire::mqtt::MAX_REPORT_BYTES`], so the wait holds a bounded amount of memory).
 const MAX_PENDING: usize = 4096;
-
-/// Largest report payload read; larger ones are dropped unread.
-pub(crate) const MAX_REPORT_BYTES: usize = 8 * 1024;
 
 /// Most reports written in one transaction.
 const BATCH_MAX: usize = 256;

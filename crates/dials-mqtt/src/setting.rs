@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use url::Url;
+use dials_wire::mqtt::BrokerUrl;
 
 /// A broker setting that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,47 +18,9 @@ pub enum BrokerSetting {
     /// Run the in-process broker on this address (default 127.0.0.1:1883).
     Embedded(SocketAddr),
     /// Connect to an external broker.
-    External(ExternalBroker),
+    External(BrokerUrl),
     /// No MQTT at all.
     None,
-}
-
-/// An external broker's address and credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ExternalBroker {
-    /// Host name or address.
-    pub host: String,
-    /// Port.
-    pub port: u16,
-    /// Whether to use TLS (`mqtts://`).
-    pub tls: bool,
-    /// User name and password, if given.
-    pub credentials: Option<(String, String)>,
-}
-
-impl std::fmt::Debug for ExternalBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the password.
-        f.debug_struct("ExternalBroker")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("tls", &self.tls)
-            .field("user", &self.credentials.as_ref().map(|(u, _)| u))
-            .finish()
-    }
-}
-
-impl ExternalBroker {
-    /// `mqtt://host:port` (or `mqtts://`), without credentials: safe to log and show.
-    pub fn display_url(&self) -> String {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!("{scheme}://{host}:{}", self.port)
-    }
 }
 
 const DEFAULT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 1883);
@@ -81,44 +43,14 @@ impl BrokerSetting {
             })?;
             return Ok(BrokerSetting::Embedded(addr));
         }
-        let url = Url::parse(raw).map_err(|e| {
-            SettingError(format!(
-                "expected auto, embedded[:ADDR], mqtt://[user:pass@]host:port, mqtts://… or none ({e})"
-            ))
-        })?;
-        let tls = match url.scheme() {
-            "mqtt" => false,
-            "mqtts" => true,
-            other => {
-                return Err(SettingError(format!(
-                    "unknown scheme `{other}://`: use mqtt:// or mqtts://"
-                )));
-            }
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| SettingError("the broker URL has no host".into()))?
-            .trim_matches(['[', ']'])
-            .to_owned();
-        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-        let credentials = if url.username().is_empty() {
-            None
-        } else {
-            let decode = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            };
-            Some((decode(url.username()), decode(url.password().unwrap_or(""))))
-        };
-        Ok(BrokerSetting::External(ExternalBroker {
-            host,
-            port,
-            tls,
-            credentials,
-        }))
+        if !raw.contains("://") {
+            return Err(SettingError(format!(
+                "expected auto, embedded[:ADDR], mqtt://[user:pass@]host:port, mqtts://… or \
+                 none, not {raw:?}"
+            )));
+        }
+        let url = BrokerUrl::parse(raw).map_err(|e| SettingError(e.to_string()))?;
+        Ok(BrokerSetting::External(url))
     }
 }
 
@@ -128,7 +60,7 @@ pub enum BrokerChoice {
     /// Start the in-process broker on this address, and connect to it.
     Embedded(SocketAddr),
     /// Connect to an external broker.
-    External(ExternalBroker),
+    External(BrokerUrl),
     /// No MQTT.
     Disabled,
 }
@@ -140,6 +72,17 @@ impl BrokerChoice {
             BrokerChoice::Embedded(_) => "embedded",
             BrokerChoice::External(_) => "external",
             BrokerChoice::Disabled => "none",
+        }
+    }
+
+    /// The broker it connects to, if any.
+    pub fn broker_url(&self) -> Option<BrokerUrl> {
+        match self {
+            BrokerChoice::Embedded(addr) => {
+                Some(BrokerUrl::plain(addr.ip().to_string(), addr.port()))
+            }
+            BrokerChoice::External(b) => Some(b.clone()),
+            BrokerChoice::Disabled => None,
         }
     }
 
@@ -171,12 +114,10 @@ pub async fn resolve_at(setting: &BrokerSetting, default: SocketAddr) -> BrokerC
             )
             .await;
             match probe {
-                Ok(Ok(_)) => BrokerChoice::External(ExternalBroker {
-                    host: default.ip().to_string(),
-                    port: default.port(),
-                    tls: false,
-                    credentials: None,
-                }),
+                Ok(Ok(_)) => BrokerChoice::External(BrokerUrl::plain(
+                    default.ip().to_string(),
+                    default.port(),
+                )),
                 _ => BrokerChoice::Embedded(default),
             }
         }
@@ -208,7 +149,11 @@ mod tests {
             (b.host.as_str(), b.port, b.tls),
             ("broker.lan", 1884, false)
         );
-        assert_eq!(b.credentials, Some(("u@x".into(), "p:ss".into())));
+        let credentials = b.credentials.clone().unwrap();
+        assert_eq!(
+            (credentials.user.as_str(), credentials.password.as_str()),
+            ("u@x", "p:ss")
+        );
         assert_eq!(
             b.display_url(),
             "mqtt://broker.lan:1884",

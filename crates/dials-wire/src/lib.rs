@@ -1,10 +1,17 @@
 //! dials wire formats: every JSON body that crosses the REST API, in one place, so the server
 //! that writes them and the CLI and client library that read them share the same code.
 //!
+//! - [`envelope`]: the signed envelope of a config update (JCS, checksum, Ed25519).
+//! - [`mqtt`]: the rest of the MQTT contract: topics, applied reports, health, audit, the
+//!   broker URL, and the rule by which a receiver judges an update.
+//! - [`lkg`]: the format of a client's signed last-known-good file.
+//!
 //! Field names and shapes here are the external contract; change them only with it.
 
 mod api;
 pub mod envelope;
+pub mod lkg;
+pub mod mqtt;
 mod problem;
 pub mod strict;
 

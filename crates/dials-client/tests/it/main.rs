@@ -14,3 +14,4 @@ mod demo;
 mod envelopes;
 mod live;
 mod startup;
+mod vectors;

@@ -169,8 +169,8 @@ impl TryFrom<Value> for Document {
     }
 }
 
-/// The JSON type name of a value, as people say it.
-pub(crate) fn json_type(value: &Value) -> &'static str {
+/// The JSON type name of a value, as people say it ("a number", "an object"), for messages.
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

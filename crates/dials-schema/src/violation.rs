@@ -195,7 +195,7 @@ fn describe(kind: &ValidationErrorKind, instance: &Value, hide: bool) -> String 
             // A number is never secret-shaped enough to matter, but keep the rule uniform.
             let found = match instance {
                 Value::Number(_) if !hide => instance.to_string(),
-                other => value_kind(other).to_owned(),
+                other => dials_domain::json_type(other).to_owned(),
             };
             format!("must be {expected} (got {found})")
         }
@@ -356,17 +356,6 @@ fn type_phrase(t: JsonType) -> &'static str {
         JsonType::Number => "a number",
         JsonType::Object => "an object",
         JsonType::String => "a string",
-    }
-}
-
-fn value_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

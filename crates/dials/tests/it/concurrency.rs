@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::process::start;
+use crate::process::{admin_token, start};
 
 /// What one writer saw: the versions its 200s named, with the value each wrote.
 type Acknowledged = Arc<Mutex<Vec<(String, u64, u64)>>>;
@@ -76,10 +76,7 @@ async fn writer(
 async fn thirty_two_writers_to_own_and_shared_services_get_no_server_error_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path()).await;
-    let token = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = admin_token(dir.path());
     let base = running.base.clone();
     let client = reqwest::Client::new();
     create(&client, &base, &token, "shared").await;
@@ -161,10 +158,7 @@ async fn thirty_two_writers_to_own_and_shared_services_get_no_server_error_and_l
 async fn a_stale_if_match_under_contention_is_412_never_500() {
     let dir = tempfile::tempdir().unwrap();
     let running = start(dir.path()).await;
-    let token = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = admin_token(dir.path());
     let base = running.base.clone();
     let client = reqwest::Client::new();
     create(&client, &base, &token, "contested").await;

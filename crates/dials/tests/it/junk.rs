@@ -9,16 +9,9 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::process::{start, start_with_file_limit};
+use crate::process::{admin_token, start, start_with_file_limit};
 
 const MIB: u64 = 1024 * 1024;
-
-fn admin(dir: &std::path::Path) -> String {
-    std::fs::read_to_string(dir.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
 
 fn authority(base: &str) -> String {
     base.trim_start_matches("http://").to_owned()
@@ -41,7 +34,7 @@ async fn raw(base: &str, request: &[u8]) -> u16 {
 async fn junk_requests_get_4xx_never_5xx_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = start(dir.path()).await;
-    let token = admin(dir.path());
+    let token = admin_token(dir.path());
     let base = running.base.clone();
     let client = reqwest::Client::new();
     let config = format!("{base}/api/v1/services/router/config");
@@ -198,7 +191,7 @@ async fn half_open_connections_beyond_the_file_limit_do_not_take_the_server_down
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut running = start_with_file_limit(dir.path(), 1024).await;
-    let token = admin(dir.path());
+    let token = admin_token(dir.path());
     let base = running.base.clone();
     let rss_before = running.rss();
 
@@ -289,7 +282,7 @@ async fn half_open_connections_beyond_the_file_limit_do_not_take_the_server_down
 async fn a_watcher_that_stops_reading_holds_bounded_memory_and_is_told_where_to_resume() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = start(dir.path()).await;
-    let token = admin(dir.path());
+    let token = admin_token(dir.path());
     let base = running.base.clone();
     let client = reqwest::Client::new();
     let url = format!("{base}/api/v1/services/blob/config");

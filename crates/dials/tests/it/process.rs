@@ -15,6 +15,14 @@ pub struct Running {
     stderr: JoinHandle<String>,
 }
 
+/// The admin token a first start wrote into `data_dir`.
+pub fn admin_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.token"))
+        .expect("a first start writes admin.token")
+        .trim()
+        .to_owned()
+}
+
 /// `dials serve` on a free port in `data_dir`, with extra arguments and environment.
 pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dials"));

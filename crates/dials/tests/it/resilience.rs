@@ -5,14 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::disk::SmallDisk;
-use crate::process::{run_to_exit, start, start_with};
-
-fn admin(dir: &std::path::Path) -> String {
-    std::fs::read_to_string(dir.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
+use crate::process::{admin_token, run_to_exit, start, start_with};
 
 async fn status(client: &reqwest::Client, base: &str, token: &str) -> Value {
     client
@@ -31,7 +24,7 @@ async fn a_full_disk_is_503_with_retry_after_and_writes_resume_by_themselves() {
     let disk = SmallDisk::mount(6);
     let data = disk.path().join("data");
     let running = start(&data).await;
-    let token = admin(&data);
+    let token = admin_token(&data);
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/services/tts-worker/config", running.base);
     let r = client
@@ -114,7 +107,7 @@ async fn a_deleted_database_refuses_writes_while_running_and_the_next_start_with
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let running = start(&data).await;
-    let token = admin(&data);
+    let token = admin_token(&data);
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/services/router/config", running.base);
     let r = client
@@ -159,13 +152,17 @@ async fn a_deleted_database_refuses_writes_while_running_and_the_next_start_with
     assert!(exit.success());
 
     // The data directory shows an earlier life: no silent new database, epoch and token.
-    let token_before = admin(&data);
+    let token_before = admin_token(&data);
     let (code, stderr) = run_to_exit(&data, &["--http", "127.0.0.1:0"], &[]).await;
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("--init"), "{stderr}");
     assert!(stderr.contains("dials.db"), "{stderr}");
-    assert_eq!(admin(&data), token_before, "the admin token is untouched");
+    assert_eq!(
+        admin_token(&data),
+        token_before,
+        "the admin token is untouched"
+    );
 
     // Told explicitly, it starts afresh.
     let again = start_with(&data, &["--init"]).await;

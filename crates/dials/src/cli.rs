@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 const AFTER_HELP: &str = "\
 Examples:
   dials serve                                  run the manager (./dials-data)
-  dials status                                 is it up? (no flags needed beside the server)
+  dials status                                 is it up? (no flags needed on its machine)
   dials get tts-worker                         a service's config
   dials set tts-worker volume_percent=60 --reason \"too loud\"
   dials watch                                  follow every change as it happens

@@ -87,19 +87,19 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             Ok(End::Done) => return Ok(()),
             Ok(End::Recreated(detail)) => {
                 let latest = latest(&api).await?;
-                eprintln!(
+                say(&format!(
                     "dials: the database at {} was re-created ({detail}); following from its \
                      latest revision {latest}",
                     api.base()
-                );
+                ));
                 since = latest;
                 backoff = Duration::from_millis(250);
             }
             Ok(End::Lost(why)) => {
-                eprintln!(
+                say(&format!(
                     "dials: {why}; reconnecting after revision {since} in {:.1}s",
                     backoff.as_secs_f64()
-                );
+                ));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -151,10 +151,10 @@ async fn follow(
     if !status.is_success() {
         return Err(failure(response).await.into());
     }
-    eprintln!(
+    say(&format!(
         "watching {} after revision {since} (Ctrl-C to stop)",
         args.service.as_deref().unwrap_or("every service")
-    );
+    ));
     let mut parser = Parser::default();
     loop {
         let chunk = match response.chunk().await {
@@ -187,6 +187,12 @@ async fn follow(
             }
         }
     }
+}
+
+/// A note on stderr. A watch runs for days: a closed stderr must not stop it.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn print_change(c: &WatchEvent, json: bool) -> anyhow::Result<()> {

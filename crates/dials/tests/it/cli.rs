@@ -459,8 +459,14 @@ async fn edit_racing_another_change_exits_3_naming_both_versions() {
     snapshot!("edit_conflict", transcript);
 }
 
-/// `dials watch ARGS` running; returns once it says it is connected.
-async fn watching(s: &Session, args: &[&str]) -> (tokio::process::Child, Vec<String>) {
+/// A running `dials watch` and the rest of its stderr, read as it comes.
+struct Watch {
+    child: tokio::process::Child,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+/// `dials watch ARGS` running; returns once it says it is connected, with what it said.
+async fn watching(s: &Session, args: &[&str]) -> (Watch, Vec<String>) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_dials"));
     cmd.arg("watch").args(args);
     for (k, v) in s.env() {
@@ -487,11 +493,25 @@ async fn watching(s: &Session, args: &[&str]) -> (tokio::process::Child, Vec<Str
             break;
         }
     }
-    (child, said)
+    let stderr = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    (Watch { child, stderr }, said)
 }
 
 /// Waits for a `--count` watch to end; its stdout.
-async fn finished(mut child: tokio::process::Child) -> String {
+async fn finished(watch: Watch) -> String {
+    finished_with_stderr(watch).await.0
+}
+
+/// Waits for a `--count` watch to end; its stdout and what it said on stderr after connecting.
+async fn finished_with_stderr(watch: Watch) -> (String, String) {
+    let Watch { mut child, stderr } = watch;
     let mut stdout = String::new();
     let mut pipe = child.stdout.take().unwrap();
     tokio::time::timeout(Duration::from_secs(30), pipe.read_to_string(&mut stdout))
@@ -502,8 +522,9 @@ async fn finished(mut child: tokio::process::Child) -> String {
         .await
         .expect("watch exits")
         .unwrap();
-    assert!(status.success());
-    stdout
+    let stderr = stderr.await.unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    (stdout, stderr)
 }
 
 #[tokio::test]
@@ -628,4 +649,31 @@ async fn help_completions_and_man_pages_come_from_one_definition() {
     assert!(out.join("dials.1").is_file() && out.join("dials-set.1").is_file());
     let (code, _, err) = process::cli(&["completions", "tcsh"], &[]).await;
     assert_eq!(code, 2, "{err}");
+}
+
+#[tokio::test]
+async fn watch_survives_a_server_restart_and_misses_nothing_meanwhile() {
+    let mut s = Session::seeded().await;
+    let (child, _) = watching(&s, &["tts-worker", "--count", "2"]).await;
+    let set = s
+        .quiet(&["set", "tts-worker", "volume_percent=50"], &[])
+        .await;
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    // Stop the server: the stream ends and watch keeps trying.
+    let server = s.server.take().unwrap();
+    let address = server.base.trim_start_matches("http://").to_owned();
+    server.signal("TERM").await;
+    // The same data directory on the same address: the revisions go on.
+    let restarted = process::command(s.dir.path(), &["--http", &address], &[]);
+    s.server = Some(process::spawn_and_wait(restarted).await);
+    let set = s
+        .quiet(&["set", "tts-worker", "volume_percent=40"], &[])
+        .await;
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    let (stdout, stderr) = finished_with_stderr(child).await;
+    assert_eq!(
+        stdout,
+        "rev 8  tts-worker v2  patch  by admin\nrev 9  tts-worker v3  patch  by admin\n"
+    );
+    assert!(stderr.contains("reconnecting after revision 8"), "{stderr}");
 }

@@ -6,9 +6,40 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The exit codes and environment, shown at the end of `dials --help`.
+const AFTER_HELP: &str = "\
+Examples:
+  dials serve                                  run the manager (./dials-data)
+  dials status                                 is it up? (no flags needed on its machine)
+  dials get tts-worker                         a service's config
+  dials set tts-worker volume_percent=60 --reason \"too loud\"
+  dials watch                                  follow every change as it happens
+
+The client commands find the server in --server or DIALS_SERVER (default http://127.0.0.1:8081)
+and the token in --token or DIALS_TOKEN (default: <data dir>/admin.token, the data dir from
+--data-dir or DIALS_DATA_DIR, default ./dials-data): on the machine running `dials serve` they
+work with no flags. --json prints machine-readable JSON instead of tables. Colours only on a
+terminal, never with NO_COLOR set.
+
+Exit codes:
+  0  success
+  1  error (server unreachable, bad token, unknown service…)
+  2  usage: the command line is wrong
+  3  conflict: the service changed meanwhile (HTTP 409/412); read it again and retry
+  4  validation failed: the document does not fit the service's schema (HTTP 422)";
+
 /// dials: live, typed, signed configuration for fleets of small services.
+///
+/// `dials serve` runs the manager; every other command talks to it (or, for `keys` and
+/// `token create`, works directly on its data directory while it is stopped).
 #[derive(Debug, Parser)]
-#[command(name = "dials", version, propagate_version = true)]
+#[command(
+    name = "dials",
+    version,
+    propagate_version = true,
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -22,6 +53,74 @@ pub enum Command {
     /// the data directory, else its default.
     Serve(ServeArgs),
 
+    /// Is the manager up? Mode, database, broker, epoch, latest revision.
+    ///
+    /// Example: dials status
+    Status(ClientArgs),
+
+    /// List every service: version, last change, schema, running instances.
+    ///
+    /// Example: dials services --json
+    Services(ClientArgs),
+
+    /// Print a service's config (JSON, or YAML with --yaml), or one key's value.
+    ///
+    /// Secrets show as "********". With --json, prints the whole answer: version, revision,
+    /// who changed it last and when.
+    ///
+    /// Examples: dials get tts-worker --yaml; dials get global mqtt.host
+    Get(GetArgs),
+
+    /// Change settings: KEY=VALUE… sent as one merge patch.
+    ///
+    /// Each VALUE is read as the type the service's schema gives its key: numbers, booleans,
+    /// null, JSON for objects and arrays, anything else as text. Without a schema a VALUE that
+    /// reads as JSON is JSON, else text. Nested keys: mqtt.host or /mqtt/host. A value the
+    /// schema refuses exits with code 4 and one line per offending key.
+    ///
+    /// Example: dials set tts-worker volume_percent=60 tts_streaming=true --reason "quieter"
+    Set(SetArgs),
+
+    /// Edit a service's config in $EDITOR, validated before it is saved.
+    ///
+    /// Opens YAML (JSON with --json) with each setting's description as a comment. On save the
+    /// document is checked against the schema; if it does not fit, the editor opens again with
+    /// the errors on top, until it fits or you quit (save the file unchanged, or empty it).
+    /// The change is saved only if nobody changed the service meanwhile (else exit code 3).
+    ///
+    /// Example: EDITOR=nano dials edit tts-worker --reason "new voice"
+    Edit(EditArgs),
+
+    /// Show what changed between two versions of a service, key by key.
+    ///
+    /// --to defaults to the current version, --from to the one before --to.
+    ///
+    /// Example: dials diff tts-worker --from 3
+    Diff(DiffArgs),
+
+    /// Per-key change records, newest first, of one service or all.
+    ///
+    /// Example: dials history tts-worker --since 2h --limit 20
+    History(HistoryArgs),
+
+    /// Bring back a service's config as of a version or a time, as a new version.
+    ///
+    /// Example: dials restore tts-worker --version 3 --reason "undo the voice change"
+    #[command(disable_version_flag = true)]
+    Restore(RestoreArgs),
+
+    /// Follow changes as they happen, one line each; reconnects by itself.
+    ///
+    /// Resumes after the last revision it saw, so no change is missed across a reconnect. Use
+    /// --json for one JSON object per line.
+    ///
+    /// Example: dials watch tts-worker
+    Watch(WatchArgs),
+
+    /// Create, list or revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+
     /// Load a folder of schemas and configs into a running dials.
     ///
     /// Registers every `SERVICE.schema.json` as that service's schema, then writes every
@@ -32,6 +131,170 @@ pub enum Command {
     /// Show or rotate the keys in the data directory (works with the server stopped).
     #[command(subcommand)]
     Keys(KeysCommand),
+
+    /// Print a shell completion script.
+    ///
+    /// Example: dials completions bash > ~/.local/share/bash-completion/completions/dials
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff), or write one page per command into --dir.
+    ///
+    /// Example: dials man | man -l -
+    Man {
+        /// Write dials.1 and dials-COMMAND.1 into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The service.
+    pub service: String,
+    /// One key (mqtt.host or /mqtt/host); prints only its value.
+    pub key: Option<String>,
+    /// Print YAML instead of JSON.
+    #[arg(long, conflicts_with = "json")]
+    pub yaml: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The service.
+    pub service: String,
+    /// KEY=VALUE pairs.
+    #[arg(required = true, value_name = "KEY=VALUE")]
+    pub pairs: Vec<String>,
+    /// Why: recorded in the history.
+    #[arg(long, short)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// The service.
+    pub service: String,
+    /// Why: recorded in the history.
+    #[arg(long, short)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The service.
+    pub service: String,
+    /// The older version [default: the one before --to].
+    #[arg(long, value_name = "V")]
+    pub from: Option<u64>,
+    /// The newer version [default: the current one].
+    #[arg(long, value_name = "V")]
+    pub to: Option<u64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this service.
+    pub service: Option<String>,
+    /// Only this key (mqtt.host or /mqtt/host).
+    #[arg(long, short)]
+    pub key: Option<String>,
+    /// Only changes since this time: RFC 3339, or an age such as 30m, 2h, 7d.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only changes by this actor (a token's name).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// At most this many records [default: the server's, 100].
+    #[arg(long, short = 'n', value_name = "N")]
+    pub limit: Option<u32>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("point").required(true).args(["version", "at"])))]
+pub struct RestoreArgs {
+    /// The service.
+    pub service: String,
+    /// Bring back this version.
+    #[arg(long, value_name = "V")]
+    pub version: Option<u64>,
+    /// Bring back the config as it was at this time: RFC 3339, or an age such as 2h.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Why: recorded in the history.
+    #[arg(long, short)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Only this service's changes.
+    pub service: Option<String>,
+    /// Start after this revision (replays what came since) [default: now].
+    #[arg(long, value_name = "REV")]
+    pub since: Option<u64>,
+    /// Stop after this many changes.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once, only now.
+    ///
+    /// With the server stopped, writes the token straight into the database of --data-dir.
+    /// While a server runs on that data directory (or with --server), asks it instead.
+    ///
+    /// Examples: dials token create ci --role operator; dials token create tts --role service
+    /// --service tts-worker --expires 2027-01-01T00:00:00Z
+    Create(TokenCreateArgs),
+    /// List every token (never their secrets).
+    List(ClientArgs),
+    /// Revoke a token by id; it stops working at once.
+    ///
+    /// Example: dials token revoke 2f1c5a9e-…
+    Revoke {
+        /// The token's id (see `dials token list`).
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// A name people recognise; recorded as the actor of everything done with the token.
+    pub name: String,
+    /// viewer, operator, admin or service.
+    #[arg(long, value_parser = ["viewer", "operator", "admin", "service"])]
+    pub role: String,
+    /// For a service token: the one service it acts for.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// When it stops working: RFC 3339 [default: never].
+    #[arg(long, value_name = "TIME")]
+    pub expires: Option<String>,
+    /// Database URL, for the offline mode [env: DIALS_DATABASE_URL] [default: sqlite://<data-dir>/dials.db]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,11 +340,15 @@ pub struct ClientArgs {
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
 
-    /// API token [env: DIALS_TOKEN] [default: the one in ./dials-data/admin.token]
+    /// API token [env: DIALS_TOKEN] [default: the one in <data-dir>/admin.token]
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
 
-    /// Print machine-readable JSON instead of a table.
+    /// Data directory holding admin.token [env: DIALS_DATA_DIR] [default: ./dials-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of tables.
     #[arg(long)]
     pub json: bool,
 }
@@ -149,4 +416,14 @@ pub struct ServeArgs {
     /// missing from a data directory that was used before: restore the file or a backup instead
     #[arg(long)]
     pub init: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,13 +1,22 @@
-//! The `dials` binary: `dials serve` runs the config manager.
+//! The `dials` binary: `dials serve` runs the config manager; the other commands are its CLI.
 //!
 //! Settings are read here, once, at the edge, into [`dials_server::ServerSettings`]; a bad one
-//! is a single line naming it and exit code 2.
+//! is a single line naming it and exit code 2. Every CLI command ends in one of the exit codes
+//! of [`client`]: 0 ok, 1 error, 2 usage, 3 conflict, 4 validation failed.
 
 mod cli;
 mod client;
+mod docs;
+mod edit;
 mod keys;
+mod output;
+mod read;
 mod seed;
 mod settings;
+mod tokens;
+mod values;
+mod watch;
+mod write;
 
 use std::process::ExitCode;
 
@@ -30,7 +39,29 @@ fn main() -> ExitCode {
         }
         Command::Seed(args) => run_client(seed::run(args)),
         Command::Keys(command) => run_client(keys::run(command)),
+        Command::Status(args) => run_client(done(read::status(args))),
+        Command::Services(args) => run_client(done(read::services(args))),
+        Command::Get(args) => run_client(done(read::get(args))),
+        Command::Set(args) => run_client(done(write::set(args))),
+        Command::Edit(args) => run_client(done(edit::run(args))),
+        Command::Diff(args) => run_client(done(read::diff(args))),
+        Command::History(args) => run_client(done(read::history(args))),
+        Command::Restore(args) => run_client(done(write::restore(args))),
+        Command::Watch(args) => run_client(done(watch::run(args))),
+        Command::Token(command) => run_client(done(tokens::run(command))),
+        Command::Completions { shell } => {
+            docs::completions(shell);
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => run_client(done(async move { docs::man(dir.as_deref()) })),
     }
+}
+
+/// A command that either succeeds or fails with an error (no partial success).
+async fn done(
+    command: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<bool> {
+    command.await.map(|()| true)
 }
 
 /// Runs a CLI command: exit 0 when it succeeded, 1 with one line on stderr when not.
@@ -46,12 +77,21 @@ fn run_client(command: impl std::future::Future<Output = anyhow::Result<bool>>) 
         }
     };
     match runtime.block_on(command) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("dials: {}", one_line(&e));
-            ExitCode::from(1)
-        }
+        Ok(true) => ExitCode::from(client::EXIT_OK),
+        Ok(false) => ExitCode::from(client::EXIT_ERROR),
+        Err(e) => match e.downcast_ref::<client::Failure>() {
+            Some(failure) => {
+                eprintln!("dials: {}", failure.message.replace('\n', " "));
+                for line in &failure.details {
+                    eprintln!("  {}", line.replace('\n', " "));
+                }
+                ExitCode::from(failure.code)
+            }
+            None => {
+                eprintln!("dials: {}", one_line(&e));
+                ExitCode::from(client::EXIT_ERROR)
+            }
+        },
     }
 }
 

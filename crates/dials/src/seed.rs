@@ -29,7 +29,10 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<bool> {
     }
     let mut ok = true;
     let mut rows = Vec::new();
+    let progress = progress(services.len() as u64);
     for (service, files) in &services {
+        progress.set_message(service.clone());
+        progress.inc(1);
         let mut row = json!({"service": service, "schema": "-", "version": null, "error": null});
         if let Some(path) = &files.schema {
             let schema = read_json(path)?;
@@ -60,6 +63,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<bool> {
         }
         rows.push(row);
     }
+    progress.finish_and_clear();
     if args.client.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -78,6 +82,20 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<bool> {
         }
     }
     Ok(ok)
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+fn progress(len: u64) -> indicatif::ProgressBar {
+    if !crate::output::stderr_is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} seeding [{bar:30}] {pos}/{len} {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
 
 /// Replaces the config; a service with neither schema nor document is created first.

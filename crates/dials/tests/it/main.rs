@@ -3,6 +3,7 @@
 mod architecture;
 #[path = "../../../dials-server/tests/it/broker.rs"]
 mod broker;
+mod cli;
 mod concurrency;
 #[path = "../../../dials-store/tests/it/disk.rs"]
 mod disk;

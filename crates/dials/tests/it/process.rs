@@ -85,7 +85,7 @@ pub async fn start_with_file_limit(data_dir: &Path, limit: u32) -> Running {
     spawn_and_wait(cmd).await
 }
 
-async fn spawn_and_wait(mut cmd: Command) -> Running {
+pub async fn spawn_and_wait(mut cmd: Command) -> Running {
     let mut child = cmd.spawn().expect("spawn dials");
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");

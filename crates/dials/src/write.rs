@@ -1,0 +1,106 @@
+//! The commands that change a service: `set` (one merge patch) and `restore`.
+
+use dials_wire::{ConfigResponse, PatchConfig, RestoreRequest, SchemaResponse};
+use reqwest::{Method, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::cli::{RestoreArgs, SetArgs};
+use crate::client::{Api, failure, service_path, usage};
+use crate::output::{Paint, compact, paint, print_json};
+use crate::values::{insert, key_segments, parse_time, pointer, typed_value};
+
+/// The service's schema, or `None` when it has none.
+pub async fn schema(api: &Api, service: &str) -> anyhow::Result<Option<Value>> {
+    let path = format!("{}/schema", service_path(service)?);
+    let response = api.send(api.request(Method::GET, &path)).await?;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !response.status().is_success() {
+        return Err(failure(response).await.into());
+    }
+    let answer: SchemaResponse = response.json().await?;
+    Ok(Some(answer.schema))
+}
+
+/// `dials set SERVICE KEY=VALUE…`.
+pub async fn set(args: SetArgs) -> anyhow::Result<()> {
+    let mut pairs = Vec::new();
+    for pair in &args.pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(usage(format!(
+                "expected KEY=VALUE, got {pair:?} (e.g. volume_percent=60)"
+            )));
+        };
+        pairs.push((key_segments(key)?, value.to_owned()));
+    }
+    let api = Api::from_args(&args.client)?;
+    let schema = schema(&api, &args.service).await?;
+    let mut patch = Map::new();
+    let mut shown = Vec::new();
+    for (segments, text) in &pairs {
+        let value = typed_value(text, schema.as_ref(), segments);
+        shown.push((pointer(segments), value.clone()));
+        insert(&mut patch, segments, value);
+    }
+    let body = PatchConfig {
+        config: Value::Object(patch),
+        expected_version: None,
+        reason: args.reason.clone(),
+    };
+    let path = format!("{}/config", service_path(&args.service)?);
+    let answer: ConfigResponse = api
+        .call(api.request(Method::PATCH, &path).json(&body))
+        .await?;
+    if args.client.json {
+        return print_json(&answer);
+    }
+    println!(
+        "{}",
+        paint(
+            &format!("{} is now at version {}", answer.service, answer.version),
+            Paint::Green
+        )
+    );
+    for (key, value) in shown {
+        // What the server stored (a secret shows masked), else what was sent.
+        let stored = answer.config.pointer(&key).unwrap_or(&value);
+        println!("  {key} = {}", compact(stored));
+    }
+    Ok(())
+}
+
+/// `dials restore SERVICE --version V | --at T`.
+pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let at = args.at.as_deref().map(parse_time).transpose()?;
+    let api = Api::from_args(&args.client)?;
+    let body = RestoreRequest {
+        version: args.version,
+        at,
+        expected_version: None,
+        reason: args.reason.clone(),
+    };
+    let path = format!("{}/restore", service_path(&args.service)?);
+    let answer: ConfigResponse = api
+        .call(api.request(Method::POST, &path).json(&body))
+        .await?;
+    if args.client.json {
+        return print_json(&answer);
+    }
+    let from = match (args.version, &args.at) {
+        (Some(v), _) => format!("version {v}"),
+        (None, Some(t)) => format!("its state at {t}"),
+        (None, None) => "an earlier state".into(),
+    };
+    println!(
+        "{}",
+        paint(
+            &format!(
+                "{} restored to {from}, saved as version {}",
+                answer.service, answer.version
+            ),
+            Paint::Green
+        )
+    );
+    Ok(())
+}

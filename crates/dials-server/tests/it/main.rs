@@ -14,6 +14,7 @@ mod hostile_broker;
 mod lifecycle;
 mod mqtt;
 mod openapi;
+mod problems;
 mod races;
 mod schema;
 mod secrets;

@@ -8,22 +8,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::process::{admin_token, start};
+use crate::process::{admin_token, create, start};
 
 /// What one writer saw: the versions its 200s named, with the value each wrote.
 type Acknowledged = Arc<Mutex<Vec<(String, u64, u64)>>>;
-
-async fn create(client: &reqwest::Client, base: &str, token: &str, service: &str) {
-    let r = client
-        .put(format!("{base}/api/v1/services/{service}/config"))
-        .bearer_auth(token)
-        .header("If-None-Match", "*")
-        .json(&json!({"config": {"counter": 0, "writer": -1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
-}
 
 /// Writes `{counter: n, writer: id}` to `service` until `until`, PATCH and PUT by turns,
 /// recording every acknowledged version; returns the count of answers by status.
@@ -79,9 +67,23 @@ async fn thirty_two_writers_to_own_and_shared_services_get_no_server_error_and_l
     let token = admin_token(dir.path());
     let base = running.base.clone();
     let client = reqwest::Client::new();
-    create(&client, &base, &token, "shared").await;
+    create(
+        &client,
+        &base,
+        &token,
+        "shared",
+        json!({"counter": 0, "writer": -1}),
+    )
+    .await;
     for i in 0..16 {
-        create(&client, &base, &token, &format!("own-{i}")).await;
+        create(
+            &client,
+            &base,
+            &token,
+            &format!("own-{i}"),
+            json!({"counter": 0, "writer": -1}),
+        )
+        .await;
     }
 
     let until = Instant::now() + Duration::from_secs(4);
@@ -161,7 +163,14 @@ async fn a_stale_if_match_under_contention_is_412_never_500() {
     let token = admin_token(dir.path());
     let base = running.base.clone();
     let client = reqwest::Client::new();
-    create(&client, &base, &token, "contested").await;
+    create(
+        &client,
+        &base,
+        &token,
+        "contested",
+        json!({"counter": 0, "writer": -1}),
+    )
+    .await;
     let mut tasks = Vec::new();
     for id in 0..16u64 {
         let (client, base, token) = (client.clone(), base.clone(), token.clone());

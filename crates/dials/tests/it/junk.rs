@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::process::{admin_token, start, start_with_file_limit};
+use crate::process::{admin_token, create, start, start_with_file_limit};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -38,15 +38,7 @@ async fn junk_requests_get_4xx_never_5xx_and_change_nothing() {
     let base = running.base.clone();
     let client = reqwest::Client::new();
     let config = format!("{base}/api/v1/services/router/config");
-    let r = client
-        .put(&config)
-        .bearer_auth(&token)
-        .header("If-None-Match", "*")
-        .json(&json!({"config": {"a": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    create(&client, &base, &token, "router", json!({"a": 1})).await;
 
     let deep = format!(
         "{{\"config\": {{\"a\": {}1{}}}}}",
@@ -239,15 +231,7 @@ async fn half_open_connections_beyond_the_file_limit_do_not_take_the_server_down
         }
     }
     // Writes work too: the database still has its descriptors.
-    let r = client
-        .put(format!("{base}/api/v1/services/router/config"))
-        .bearer_auth(&token)
-        .header("If-None-Match", "*")
-        .json(&json!({"config": {"a": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    create(&client, &base, &token, "router", json!({"a": 1})).await;
 
     // The body that never came is answered 408 and its connection closed.
     let mut answer = Vec::new();
@@ -294,15 +278,7 @@ async fn a_watcher_that_stops_reading_holds_bounded_memory_and_is_told_where_to_
             .json(&json!({"config": {"n": n, "blob": blob}}))
             .send()
     };
-    let r = client
-        .put(&url)
-        .bearer_auth(&token)
-        .header("If-None-Match", "*")
-        .json(&json!({"config": {"n": 0}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    create(&client, &base, &token, "blob", json!({"n": 0})).await;
 
     // A watcher that reads the answer's head, then nothing.
     let mut watcher = TcpStream::connect(authority(&base)).await.unwrap();

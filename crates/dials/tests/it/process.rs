@@ -23,6 +23,30 @@ pub fn admin_token(data_dir: &Path) -> String {
         .to_owned()
 }
 
+/// Creates `service` with `config` on the server at `base` (`If-None-Match: *`), asserting 200.
+pub async fn create(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    service: &str,
+    config: serde_json::Value,
+) {
+    let r = client
+        .put(format!("{base}/api/v1/services/{service}/config"))
+        .bearer_auth(token)
+        .header("If-None-Match", "*")
+        .json(&serde_json::json!({ "config": config }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::OK,
+        "create {service}: {}",
+        r.text().await.unwrap()
+    );
+}
+
 /// `dials serve` on a free port in `data_dir`, with extra arguments and environment.
 pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dials"));

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::disk::SmallDisk;
-use crate::process::{admin_token, run_to_exit, start, start_with};
+use crate::process::{admin_token, create, run_to_exit, start, start_with};
 
 async fn status(client: &reqwest::Client, base: &str, token: &str) -> Value {
     client
@@ -27,15 +27,14 @@ async fn a_full_disk_is_503_with_retry_after_and_writes_resume_by_themselves() {
     let token = admin_token(&data);
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/services/tts-worker/config", running.base);
-    let r = client
-        .put(&url)
-        .bearer_auth(&token)
-        .header("If-None-Match", "*")
-        .json(&json!({"config": {"n": 0}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    create(
+        &client,
+        &running.base,
+        &token,
+        "tts-worker",
+        json!({"n": 0}),
+    )
+    .await;
     let filler = disk.fill();
 
     let blob = "x".repeat(100 * 1024);
@@ -110,15 +109,7 @@ async fn a_deleted_database_refuses_writes_while_running_and_the_next_start_with
     let token = admin_token(&data);
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/services/router/config", running.base);
-    let r = client
-        .put(&url)
-        .bearer_auth(&token)
-        .header("If-None-Match", "*")
-        .json(&json!({"config": {"a": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    create(&client, &running.base, &token, "router", json!({"a": 1})).await;
 
     for name in ["dials.db", "dials.db-wal", "dials.db-shm"] {
         let _ = std::fs::remove_file(data.join(name));

@@ -11,11 +11,16 @@
 //! Rows are published in outbox order, which is version order per service; duplicates are
 //! possible (at-least-once) and receivers drop versions they already hold.
 //!
+//! A committed change reaches the task in memory ([`PublisherHandle::committed`]), so the common
+//! case publishes without reading the store; the outbox row stays the durable record, and the
+//! task reads the store whenever memory cannot vouch for the order (after a restart or a
+//! reconnect, or when a change committed before another has not been handed over yet).
+//!
 //! The same task subscribes to its own retained topics and repairs them when another client
 //! overwrites them (see `repair`), and hands applied reports to the report budget, whose own
 //! task writes them (see `reports`): neither ever waits on the database in this loop.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +48,8 @@ const WINDOW: usize = 256;
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// How often health is republished while connected.
 const HEALTH_EVERY: Duration = Duration::from_secs(30);
+/// Committed changes held in memory for the task at most; past that it reads the store.
+const FRESH_MAX: usize = 4096;
 /// How often repairs that had to wait are looked at.
 const REPAIR_TICK: Duration = Duration::from_millis(250);
 /// Reconnect backoff bounds.
@@ -85,10 +92,36 @@ pub struct BrokerState {
     pub repairs: u64,
 }
 
-/// The running publisher: wake it after a commit, read its state, stop it.
+/// Committed changes handed over in memory, by outbox id, waiting for the task.
+#[derive(Debug, Default)]
+struct Fresh {
+    items: BTreeMap<i64, OutboxItem>,
+}
+
+impl Fresh {
+    /// The changes right after `cursor`, in outbox order, when memory holds an unbroken run of
+    /// them; `None` when the store must be read instead (a gap: a change committed earlier has
+    /// not been handed over, or was dropped when memory was full).
+    fn take_after(&mut self, cursor: i64, limit: usize) -> Option<Vec<OutboxItem>> {
+        self.items = self.items.split_off(&(cursor + 1));
+        let mut run = Vec::new();
+        let mut next = cursor + 1;
+        while run.len() < limit {
+            match self.items.remove(&next) {
+                Some(item) => run.push(item),
+                None => break,
+            }
+            next += 1;
+        }
+        (!run.is_empty()).then_some(run)
+    }
+}
+
+/// The running publisher: hand it each committed change, read its state, stop it.
 #[derive(Debug)]
 pub struct PublisherHandle {
     wake: Arc<Notify>,
+    fresh: Arc<Mutex<Fresh>>,
     state: watch::Receiver<BrokerState>,
     stop: watch::Sender<bool>,
     reports: Arc<Reports>,
@@ -98,6 +131,19 @@ pub struct PublisherHandle {
 impl PublisherHandle {
     /// Tells the publisher that the outbox has something new. Cheap; never waits.
     pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Hands the publisher a change just committed (its outbox row is already durable), so it
+    /// can publish without reading it back. Cheap; never waits.
+    pub fn committed(&self, item: OutboxItem) {
+        if let Ok(mut fresh) = self.fresh.lock() {
+            if fresh.items.len() >= FRESH_MAX {
+                // The broker is away or slow: the store holds every row, and the task reads it.
+                fresh.items.clear();
+            }
+            fresh.items.insert(item.id, item);
+        }
         self.wake.notify_one();
     }
 
@@ -167,17 +213,19 @@ impl Publisher {
             },
             stop_rx.clone(),
         ));
+        let fresh = Arc::new(Mutex::new(Fresh::default()));
         let task = Task::new(
             config,
             store,
             signer,
-            wake.clone(),
+            (wake.clone(), fresh.clone()),
             state_tx,
             reports.clone(),
         );
         let handle = tokio::spawn(task.run(stop_rx));
         PublisherHandle {
             wake,
+            fresh,
             state,
             stop,
             reports,
@@ -191,6 +239,8 @@ struct Task {
     store: Arc<dyn PublisherStore>,
     signer: Arc<EnvelopeSigner>,
     wake: Arc<Notify>,
+    /// Committed changes handed over in memory.
+    fresh: Arc<Mutex<Fresh>>,
     state: watch::Sender<BrokerState>,
     connected: bool,
     /// The session's queue, window and acknowledgements.
@@ -208,7 +258,7 @@ impl Task {
         config: PublisherConfig,
         store: Arc<dyn PublisherStore>,
         signer: Arc<EnvelopeSigner>,
-        wake: Arc<Notify>,
+        (wake, fresh): (Arc<Notify>, Arc<Mutex<Fresh>>),
         state: watch::Sender<BrokerState>,
         reports: Arc<Reports>,
     ) -> Self {
@@ -218,6 +268,7 @@ impl Task {
             store,
             signer,
             wake,
+            fresh,
             state,
             connected: false,
             window: Window::new(WINDOW),
@@ -290,7 +341,7 @@ impl Task {
                     }
                 },
                 _ = wake.notified(), if self.connected => {
-                    self.refill().await;
+                    self.refill_fresh().await;
                     self.pump(&client);
                 }
                 _ = health.tick(), if self.connected => {
@@ -390,6 +441,25 @@ impl Task {
                     break;
                 }
             }
+        }
+    }
+
+    /// Queues the changes handed over in memory when they follow on from what is queued, else
+    /// reads the store.
+    async fn refill_fresh(&mut self) {
+        let run = self
+            .fresh
+            .lock()
+            .ok()
+            .and_then(|mut fresh| fresh.take_after(self.window.cursor(), WINDOW));
+        match run {
+            Some(items) if self.connected => {
+                for item in items {
+                    self.window.advance(item.id);
+                    self.queue_item(&item);
+                }
+            }
+            _ => self.refill().await,
         }
     }
 
@@ -699,5 +769,44 @@ mod tests {
         );
         let bare = AppliedReport { at: None, ..report };
         assert_eq!(to_record(bare, now).reported_at, now);
+    }
+
+    fn item(id: i64) -> OutboxItem {
+        OutboxItem {
+            id,
+            revision: dials_domain::Revision(id as u64),
+            service: dials_domain::ServiceName::parse("tts").unwrap(),
+            version: dials_domain::Version(id as u64),
+            kind: dials_domain::ChangeKind::Put,
+            document: None,
+            actor: "tester".into(),
+            at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn changes_in_memory_are_used_only_when_they_follow_on_without_a_gap() {
+        let mut fresh = Fresh::default();
+        for id in [4, 5, 7] {
+            fresh.items.insert(id, item(id));
+        }
+        // 3 was committed but not handed over yet: the store must be read.
+        assert!(fresh.take_after(2, 10).is_none());
+        // Once the store was read up to 3, 4 and 5 follow on; 7 waits for 6.
+        let run = fresh.take_after(3, 10).unwrap();
+        assert_eq!(run.iter().map(|i| i.id).collect::<Vec<_>>(), [4, 5]);
+        assert!(fresh.take_after(5, 10).is_none());
+        fresh.items.insert(6, item(6));
+        let run = fresh.take_after(5, 1).unwrap();
+        assert_eq!(
+            run.iter().map(|i| i.id).collect::<Vec<_>>(),
+            [6],
+            "at most the limit"
+        );
+        // What the store already delivered is dropped, not published twice.
+        fresh.items.insert(8, item(8));
+        let run = fresh.take_after(7, 10).unwrap();
+        assert_eq!(run.iter().map(|i| i.id).collect::<Vec<_>>(), [8]);
+        assert!(fresh.items.is_empty());
     }
 }

@@ -17,11 +17,8 @@ mod types;
 use async_trait::async_trait;
 use dials_domain::{Epoch, ServiceName, Version};
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WriterStats};
 pub use types::*;
-
-/// The database driver's error, so callers can tell an outage from a bug.
-pub use sqlx::Error as SqlxError;
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +41,11 @@ pub enum StoreError {
         reason: String,
         /// The driver's error, when the driver noticed.
         #[source]
-        source: Option<sqlx::Error>,
+        source: Option<BoxError>,
     },
     /// Any other database error: a bug or a broken database.
     #[error("database error: {0}")]
-    Database(sqlx::Error),
+    Database(BoxError),
     /// The database schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
@@ -67,6 +64,9 @@ impl StoreError {
     }
 }
 
+/// A database driver's error, whichever driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl From<sqlx::Error> for StoreError {
     /// Tells the errors that pass (a full disk, a busy or vanished database, a closed pool)
     /// from the ones that do not, so no caller has to know a driver's error codes.
@@ -74,11 +74,42 @@ impl From<sqlx::Error> for StoreError {
         match unavailable_reason(&e) {
             Some(reason) => StoreError::Unavailable {
                 reason,
-                source: Some(e),
+                source: Some(Box::new(e)),
             },
-            None => StoreError::Database(e),
+            None => StoreError::Database(Box::new(e)),
         }
     }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// The same classification for the SQLite writer's driver.
+    fn from(e: rusqlite::Error) -> Self {
+        let reason = match &e {
+            rusqlite::Error::SqliteFailure(code, _) => sqlite_reason(code.extended_code.into()),
+            _ => None,
+        };
+        match reason {
+            Some(reason) => StoreError::Unavailable {
+                reason: reason.to_owned(),
+                source: Some(Box::new(e)),
+            },
+            None => StoreError::Database(Box::new(e)),
+        }
+    }
+}
+
+/// Why a SQLite result code means "unavailable": its primary code is the low byte of the
+/// extended one.
+fn sqlite_reason(code: i64) -> Option<&'static str> {
+    Some(match code & 0xff {
+        5 => "the database is busy (locked by another connection)",
+        6 => "a table is locked",
+        8 => "the database file is read-only",
+        10 => "a disk I/O error occurred",
+        13 => "the disk is full",
+        14 => "the database file cannot be opened",
+        _ => return None,
+    })
 }
 
 /// Why an error means "unavailable", or `None` when it does not.
@@ -89,19 +120,10 @@ fn unavailable_reason(e: &sqlx::Error) -> Option<String> {
         sqlx::Error::Io(io) => Some(format!("I/O error: {io}")),
         sqlx::Error::Database(db) => {
             let code = db.code()?;
-            // SQLite's primary result code is the low byte of the extended one; PostgreSQL's
-            // SQLSTATE classes 53 (insufficient resources), 57P (shutdown) and 08 (connection).
+            // SQLite's result codes are numbers; PostgreSQL's SQLSTATE classes 53 (insufficient
+            // resources), 57P (shutdown) and 08 (connection).
             if let Ok(n) = code.parse::<i64>() {
-                let reason = match n & 0xff {
-                    5 => "the database is busy (locked by another connection)",
-                    6 => "a table is locked",
-                    8 => "the database file is read-only",
-                    10 => "a disk I/O error occurred",
-                    13 => "the disk is full",
-                    14 => "the database file cannot be opened",
-                    _ => return None,
-                };
-                Some(reason.to_owned())
+                sqlite_reason(n).map(str::to_owned)
             } else if code.starts_with("53") || code.starts_with("57P") || code.starts_with("08") {
                 Some(db.message().to_owned())
             } else {

@@ -126,6 +126,8 @@ pub struct Committed {
     pub version: Version,
     /// The new global revision.
     pub revision: Revision,
+    /// The id of the outbox row written with it: where it stands in publish order.
+    pub outbox: i64,
 }
 
 /// Filters of a history query. All are optional; `limit` is clamped by the caller.

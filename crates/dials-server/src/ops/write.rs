@@ -417,7 +417,16 @@ pub fn after_commit(
     schema: Option<&CompiledSchema>,
 ) -> Result<Option<ConfigResponse>, ApiError> {
     if let Some(publisher) = &state.publisher {
-        publisher.wake();
+        publisher.committed(dials_store::OutboxItem {
+            id: done.committed.outbox,
+            revision: done.committed.revision,
+            service: done.service.clone(),
+            version: done.committed.version,
+            kind: done.kind,
+            document: done.document.clone(),
+            actor: done.actor.clone(),
+            at: done.at,
+        });
     }
     state.schemas.invalidate_search();
     if state.events.has_subscribers() {

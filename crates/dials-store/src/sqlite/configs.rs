@@ -137,15 +137,9 @@ impl ConfigReads for SqliteStore {
 #[async_trait]
 impl ConfigWrites for SqliteStore {
     async fn commit(&self, change: NewChange) -> Result<Committed> {
-        self.check_file()?;
-        let result = async {
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let committed = commit_in(&mut tx, &change).await?;
-            tx.commit().await?;
-            Ok(committed)
-        }
-        .await;
-        self.written(result)
+        self.writer
+            .write(move |conn| commit_in(conn, &change))
+            .await
     }
 
     async fn put_schema(
@@ -154,137 +148,145 @@ impl ConfigWrites for SqliteStore {
         migration: Option<NewChange>,
         redaction: Option<&Redaction<'_>>,
     ) -> Result<Option<Committed>> {
-        self.check_file()?;
-        let result = async {
-            if redaction.is_some() {
-                // Rewritten values must not stay behind in freed pages either. The writer pool has
-                // one connection, so the pragma holds for the transaction below.
-                sqlx::query("PRAGMA secure_delete = ON")
-                    .execute(&self.writer)
-                    .await?;
-            }
-            let result = self.put_schema_in(record, migration, redaction).await;
-            if redaction.is_some() {
-                sqlx::query("PRAGMA secure_delete = FAST")
-                    .execute(&self.writer)
-                    .await?;
-            }
-            result
+        let Some(redaction) = redaction else {
+            let record = record.clone();
+            return self
+                .writer
+                .write(move |conn| {
+                    let committed = migration
+                        .as_ref()
+                        .map(|change| commit_in(conn, change))
+                        .transpose()?;
+                    upsert_schema(conn, &record)?;
+                    Ok(committed)
+                })
+                .await;
+        };
+        // A redaction calls back into the caller for every old value: it borrows the writer's
+        // connection and runs here, alone.
+        let mut lease = self.writer.exclusive().await?;
+        check_file(&self.file)?;
+        let result = redact_and_put(lease.conn(), record, migration.as_ref(), redaction);
+        if result.is_err() {
+            lease.poison();
         }
-        .await;
-        self.written(result)
+        result
     }
 }
 
-impl SqliteStore {
-    /// The schema registration itself: the migration, the redaction and the schema row in one
-    /// transaction.
-    async fn put_schema_in(
-        &self,
-        record: &SchemaRecord,
-        migration: Option<NewChange>,
-        redaction: Option<&Redaction<'_>>,
-    ) -> Result<Option<Committed>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let committed = match &migration {
-            Some(change) => Some(commit_in(&mut tx, change).await?),
-            None => None,
-        };
-        let redacted = match redaction {
-            Some(redaction) => redact_in(&mut tx, &record.service, redaction).await?,
-            None => 0,
-        };
-        sqlx::query(
-            "INSERT INTO schemas (service, schema, hash, updated_at, updated_by) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET \
-             schema = excluded.schema, hash = excluded.hash, \
-             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-        )
-        .bind(record.service.as_str())
-        .bind(record.schema.to_string())
-        .bind(&record.hash)
-        .bind(to_micros(record.updated_at))
-        .bind(&record.updated_by)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        if redacted > 0 {
-            // secure_delete zeroed the old contents inside the database's pages; checkpointing
-            // into the main file and truncating the log removes the frames that still held them.
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.writer)
-                .await?;
-        }
-        Ok(committed)
+/// A schema registration that rewrites the service's past, on a connection of its own: the
+/// migration, the redaction and the schema row in one transaction, with every freed page zeroed
+/// and the log truncated afterwards so no old value stays behind in the files.
+fn redact_and_put(
+    conn: &mut rusqlite::Connection,
+    record: &SchemaRecord,
+    migration: Option<&NewChange>,
+    redaction: &Redaction<'_>,
+) -> Result<Option<Committed>> {
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    let result = (|| -> Result<(Option<Committed>, u64)> {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let committed = migration.map(|change| commit_in(&tx, change)).transpose()?;
+        let redacted = redact_in(&tx, &record.service, redaction)?;
+        upsert_schema(&tx, record)?;
+        tx.commit()?;
+        Ok((committed, redacted))
+    })();
+    conn.pragma_update(None, "secure_delete", "FAST")?;
+    let (committed, redacted) = result?;
+    if redacted > 0 {
+        // secure_delete zeroed the old contents inside the database's pages; checkpointing
+        // into the main file and truncating the log removes the frames that still held them.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
+    Ok(committed)
+}
+
+fn upsert_schema(conn: &rusqlite::Connection, record: &SchemaRecord) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO schemas (service, schema, hash, updated_at, updated_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (service) DO UPDATE SET \
+         schema = excluded.schema, hash = excluded.hash, \
+         updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+    )?
+    .execute(rusqlite::params![
+        record.service.as_str(),
+        record.schema.to_string(),
+        record.hash,
+        to_micros(record.updated_at),
+        record.updated_by,
+    ])?;
+    Ok(())
 }
 
 /// One change inside an open write transaction: the compare-and-swap on the version, the
-/// change row, the service row, its history rows and its outbox row.
-pub(super) async fn commit_in(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
-    change: &NewChange,
-) -> Result<Committed> {
-    let current: Option<i64> = sqlx::query_scalar("SELECT version FROM services WHERE name = ?")
-        .bind(change.service.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
+/// change row, the service row, its history rows, its sealed secrets, its outbox row and its
+/// access-log row.
+pub(super) fn commit_in(conn: &rusqlite::Connection, change: &NewChange) -> Result<Committed> {
+    use rusqlite::{OptionalExtension, params};
+    let current: Option<i64> = conn
+        .prepare_cached("SELECT version FROM services WHERE name = ?1")?
+        .query_row([change.service.as_str()], |r| r.get(0))
+        .optional()?;
     let current = Version(from_i64(current.unwrap_or(0))?);
     if current != change.base_version {
         return Err(StoreError::Conflict { current });
     }
     let version = current.next();
+    let stored_version = to_i64(version.0)?;
     let at = to_micros(change.at);
     let document = change.document.as_ref().map(document_text).transpose()?;
-    let revision: i64 = sqlx::query_scalar(
-        "INSERT INTO changes (service, version, kind, document, actor, reason, at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING revision",
-    )
-    .bind(change.service.as_str())
-    .bind(to_i64(version.0)?)
-    .bind(change.kind.as_str())
-    .bind(&document)
-    .bind(&change.actor)
-    .bind(&change.reason)
-    .bind(at)
-    .fetch_one(&mut **tx)
-    .await?;
-    sqlx::query(
+    let service = change.service.as_str();
+    let kind = change.kind.as_str();
+    let revision: i64 = conn
+        .prepare_cached(
+            "INSERT INTO changes (service, version, kind, document, actor, reason, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING revision",
+        )?
+        .query_row(
+            params![
+                service,
+                stored_version,
+                kind,
+                document,
+                change.actor,
+                change.reason,
+                at
+            ],
+            |r| r.get(0),
+        )?;
+    conn.prepare_cached(
         "INSERT INTO services (name, version, revision, document, updated_at, updated_by) \
-         VALUES (?, ?, ?, ?, ?, ?) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
          revision = excluded.revision, document = excluded.document, \
          updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-    )
-    .bind(change.service.as_str())
-    .bind(to_i64(version.0)?)
-    .bind(revision)
-    .bind(&document)
-    .bind(at)
-    .bind(&change.actor)
-    .execute(&mut **tx)
-    .await?;
-    // One statement for all history rows: each statement costs a hop to SQLite's worker
-    // thread, and a first write can carry dozens of keys. Chunks stay under SQLite's limit
-    // of 32,766 bound parameters.
-    for chunk in change.changes.chunks(1000) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO history (revision, service, version, key, kind, old_value, \
-             new_value, actor, reason, at) ",
-        );
-        insert.push_values(chunk, |mut row, c| {
-            row.push_bind(revision)
-                .push_bind(change.service.as_str())
-                .push_bind(version.0 as i64)
-                .push_bind(c.key.as_str())
-                .push_bind(change.kind.as_str())
-                .push_bind(c.old.as_ref().map(|v| v.to_string()))
-                .push_bind(c.new.as_ref().map(|v| v.to_string()))
-                .push_bind(&change.actor)
-                .push_bind(&change.reason)
-                .push_bind(at);
-        });
-        insert.build().execute(&mut **tx).await?;
+    )?
+    .execute(params![
+        service,
+        stored_version,
+        revision,
+        document,
+        at,
+        change.actor
+    ])?;
+    let mut history = conn.prepare_cached(
+        "INSERT INTO history (revision, service, version, key, kind, old_value, new_value, \
+         actor, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for c in &change.changes {
+        history.execute(params![
+            revision,
+            service,
+            stored_version,
+            c.key.as_str(),
+            kind,
+            c.old.as_ref().map(|v| v.to_string()),
+            c.new.as_ref().map(|v| v.to_string()),
+            change.actor,
+            change.reason,
+            at,
+        ])?;
     }
     for secret in &change.secrets {
         if secret.version != version || secret.service != change.service {
@@ -293,105 +295,98 @@ pub(super) async fn commit_in(
                 secret.service, secret.version, change.service
             )));
         }
-        sqlx::query(
+        conn.prepare_cached(
             "INSERT INTO secrets (service, key, version, key_id, nonce, ciphertext, created_at, \
-             created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(secret.service.as_str())
-        .bind(&secret.key)
-        .bind(to_i64(secret.version.0)?)
-        .bind(&secret.key_id)
-        .bind(&secret.nonce)
-        .bind(&secret.ciphertext)
-        .bind(to_micros(secret.created_at))
-        .bind(&secret.created_by)
-        .execute(&mut **tx)
-        .await?;
+             created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            secret.service.as_str(),
+            secret.key,
+            to_i64(secret.version.0)?,
+            secret.key_id,
+            secret.nonce,
+            secret.ciphertext,
+            to_micros(secret.created_at),
+            secret.created_by,
+        ])?;
     }
-    sqlx::query("INSERT INTO outbox (revision, service, version, created_at) VALUES (?, ?, ?, ?)")
-        .bind(revision)
-        .bind(change.service.as_str())
-        .bind(to_i64(version.0)?)
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
+    let outbox: i64 = conn
+        .prepare_cached(
+            "INSERT INTO outbox (revision, service, version, created_at) VALUES (?1, ?2, ?3, ?4) \
+             RETURNING id",
+        )?
+        .query_row(params![revision, service, stored_version, at], |r| r.get(0))?;
     insert_audit_in(
-        &mut **tx,
+        conn,
         &AuditRecord {
             id: 0,
             at: change.at,
             actor: change.actor.clone(),
-            action: format!("config.{}", change.kind.as_str()),
+            action: format!("config.{kind}"),
             target: Some(change.service.to_string()),
             address: change.origin.clone(),
             outcome: "ok".into(),
             reason: Some(format!("version {version}")),
         },
-    )
-    .await?;
+    )?;
     if change.document.is_none() {
-        sqlx::query("DELETE FROM schemas WHERE service = ?")
-            .bind(change.service.as_str())
-            .execute(&mut **tx)
-            .await?;
+        conn.prepare_cached("DELETE FROM schemas WHERE service = ?1")?
+            .execute([service])?;
     }
     Ok(Committed {
         version,
         revision: Revision(from_i64(revision)?),
+        outbox,
     })
 }
 
 /// Rewrites a service's older versions and history inside an open write transaction; returns
 /// how many rows changed.
-async fn redact_in(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
+fn redact_in(
+    conn: &rusqlite::Connection,
     service: &ServiceName,
     redaction: &Redaction<'_>,
 ) -> Result<u64> {
     let mut changed = 0;
-    let versions = sqlx::query(
-        "SELECT revision, document FROM changes WHERE service = ? AND document IS NOT NULL",
-    )
-    .bind(service.as_str())
-    .fetch_all(&mut **tx)
-    .await?;
-    for row in &versions {
-        let revision: i64 = row.try_get("revision")?;
-        let Some(document) = parse_document(row.try_get("document")?)? else {
+    let versions: Vec<(i64, Option<String>)> = conn
+        .prepare(
+            "SELECT revision, document FROM changes WHERE service = ?1 AND document IS NOT NULL",
+        )?
+        .query_map([service.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (revision, document) in versions {
+        let Some(document) = parse_document(document)? else {
             continue;
         };
         if let Some(new) = (redaction.document)(&document) {
-            sqlx::query("UPDATE changes SET document = ? WHERE revision = ?")
-                .bind(document_text(&new)?)
-                .bind(revision)
-                .execute(&mut **tx)
-                .await?;
+            conn.execute(
+                "UPDATE changes SET document = ?1 WHERE revision = ?2",
+                rusqlite::params![document_text(&new)?, revision],
+            )?;
             changed += 1;
         }
     }
-    let entries =
-        sqlx::query("SELECT id, key, old_value, new_value FROM history WHERE service = ?")
-            .bind(service.as_str())
-            .fetch_all(&mut **tx)
-            .await?;
-    for row in &entries {
-        let id: i64 = row.try_get("id")?;
-        let key: String = row.try_get("key")?;
+    type Entry = (i64, String, Option<String>, Option<String>);
+    let entries: Vec<Entry> = conn
+        .prepare("SELECT id, key, old_value, new_value FROM history WHERE service = ?1")?
+        .query_map([service.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, key, old, new) in entries {
         let mut rewritten = false;
         let mut values = Vec::with_capacity(2);
-        for column in ["old_value", "new_value"] {
-            let value = parse_value(row.try_get(column)?)?;
+        for raw in [old, new] {
+            let value = parse_value(raw)?;
             let new = value.as_ref().and_then(|v| (redaction.value)(&key, v));
             rewritten |= new.is_some();
             values.push(new.or(value).map(|v| v.to_string()));
         }
         if rewritten {
-            sqlx::query("UPDATE history SET old_value = ?, new_value = ? WHERE id = ?")
-                .bind(&values[0])
-                .bind(&values[1])
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+            conn.execute(
+                "UPDATE history SET old_value = ?1, new_value = ?2 WHERE id = ?3",
+                rusqlite::params![values[0], values[1], id],
+            )?;
             changed += 1;
         }
     }

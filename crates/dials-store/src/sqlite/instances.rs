@@ -12,14 +12,10 @@ impl InstanceStore for SqliteStore {
         if reports.is_empty() {
             return Ok(RecordedReports::default());
         }
-        let result = async {
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let recorded = record_instances_in(&mut tx, reports, limits).await?;
-            tx.commit().await?;
-            Ok(recorded)
-        }
-        .await;
-        self.written(result)
+        let (reports, limits) = (reports.to_vec(), *limits);
+        self.writer
+            .write(move |conn| record_instances_in(conn, &reports, &limits))
+            .await
     }
 
     async fn instances(
@@ -54,8 +50,8 @@ impl InstanceStore for SqliteStore {
 
 /// A batch of reports in a handful of statements whatever its size, so that it holds the writer
 /// briefly: the batch travels as one JSON array that `json_each` unrolls.
-async fn record_instances_in(
-    tx: &mut sqlx::Transaction<'_, Sqlite>,
+fn record_instances_in(
+    conn: &rusqlite::Connection,
     reports: &[InstanceReport],
     limits: &InstanceLimits,
 ) -> Result<RecordedReports> {
@@ -73,15 +69,12 @@ async fn record_instances_in(
     }
     let services: HashSet<&str> = order.iter().map(|(s, _)| *s).collect();
     let names = serde_json::to_string(&services).map_err(corrupt)?;
-    let current: HashMap<String, i64> = sqlx::query_as(
+    let current: HashMap<String, i64> = pairs(
+        conn,
         "SELECT name, version FROM services \
-         WHERE document IS NOT NULL AND name IN (SELECT value FROM json_each(?))",
-    )
-    .bind(&names)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
+         WHERE document IS NOT NULL AND name IN (SELECT value FROM json_each(?1))",
+        &[&names],
+    )?;
     let mut valid = Vec::with_capacity(order.len());
     for key in order {
         let report = latest[&key];
@@ -98,25 +91,19 @@ async fn record_instances_in(
         .iter()
         .map(|r| (r.service.as_str(), r.instance.as_str()))
         .collect();
-    let existing: HashSet<(String, String)> = sqlx::query_as(
-        "SELECT i.service, i.instance FROM json_each(?) AS j JOIN instances AS i \
+    let existing: HashSet<(String, String)> = pairs(
+        conn,
+        "SELECT i.service, i.instance FROM json_each(?1) AS j JOIN instances AS i \
          ON i.service = json_extract(j.value, '$[0]') \
          AND i.instance = json_extract(j.value, '$[1]')",
-    )
-    .bind(serde_json::to_string(&keys).map_err(corrupt)?)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
-    let counts: HashMap<String, i64> = sqlx::query_as(
+        &[&serde_json::to_string(&keys).map_err(corrupt)?],
+    )?;
+    let counts: HashMap<String, i64> = pairs(
+        conn,
         "SELECT service, COUNT(*) FROM instances \
-         WHERE service IN (SELECT value FROM json_each(?)) GROUP BY service",
-    )
-    .bind(&names)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
+         WHERE service IN (SELECT value FROM json_each(?1)) GROUP BY service",
+        &[&names],
+    )?;
     // New instances per service, in arrival order, and the updates that must not be evicted.
     let mut new_by_service: HashMap<&str, Vec<&InstanceReport>> = HashMap::new();
     let mut accepted = Vec::with_capacity(valid.len());
@@ -152,17 +139,18 @@ async fn record_instances_in(
                 *n += 1;
             }
         }
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String)> = pairs(
+            conn,
             "SELECT r.service, r.instance FROM (SELECT service, instance, ROW_NUMBER() OVER \
              (PARTITION BY service ORDER BY received_at, instance) AS n FROM instances \
              WHERE service IN (SELECT key FROM json_each(?1)) AND received_at < ?2) AS r \
              JOIN json_each(?1) AS w ON w.key = r.service WHERE r.n <= w.value \
              ORDER BY r.service, r.n",
-        )
-        .bind(serde_json::to_string(&fetch).map_err(corrupt)?)
-        .bind(to_micros(limits.stale_before))
-        .fetch_all(&mut **tx)
-        .await?;
+            &[
+                &serde_json::to_string(&fetch).map_err(corrupt)?,
+                &to_micros(limits.stale_before),
+            ],
+        )?;
         for (service, instance) in rows {
             if !existing.contains(&(service.clone(), instance.clone())) {
                 stale.entry(service).or_default().push(instance);
@@ -182,13 +170,11 @@ async fn record_instances_in(
         accepted.extend(new.into_iter().take(room));
     }
     if !evict.is_empty() {
-        sqlx::query(
+        conn.prepare_cached(
             "DELETE FROM instances WHERE (service, instance) IN \
-             (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))",
-        )
-        .bind(serde_json::to_string(&evict).map_err(corrupt)?)
-        .execute(&mut **tx)
-        .await?;
+             (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
+        )?
+        .execute([serde_json::to_string(&evict).map_err(corrupt)?])?;
         out.evicted = evict.len() as u64;
     }
     let rows = accepted
@@ -207,23 +193,37 @@ async fn record_instances_in(
             ]))
         })
         .collect::<Result<Vec<_>>>()?;
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO instances (service, instance, version, status, error, schema_hash, \
          overrides, reported_at, received_at) \
          SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
          json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), \
          json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), \
-         json_extract(value, '$[8]') FROM json_each(?) WHERE true \
+         json_extract(value, '$[8]') FROM json_each(?1) WHERE true \
          ON CONFLICT (service, instance) DO UPDATE SET version = excluded.version, \
          status = excluded.status, error = excluded.error, \
          schema_hash = excluded.schema_hash, overrides = excluded.overrides, \
          reported_at = excluded.reported_at, received_at = excluded.received_at",
-    )
-    .bind(serde_json::Value::Array(rows).to_string())
-    .execute(&mut **tx)
-    .await?;
+    )?
+    .execute([serde_json::Value::Array(rows).to_string()])?;
     out.recorded += accepted.len() as u64;
     Ok(out)
+}
+
+/// The rows of a two-column query, collected.
+fn pairs<A, B, C>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<C>
+where
+    A: rusqlite::types::FromSql,
+    B: rusqlite::types::FromSql,
+    C: FromIterator<(A, B)>,
+{
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<C>>()?)
 }
 
 fn instance_report(row: &SqliteRow) -> Result<InstanceReport> {

@@ -1,10 +1,14 @@
 //! The SQLite backend: WAL journal, `synchronous=FULL` so that an acknowledged write survives a
-//! power cut, one writer connection (`BEGIN IMMEDIATE`) and a small pool of readers.
+//! power cut, one writer thread that commits writes in groups ([`writer`]) and a small pool of
+//! readers.
+//!
+//! Two drivers share one SQLite library: reads (and the schema migrations) go through sqlx's
+//! async pool, writes through rusqlite on the writer's own thread, where a statement is a plain
+//! function call instead of a hop to a worker thread and back.
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,23 +36,25 @@ mod instances;
 mod outbox;
 mod secrets;
 mod security;
+mod writer;
+
+use writer::Writer;
+pub use writer::WriterStats;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Readers run beside the one writer; WAL lets them read while it writes.
 const READERS: u32 = 4;
 
-/// A [`Store`] on one SQLite file.
+/// A [`Store`](crate::Store) on one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Arc<Writer>,
     readers: SqlitePool,
     epoch: Epoch,
     created: bool,
-    /// Set when a write failed: the writer connection is then replaced before its next use.
-    writer_dirty: Arc<AtomicBool>,
-    /// The database file and its identity when opened (none for an in-memory database).
-    file: Option<(std::path::PathBuf, FileId)>,
+    /// The database file and its identity when opened.
+    file: Arc<(std::path::PathBuf, FileId)>,
 }
 
 /// A file's identity: device and inode. A file deleted, or replaced by another under the same
@@ -63,38 +69,42 @@ fn file_id(path: &std::path::Path) -> std::io::Result<FileId> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database named by a `sqlite://PATH` URL, brings its schema
-    /// up to date and reads or creates its epoch.
+    /// up to date, reads or creates its epoch and starts its writer.
     pub async fn open(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?;
         let path = options.get_filename().to_path_buf();
+        if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+            // The writer and the readers are separate connections: each would see its own
+            // empty database.
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        }
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            // Deleted and overwritten content is zeroed wherever that costs no extra I/O; a
-            // redaction turns it fully on (see `put_schema`).
-            .pragma("secure_delete", "FAST");
-        let writer_dirty = Arc::new(AtomicBool::new(false));
-        let dirty = writer_dirty.clone();
-        let writer = SqlitePoolOptions::new()
+            .foreign_keys(true);
+        // The schema is brought up to date on a connection of its own, before the writer starts.
+        let setup = SqlitePoolOptions::new()
             .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            // A failed statement or COMMIT (a full disk, an I/O error) can leave the connection
-            // believing it is inside a transaction SQLite already ended, and every later BEGIN
-            // then fails. A fresh connection is the one state known to be clean, so after any
-            // failed write the next user gets a new one.
-            .before_acquire(move |_conn, _meta| {
-                let dirty = dirty.clone();
-                Box::pin(async move { Ok(!dirty.swap(false, Ordering::AcqRel)) })
-            })
             .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&writer).await?;
-        let (epoch, created) = ensure_epoch(&writer).await?;
+        let prepared = async {
+            MIGRATOR.run(&setup).await?;
+            ensure_epoch(&setup).await
+        }
+        .await;
+        setup.close().await;
+        let (epoch, created) = prepared?;
+        let file = Arc::new((
+            path.clone(),
+            file_id(&path).map_err(|e| StoreError::Unavailable {
+                reason: format!("cannot read the database file {}: {e}", path.display()),
+                source: None,
+            })?,
+        ));
+        let watched = file.clone();
+        let writer = Writer::start(&path, Box::new(move || check_file(&watched)))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(1)
@@ -102,58 +112,44 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
-        let file = match file_id(&path) {
-            Ok(id) => Some((path, id)),
-            // In memory: no file to lose.
-            Err(_) => None,
-        };
         Ok(Self {
-            writer,
+            writer: Arc::new(writer),
             readers,
             epoch,
             created,
-            writer_dirty,
             file,
         })
     }
 
-    /// Checks that the database file is still the one opened. SQLite keeps writing to a file
-    /// that was deleted (or renamed away and replaced) under it, so without this every write
-    /// after an `rm dials.db` would be acknowledged and then lost at the next start.
-    fn check_file(&self) -> Result<()> {
-        let Some((path, opened)) = &self.file else {
-            return Ok(());
-        };
-        match file_id(path) {
-            Ok(id) if id == *opened => Ok(()),
-            Ok(_) => Err(StoreError::Unavailable {
-                reason: format!(
-                    "the database file {} was replaced while dials ran; restart dials to use \
-                     the new file, or put the old one back",
-                    path.display()
-                ),
-                source: None,
-            }),
-            Err(e) => Err(StoreError::Unavailable {
-                reason: format!(
-                    "the database file {} is gone ({e}); put it back or restore a backup, \
-                     then restart dials",
-                    path.display()
-                ),
-                source: None,
-            }),
-        }
+    /// How the writer grouped the writes so far (one fsync per transaction).
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
     }
+}
 
-    /// Passes a write's result through, marking the writer connection for replacement when
-    /// the write failed for a reason other than a lost compare-and-swap or a caller's refusal.
-    fn written<T>(&self, result: Result<T>) -> Result<T> {
-        if let Err(e) = &result
-            && !matches!(e, StoreError::Conflict { .. } | StoreError::Aborted(_))
-        {
-            self.writer_dirty.store(true, Ordering::Release);
-        }
-        result
+/// Checks that the database file is still the one opened. SQLite keeps writing to a file that
+/// was deleted (or renamed away and replaced) under it, so without this every write after an
+/// `rm dials.db` would be acknowledged and then lost at the next start.
+fn check_file(file: &(std::path::PathBuf, FileId)) -> Result<()> {
+    let (path, opened) = file;
+    match file_id(path) {
+        Ok(id) if id == *opened => Ok(()),
+        Ok(_) => Err(StoreError::Unavailable {
+            reason: format!(
+                "the database file {} was replaced while dials ran; restart dials to use \
+                 the new file, or put the old one back",
+                path.display()
+            ),
+            source: None,
+        }),
+        Err(e) => Err(StoreError::Unavailable {
+            reason: format!(
+                "the database file {} is gone ({e}); put it back or restore a backup, \
+                 then restart dials",
+                path.display()
+            ),
+            source: None,
+        }),
     }
 }
 
@@ -302,13 +298,15 @@ impl Database for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.check_file()?;
+        check_file(&self.file)?;
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())
     }
 
     async fn close(&self) {
         self.readers.close().await;
-        self.writer.close().await;
+        let writer = self.writer.clone();
+        // Joining the thread waits for the jobs already queued; off the async threads.
+        let _ = tokio::task::spawn_blocking(move || writer.close()).await;
     }
 }

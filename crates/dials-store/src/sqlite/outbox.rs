@@ -48,27 +48,19 @@ impl OutboxStore for SqliteStore {
     }
 
     async fn mark_published(&self, ids: &[i64], at: OffsetDateTime) -> Result<()> {
-        let result = async {
-            if ids.is_empty() {
-                return Ok(());
-            }
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            for chunk in ids.chunks(500) {
-                let mut update = QueryBuilder::<Sqlite>::new("UPDATE outbox SET published_at = ");
-                update
-                    .push_bind(to_micros(at))
-                    .push(" WHERE published_at IS NULL AND id IN (");
-                let mut list = update.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                update.push(")");
-                update.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(())
+        if ids.is_empty() {
+            return Ok(());
         }
-        .await;
-        self.written(result)
+        let ids = serde_json::to_string(ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE outbox SET published_at = ?1 WHERE published_at IS NULL \
+                     AND id IN (SELECT value FROM json_each(?2))",
+                )?
+                .execute(rusqlite::params![to_micros(at), ids])?;
+                Ok(())
+            })
+            .await
     }
 }

@@ -48,40 +48,74 @@ impl SecretStore for SqliteStore {
     }
 
     async fn reseal_secrets(&self, reseal: &ResealFn<'_>) -> Result<u64> {
-        let result = async {
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let rows = sqlx::query(
-                "SELECT service, key, version, key_id, nonce, ciphertext, created_at, created_by \
-                 FROM secrets ORDER BY service, key, version",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut changed = 0;
-            for row in &rows {
-                let record = secret_record(row)?;
-                let Some(new) = reseal(&record).map_err(StoreError::Aborted)? else {
-                    continue;
-                };
-                sqlx::query(
-                    "UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ? \
-                     WHERE service = ? AND key = ? AND version = ?",
-                )
-                .bind(&new.key_id)
-                .bind(&new.nonce)
-                .bind(&new.ciphertext)
-                .bind(record.service.as_str())
-                .bind(&record.key)
-                .bind(to_i64(record.version.0)?)
-                .execute(&mut *tx)
-                .await?;
-                changed += 1;
-            }
-            tx.commit().await?;
-            Ok(changed)
+        // The callback is the caller's: the writer's connection is borrowed and used here.
+        let mut lease = self.writer.exclusive().await?;
+        check_file(&self.file)?;
+        let result = reseal_in(lease.conn(), reseal);
+        if matches!(&result, Err(e) if !matches!(e, StoreError::Aborted(_))) {
+            lease.poison();
         }
-        .await;
-        self.written(result)
+        result
     }
+}
+
+/// Every secret value sealed again in one transaction; an error from `reseal` rolls it back.
+fn reseal_in(conn: &mut rusqlite::Connection, reseal: &ResealFn<'_>) -> Result<u64> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let records = {
+        let mut select = tx.prepare(
+            "SELECT service, key, version, key_id, nonce, ciphertext, created_at, created_by \
+             FROM secrets ORDER BY service, key, version",
+        )?;
+        let rows = select.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (service, key, version, key_id, nonce, ciphertext, created_at, created_by) = row?;
+            records.push(SecretRecord {
+                service: service_name(service)?,
+                key,
+                version: Version(from_i64(version)?),
+                key_id,
+                nonce,
+                ciphertext,
+                created_at: from_micros(created_at)?,
+                created_by,
+            });
+        }
+        records
+    };
+    let mut changed = 0;
+    for record in &records {
+        let Some(new) = reseal(record).map_err(StoreError::Aborted)? else {
+            continue;
+        };
+        tx.prepare_cached(
+            "UPDATE secrets SET key_id = ?1, nonce = ?2, ciphertext = ?3 \
+             WHERE service = ?4 AND key = ?5 AND version = ?6",
+        )?
+        .execute(rusqlite::params![
+            new.key_id,
+            new.nonce,
+            new.ciphertext,
+            record.service.as_str(),
+            record.key,
+            to_i64(record.version.0)?,
+        ])?;
+        changed += 1;
+    }
+    tx.commit()?;
+    Ok(changed)
 }
 
 fn secret_record(row: &SqliteRow) -> Result<SecretRecord> {

@@ -5,29 +5,30 @@ use super::*;
 #[async_trait]
 impl SecurityStore for SqliteStore {
     async fn insert_token(&self, token: &TokenRecord) -> Result<()> {
-        let result = async {
-            sqlx::query(
-                "INSERT INTO tokens (id, name, role, service, hash, created_at, created_by, \
-                 expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(token.id.to_string())
-            .bind(&token.name)
-            .bind(&token.role)
-            .bind(&token.service)
-            .bind(&token.hash[..])
-            .bind(to_micros(token.created_at))
-            .bind(&token.created_by)
-            .bind(token.expires_at.map(to_micros))
-            .bind(token.last_used_at.map(to_micros))
-            .bind(token.revoked_at.map(to_micros))
-            .execute(&self.writer)
-            .await?;
-            Ok(())
-        }
-        .await;
-        self.written(result)
+        let token = token.clone();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO tokens (id, name, role, service, hash, created_at, created_by, \
+                     expires_at, last_used_at, revoked_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?
+                .execute(rusqlite::params![
+                    token.id.to_string(),
+                    token.name,
+                    token.role,
+                    token.service,
+                    &token.hash[..],
+                    to_micros(token.created_at),
+                    token.created_by,
+                    token.expires_at.map(to_micros),
+                    token.last_used_at.map(to_micros),
+                    token.revoked_at.map(to_micros),
+                ])?;
+                Ok(())
+            })
+            .await
     }
-
     async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(
             "SELECT id, name, role, service, hash, created_at, created_by, expires_at, \
@@ -61,59 +62,49 @@ impl SecurityStore for SqliteStore {
     }
 
     async fn revoke_token(&self, id: Uuid, at: OffsetDateTime) -> Result<bool> {
-        let result = async {
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let done =
-                sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                    .bind(to_micros(at))
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
+        self.writer
+            .write(move |conn| {
+                let id = id.to_string();
+                let done = conn
+                    .prepare_cached(
+                        "UPDATE tokens SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                    )?
+                    .execute(rusqlite::params![to_micros(at), id])?
                     > 0;
-            sqlx::query("DELETE FROM sessions WHERE token_id = ?")
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(done)
-        }
-        .await;
-        self.written(result)
+                conn.prepare_cached("DELETE FROM sessions WHERE token_id = ?1")?
+                    .execute([&id])?;
+                Ok(done)
+            })
+            .await
     }
-
     async fn touch_token(&self, id: Uuid, at: OffsetDateTime) -> Result<()> {
-        let result = async {
-            sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
-                .bind(to_micros(at))
-                .bind(id.to_string())
-                .execute(&self.writer)
-                .await?;
-            Ok(())
-        }
-        .await;
-        self.written(result)
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2")?
+                    .execute(rusqlite::params![to_micros(at), id.to_string()])?;
+                Ok(())
+            })
+            .await
     }
-
     async fn insert_session(&self, session: &SessionRecord) -> Result<()> {
-        let result = async {
-            sqlx::query(
-                "INSERT INTO sessions (hash, token_id, csrf, created_at, expires_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&session.hash[..])
-            .bind(session.token_id.to_string())
-            .bind(&session.csrf)
-            .bind(to_micros(session.created_at))
-            .bind(to_micros(session.expires_at))
-            .execute(&self.writer)
-            .await?;
-            Ok(())
-        }
-        .await;
-        self.written(result)
+        let session = session.clone();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO sessions (hash, token_id, csrf, created_at, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(rusqlite::params![
+                    &session.hash[..],
+                    session.token_id.to_string(),
+                    session.csrf,
+                    to_micros(session.created_at),
+                    to_micros(session.expires_at),
+                ])?;
+                Ok(())
+            })
+            .await
     }
-
     async fn session(&self, hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
         let row = sqlx::query(
             "SELECT hash, token_id, csrf, created_at, expires_at FROM sessions WHERE hash = ?",
@@ -139,22 +130,21 @@ impl SecurityStore for SqliteStore {
     }
 
     async fn delete_session(&self, hash: &[u8; 32]) -> Result<()> {
-        let result = async {
-            sqlx::query("DELETE FROM sessions WHERE hash = ?")
-                .bind(&hash[..])
-                .execute(&self.writer)
-                .await?;
-            Ok(())
-        }
-        .await;
-        self.written(result)
+        let hash = *hash;
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM sessions WHERE hash = ?1")?
+                    .execute([&hash[..]])?;
+                Ok(())
+            })
+            .await
     }
-
     async fn insert_audit(&self, record: &AuditRecord) -> Result<()> {
-        let result = async { insert_audit_in(&self.writer, record).await }.await;
-        self.written(result)
+        let record = record.clone();
+        self.writer
+            .write(move |conn| insert_audit_in(conn, &record))
+            .await
     }
-
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let mut sql = QueryBuilder::<Sqlite>::new(
             "SELECT id, at, actor, action, target, address, outcome, reason FROM audit WHERE 1 = 1",
@@ -199,50 +189,40 @@ impl SecurityStore for SqliteStore {
     }
 
     async fn prune(&self, before: OffsetDateTime, keep_at_most: u64) -> Result<u64> {
-        let result = async {
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let mut audit = sqlx::query("DELETE FROM audit WHERE at < ?")
-                .bind(to_micros(before))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            audit += sqlx::query(
-                "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC \
-                 LIMIT 1 OFFSET ?)",
-            )
-            .bind(i64::try_from(keep_at_most).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
-                .bind(to_micros(OffsetDateTime::now_utc()))
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(audit)
-        }
-        .await;
-        self.written(result)
+        self.writer
+            .write(move |conn| {
+                let mut audit = conn
+                    .prepare_cached("DELETE FROM audit WHERE at < ?1")?
+                    .execute([to_micros(before)])? as u64;
+                audit += conn
+                    .prepare_cached(
+                        "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC \
+                         LIMIT 1 OFFSET ?1)",
+                    )?
+                    .execute([i64::try_from(keep_at_most).unwrap_or(i64::MAX)])?
+                    as u64;
+                conn.prepare_cached("DELETE FROM sessions WHERE expires_at < ?1")?
+                    .execute([to_micros(OffsetDateTime::now_utc())])?;
+                Ok(audit)
+            })
+            .await
     }
 }
 
-pub(super) async fn insert_audit_in<'e, E>(executor: E, record: &AuditRecord) -> Result<()>
-where
-    E: sqlx::Executor<'e, Database = Sqlite>,
-{
-    sqlx::query(
+pub(super) fn insert_audit_in(conn: &rusqlite::Connection, record: &AuditRecord) -> Result<()> {
+    conn.prepare_cached(
         "INSERT INTO audit (at, actor, action, target, address, outcome, reason) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(to_micros(record.at))
-    .bind(&record.actor)
-    .bind(&record.action)
-    .bind(&record.target)
-    .bind(&record.address)
-    .bind(&record.outcome)
-    .bind(&record.reason)
-    .execute(executor)
-    .await?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(rusqlite::params![
+        to_micros(record.at),
+        record.actor,
+        record.action,
+        record.target,
+        record.address,
+        record.outcome,
+        record.reason,
+    ])?;
     Ok(())
 }
 

@@ -468,6 +468,81 @@ pub async fn concurrent_commits_from_the_same_version_have_exactly_one_winner(st
     }
 }
 
+/// Writes that arrive together (and are committed together by a backend that groups them) each
+/// keep their own compare-and-swap, version, history and outbox row.
+pub async fn many_concurrent_writers_each_keep_their_own_compare_and_swap(store: &dyn Store) {
+    let shared_v1 = doc(json!({"writer": "none"}));
+    store
+        .commit(change(
+            "shared",
+            0,
+            &Document::new(),
+            Some(shared_v1.clone()),
+        ))
+        .await
+        .unwrap();
+    let own = (0..48).map(|i| {
+        let after = doc(json!({"writer": i}));
+        store.commit(change(
+            &format!("own-{i}"),
+            0,
+            &Document::new(),
+            Some(after),
+        ))
+    });
+    let shared = (0..16).map(|i| {
+        let after = doc(json!({"writer": i}));
+        store.commit(change("shared", 1, &shared_v1, Some(after)))
+    });
+    let (own, shared) = tokio::join!(
+        futures::future::join_all(own),
+        futures::future::join_all(shared)
+    );
+    for (i, result) in own.iter().enumerate() {
+        let committed = result.as_ref().expect("a write to its own service lands");
+        assert_eq!(committed.version.0, 1, "own-{i}");
+        let state = store.service(&name(&format!("own-{i}"))).await.unwrap();
+        assert_eq!(state.unwrap().document, Some(doc(json!({"writer": i}))));
+    }
+    let winners: Vec<usize> = shared
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "one writer from version 1 wins: {shared:?}"
+    );
+    for (i, result) in shared.iter().enumerate() {
+        if i != winners[0] {
+            assert!(
+                matches!(result, Err(StoreError::Conflict { current }) if current.0 == 2),
+                "writer {i}: {result:?}"
+            );
+        }
+    }
+    let state = store.service(&name("shared")).await.unwrap().unwrap();
+    assert_eq!(state.version.0, 2);
+    assert_eq!(state.document, Some(doc(json!({"writer": winners[0]}))));
+    // Revisions are unique and every landed write has exactly one outbox row.
+    let pending = store.pending_outbox(0, 1000).await.unwrap();
+    assert_eq!(pending.len(), 1 + 48 + 1);
+    let mut revisions: Vec<u64> = pending.iter().map(|p| p.revision.0).collect();
+    revisions.dedup();
+    assert_eq!(revisions.len(), pending.len());
+    let history = store
+        .history(&HistoryQuery {
+            service: Some(name("shared")),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2, "the losers left no history: {history:?}");
+}
+
 pub async fn the_outbox_hands_out_pending_changes_in_order_until_marked(store: &dyn Store) {
     let v1 = doc(json!({"a": 1}));
     store

@@ -7,6 +7,9 @@ use super::*;
 #[async_trait]
 impl ConfigReads for SqliteStore {
     async fn service(&self, name: &ServiceName) -> Result<Option<ServiceState>> {
+        if let Some(state) = self.heads.get(name) {
+            return Ok(Some(state));
+        }
         let row = sqlx::query(
             "SELECT name, version, revision, document, updated_at, updated_by \
              FROM services WHERE name = ?",
@@ -14,7 +17,11 @@ impl ConfigReads for SqliteStore {
         .bind(name.as_str())
         .fetch_optional(&self.readers)
         .await?;
-        row.map(|r| service_state(&r)).transpose()
+        let state = row.map(|r| service_state(&r)).transpose()?;
+        if let Some(state) = &state {
+            self.heads.offer(state.clone());
+        }
+        Ok(state)
     }
 
     async fn services(&self) -> Result<Vec<ServiceState>> {
@@ -137,9 +144,26 @@ impl ConfigReads for SqliteStore {
 #[async_trait]
 impl ConfigWrites for SqliteStore {
     async fn commit(&self, change: NewChange) -> Result<Committed> {
-        self.writer
-            .write(move |conn| commit_in(conn, &change))
-            .await
+        let service = change.service.clone();
+        let written = self
+            .writer
+            .write(move |conn| {
+                let committed = commit_in(conn, &change)?;
+                Ok((committed, head_of(change, committed)))
+            })
+            .await;
+        match written {
+            Ok((committed, state)) => {
+                self.heads.offer(state);
+                Ok(committed)
+            }
+            Err(e) => {
+                // A lost compare-and-swap means the known state is behind (a commit whose
+                // caller went away before it was noted): the next read asks the database.
+                self.heads.forget(&service);
+                Err(e)
+            }
+        }
     }
 
     async fn put_schema(
@@ -150,17 +174,24 @@ impl ConfigWrites for SqliteStore {
     ) -> Result<Option<Committed>> {
         let Some(redaction) = redaction else {
             let record = record.clone();
-            return self
+            let committed = self
                 .writer
                 .write(move |conn| {
-                    let committed = migration
-                        .as_ref()
-                        .map(|change| commit_in(conn, change))
-                        .transpose()?;
+                    let committed = match migration {
+                        Some(change) => {
+                            let committed = commit_in(conn, &change)?;
+                            Some((committed, head_of(change, committed)))
+                        }
+                        None => None,
+                    };
                     upsert_schema(conn, &record)?;
                     Ok(committed)
                 })
-                .await;
+                .await?;
+            return Ok(committed.map(|(committed, state)| {
+                self.heads.offer(state);
+                committed
+            }));
         };
         // A redaction calls back into the caller for every old value: it borrows the writer's
         // connection and runs here, alone.
@@ -170,7 +201,25 @@ impl ConfigWrites for SqliteStore {
         if result.is_err() {
             lease.poison();
         }
+        drop(lease);
+        if let (Ok(Some(committed)), Some(change)) = (&result, migration) {
+            self.heads.offer(head_of(change, *committed));
+        }
         result
+    }
+}
+
+/// The state of a service right after `change` was committed, exactly as reading it back would
+/// give it (times are stored to the microsecond).
+fn head_of(change: NewChange, committed: Committed) -> ServiceState {
+    let at = to_micros(change.at);
+    ServiceState {
+        name: change.service,
+        version: committed.version,
+        revision: committed.revision,
+        document: change.document,
+        updated_at: from_micros(at).unwrap_or(change.at),
+        updated_by: change.actor,
     }
 }
 

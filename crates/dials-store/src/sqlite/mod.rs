@@ -50,11 +50,49 @@ const READERS: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: Arc<Writer>,
+    heads: Arc<Heads>,
     readers: SqlitePool,
     epoch: Epoch,
     created: bool,
     /// The database file and its identity when opened.
     file: Arc<(std::path::PathBuf, FileId)>,
+}
+
+/// The newest state of each service this process has read or written.
+///
+/// The writer thread is the only writer of the file, so the state it just committed is the
+/// state of the service until its next commit: a write reads it here instead of asking the
+/// database again. Entries only move forward (by version), so a read that raced a commit cannot
+/// put an older state over a newer one.
+#[derive(Debug, Default)]
+struct Heads {
+    states: std::sync::Mutex<HashMap<ServiceName, ServiceState>>,
+}
+
+impl Heads {
+    fn get(&self, name: &ServiceName) -> Option<ServiceState> {
+        self.lock().get(name).cloned()
+    }
+
+    /// Keeps `state` unless a newer one is known.
+    fn offer(&self, state: ServiceState) {
+        let mut states = self.lock();
+        match states.get(&state.name) {
+            Some(known) if known.version >= state.version => {}
+            _ => {
+                states.insert(state.name.clone(), state);
+            }
+        }
+    }
+
+    /// Drops what is known of a service, so its next read asks the database.
+    fn forget(&self, name: &ServiceName) {
+        self.lock().remove(name);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceName, ServiceState>> {
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A file's identity: device and inode. A file deleted, or replaced by another under the same
@@ -114,6 +152,7 @@ impl SqliteStore {
             .await?;
         Ok(Self {
             writer: Arc::new(writer),
+            heads: Arc::default(),
             readers,
             epoch,
             created,

@@ -468,6 +468,33 @@ pub async fn concurrent_commits_from_the_same_version_have_exactly_one_winner(st
     }
 }
 
+pub async fn a_read_between_commits_sees_the_last_one(store: &dyn Store) {
+    let mut before = Document::new();
+    for base in 0..5u64 {
+        let state = store.service(&name("svc")).await.unwrap();
+        assert_eq!(state.map_or(0, |s| s.version.0), base);
+        let after = doc(json!({"n": base}));
+        let committed = store
+            .commit(change("svc", base, &before, Some(after.clone())))
+            .await
+            .unwrap();
+        assert_eq!(committed.version.0, base + 1);
+        let state = store.service(&name("svc")).await.unwrap().unwrap();
+        assert_eq!(state.version, committed.version);
+        assert_eq!(state.revision, committed.revision);
+        assert_eq!(state.document.as_ref(), Some(&after));
+        before = after;
+    }
+    // A stale write is refused, and the state read after it is still the last commit.
+    let stale = store
+        .commit(change("svc", 2, &before, Some(doc(json!({"n": "stale"})))))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict { current }) if current.0 == 5));
+    let state = store.service(&name("svc")).await.unwrap().unwrap();
+    assert_eq!(state.version.0, 5);
+    assert_eq!(state.document, Some(before));
+}
+
 /// Writes that arrive together (and are committed together by a backend that groups them) each
 /// keep their own compare-and-swap, version, history and outbox row.
 pub async fn many_concurrent_writers_each_keep_their_own_compare_and_swap(store: &dyn Store) {

@@ -31,6 +31,7 @@ conformance_tests!(
     tokens_are_found_only_by_their_hash,
     concurrent_commits_from_the_same_version_have_exactly_one_winner,
     many_concurrent_writers_each_keep_their_own_compare_and_swap,
+    a_read_between_commits_sees_the_last_one,
     the_outbox_hands_out_pending_changes_in_order_until_marked,
     changes_since_a_revision_replay_in_revision_order,
     an_instance_report_replaces_the_previous_one,

@@ -259,7 +259,7 @@ mod imp {
                 String::from_utf8_lossy(&o.stdout)
                     .lines()
                     .next()
-                    .map(str::to_owned)
+                    .map(|line| line.replace(" Version:", ""))
             })
             .unwrap_or_else(|| "etcd (version unknown)".to_owned());
         let mut etcd = EtcdServer::start(&args.etcd, root.path()).await?;

@@ -50,7 +50,8 @@ pub enum Command {
     /// (20 updates/s) and back-to-back.
     Client(ClientArgs),
     /// dials against etcd on this machine, side by side in alternating rounds: sequential,
-    /// CAS, 16 writers (own keys, one shared key), write → watcher. Needs `--features etcd`.
+    /// CAS, 16 writers (own keys, one shared key), write → watcher. Needs a build with
+    /// `--features dials-bench/etcd`.
     VersusEtcd(VersusEtcdArgs),
     /// The floor server itself (started by `floor` and `all`).
     #[command(hide = true)]

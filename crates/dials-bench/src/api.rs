@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, IF_NONE_MATCH};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, IF_MATCH, IF_NONE_MATCH};
 use hyper::http::HeaderValue;
 use hyper::{Method, Request, Uri};
 
@@ -111,6 +111,19 @@ impl Api {
             builder = builder.header(IF_NONE_MATCH, HeaderValue::from_static("*"));
         }
         Ok(builder.body(Full::new(body))?)
+    }
+
+    /// `PUT uri` with a JSON body and `If-Match: "version"`: a compare-and-swap.
+    #[cfg_attr(
+        not(feature = "etcd"),
+        allow(dead_code, reason = "used by versus-etcd")
+    )]
+    pub fn put_if_match(&self, uri: &Uri, body: Bytes, version: u64) -> anyhow::Result<Req> {
+        Ok(self
+            .request(Method::PUT, uri.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(IF_MATCH, HeaderValue::from_str(&format!("\"{version}\""))?)
+            .body(Full::new(body))?)
     }
 
     /// `GET /health`, which needs no token.

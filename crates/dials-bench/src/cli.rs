@@ -44,8 +44,15 @@ pub enum Command {
     /// against the cached, masked reads.
     Secrets(SecretsArgs),
     /// Two builds of dials by turns on this machine (before, after, after, before, …): the p50
-    /// of durable writes, each build on a server of its own with MQTT off.
+    /// of durable writes and of reads, each build on a server of its own with MQTT off.
     Compare(CompareArgs),
+    /// PUT → typed callback in a `dials-client` through a stock Mosquitto of its own: paced
+    /// (20 updates/s) and back-to-back.
+    Client(ClientArgs),
+    /// dials against etcd on this machine, side by side in alternating rounds: sequential,
+    /// CAS, 16 writers (own keys, one shared key), write → watcher. Needs a build with
+    /// `--features dials-bench/etcd`.
+    VersusEtcd(VersusEtcdArgs),
     /// The floor server itself (started by `floor` and `all`).
     #[command(hide = true)]
     FloorServer(FloorServerArgs),
@@ -271,13 +278,71 @@ pub struct CompareArgs {
     #[arg(long, value_name = "PATH")]
     pub after: PathBuf,
 
-    /// Write runs of each build
+    /// Runs of each build (each: the writes, then the reads)
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub runs: u32,
 
     /// Writes in each run
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub writes: u64,
+
+    /// Seconds of GETs (one connection) in each run, after its writes
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub get_seconds: u64,
+
+    /// Where to make the data directories [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The `dials` binary to measure
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Updates of each shape (paced, then back-to-back)
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub updates: u32,
+
+    /// Updates per second of the paced shape
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rate: u32,
+
+    /// Give the broker `set_tcp_nodelay true` instead of its stock settings
+    #[arg(long)]
+    pub broker_nodelay: bool,
+
+    /// Where to make the data directory [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersusEtcdArgs {
+    /// The `dials` binary to measure
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// The `etcd` binary [default: `etcd` on the PATH, from Debian's etcd-server]
+    #[arg(long, value_name = "PATH", default_value = "etcd")]
+    pub etcd: PathBuf,
+
+    /// Rounds; each runs every workload on both systems, the first system alternating
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
+
+    /// Writes of each sequential workload (plain, CAS, write → watcher) per round
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    pub writes: u32,
+
+    /// Seconds of each 16-writer workload per round
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+
+    /// Concurrent writers in the concurrent workloads
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=256))]
+    pub writers: u32,
 
     /// Where to make the data directories [default: the system temp dir]
     #[arg(long, value_name = "DIR")]

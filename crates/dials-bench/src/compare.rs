@@ -1,13 +1,15 @@
-//! Two builds of dials measured by turns on one machine: a server of each, then write runs in
-//! the order before, after, after, before, … so that whatever drifts on the machine during the
-//! runs weighs on both alike. Reports each run's p50, the medians and their ratio.
+//! Two builds of dials measured by turns on one machine: a server of each, then write runs and
+//! read runs in the order before, after, after, before, … so that whatever drifts on the
+//! machine during the runs weighs on both alike. Reports each run's p50, the medians and their
+//! ratio, for durable PUTs and for GETs of the config (one connection).
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::api::Api;
 use crate::cli::CompareArgs;
-use crate::put::{self, PutReport};
+use crate::get::{self, GetOptions};
+use crate::put;
 use crate::server::{self, Launch};
 use crate::stats::Ms;
 
@@ -26,7 +28,8 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
         server::measure_with(&after, dir, |_, new| {
             let old_api = Api::at(old.addr(), &old.admin_token()?)?;
             let new_api = Api::at(new.addr(), &new.admin_token()?)?;
-            let (mut b, mut a) = (Vec::new(), Vec::new());
+            let mut b = Runs::default();
+            let mut a = Runs::default();
             for turn in 0..args.runs * 2 {
                 // before, after, after, before, before, after, …
                 let after_first = turn % 4 == 1 || turn % 4 == 2;
@@ -37,7 +40,19 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
                 };
                 let report = put::run(api, "bench", args.writes, Some(pid))?;
                 eprintln!("{who}: {report}");
-                runs.push(report);
+                runs.put.push(report.latency.p50);
+                runs.put_errors += report.errors;
+                let options = GetOptions {
+                    connections: 1,
+                    threads: 1,
+                    seconds: Duration::from_secs(args.get_seconds),
+                    warmup: Duration::from_millis(500),
+                    server_pid: Some(pid),
+                };
+                let report = get::run(api, "bench", &options)?;
+                eprintln!("{who}: {report}");
+                runs.get.push(report.latency.p50);
+                runs.get_errors += report.errors;
             }
             Ok((b, a))
         })
@@ -46,8 +61,17 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(runs: &[PutReport]) -> Duration {
-    let mut p50s: Vec<Duration> = runs.iter().map(|r| r.latency.p50).collect();
+/// The p50 of each run of one build.
+#[derive(Debug, Default)]
+struct Runs {
+    put: Vec<Duration>,
+    put_errors: u64,
+    get: Vec<Duration>,
+    get_errors: u64,
+}
+
+fn median(p50s: &[Duration]) -> Duration {
+    let mut p50s = p50s.to_vec();
     p50s.sort();
     match p50s.len() {
         0 => Duration::ZERO,
@@ -56,24 +80,40 @@ fn median(runs: &[PutReport]) -> Duration {
     }
 }
 
-fn table(before: &[PutReport], after: &[PutReport], args: &CompareArgs) -> String {
-    let mut out =
-        String::from("| build | PUT p50 of each run | median | errors |\n|---|---|---|---|\n");
-    for (name, runs) in [("before", before), ("after", after)] {
-        let each: Vec<String> = runs.iter().map(|r| Ms(r.latency.p50).to_string()).collect();
-        let errors: u64 = runs.iter().map(|r| r.errors).sum();
-        let _ = writeln!(
-            out,
-            "| {name} | {} | {} | {errors} |",
-            each.join(", "),
-            Ms(median(runs))
-        );
+fn table(before: &Runs, after: &Runs, args: &CompareArgs) -> String {
+    let mut out = String::from(
+        "| build | request | p50 of each run | median | errors |\n|---|---|---|---|---|\n",
+    );
+    for (request, pick) in [
+        (
+            "PUT",
+            (|r: &Runs| (&r.put, r.put_errors)) as fn(&Runs) -> (&Vec<Duration>, u64),
+        ),
+        ("GET", |r: &Runs| (&r.get, r.get_errors)),
+    ] {
+        for (name, runs) in [("before", before), ("after", after)] {
+            let (p50s, errors) = pick(runs);
+            let each: Vec<String> = p50s.iter().map(|d| Ms(*d).to_string()).collect();
+            let _ = writeln!(
+                out,
+                "| {name} | {request} | {} | {} | {errors} |",
+                each.join(", "),
+                Ms(median(p50s))
+            );
+        }
     }
-    let ratio = median(after).as_secs_f64() / median(before).as_secs_f64().max(1e-12);
+    let ratio = |pick: fn(&Runs) -> &Vec<Duration>| {
+        median(pick(after)).as_secs_f64() / median(pick(before)).as_secs_f64().max(1e-12)
+    };
     let _ = writeln!(
         out,
-        "\nafter/before: {ratio:.2} ({} runs of {} durable writes each, MQTT off)",
-        args.runs, args.writes
+        "\nafter/before: PUT {:.2}, GET {:.2} ({} runs of each build: {} durable writes, then \
+         {} s of GETs on one connection; MQTT off)",
+        ratio(|r| &r.put),
+        ratio(|r| &r.get),
+        args.runs,
+        args.writes,
+        args.get_seconds
     );
     out
 }

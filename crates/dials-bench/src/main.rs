@@ -6,7 +6,9 @@
 
 mod all;
 mod api;
+mod broker;
 mod cli;
+mod client;
 mod compare;
 mod cpu;
 mod floor;
@@ -20,6 +22,7 @@ mod secrets;
 mod server;
 mod startup;
 mod stats;
+mod versus;
 
 use std::process::ExitCode;
 
@@ -87,6 +90,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::All(args) => all::run(&args)?,
         Command::Secrets(args) => secrets::run(&args)?,
         Command::Compare(args) => compare::run(&args)?,
+        Command::Client(args) => client::run(&args)?,
+        Command::VersusEtcd(args) => versus::run(&args)?,
         Command::Mqtt(args) => {
             let options = mqtt::MqttOptionsArgs {
                 binary: args.binary,

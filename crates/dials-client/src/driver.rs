@@ -14,7 +14,9 @@ use dials_wire::mqtt::{
     AppliedReport, AppliedStatus, IgnoreReason, Receiver, RereadReason, UpdateVerdict, judge_update,
 };
 use ed25519_dalek::VerifyingKey;
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, Publish, QoS,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -27,7 +29,7 @@ use crate::client::{Command, Origin, Shared, lock};
 use crate::layers::{EnvLookup, HeldSecrets, ServiceSchema, has_secret_placeholder};
 use crate::lkg::LkgFile;
 use crate::manager::Manager;
-use crate::mqtt::Topics;
+use crate::mqtt::{AckOrder, Topics};
 use crate::reads::{Backoff, Reads};
 
 /// The log target of refused updates.
@@ -48,13 +50,16 @@ pub(crate) struct Mqtt {
     eventloop: EventLoop,
     topics: Topics,
     broker: dials_wire::mqtt::BrokerUrl,
+    /// Updates to acknowledge, and whether a report awaits its PUBACK.
+    acks: AckOrder<Publish>,
 }
 
 impl Mqtt {
     pub fn new(options: MqttOptions, topics: Topics, broker: dials_wire::mqtt::BrokerUrl) -> Self {
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         // Acknowledgements and reports are small writes right after a read: with Nagle's
-        // algorithm they wait for the broker's delayed ACK (40 ms on Linux).
+        // algorithm they wait for the broker's delayed ACK (40 ms on Linux). The broker's own
+        // small writes toward us are the subject of `AckOrder`.
         let mut network = rumqttc::NetworkOptions::new();
         network.set_tcp_nodelay(true);
         network.set_connection_timeout(5);
@@ -64,6 +69,7 @@ impl Mqtt {
             eventloop,
             topics,
             broker,
+            acks: AckOrder::default(),
         }
     }
 }
@@ -141,6 +147,7 @@ where
                             tracing::info!(broker = %m.broker.display_url(), "connected to the MQTT broker");
                             connected = true;
                             warned_down = false;
+                            m.acks.reset();
                             mqtt_retry.reset();
                             if let Err(e) = m.client.try_subscribe(&m.topics.updated, QoS::AtLeastOnce) {
                                 tracing::warn!(error = %e, "cannot subscribe to config updates");
@@ -151,11 +158,17 @@ where
                                 self.start_read(&results_tx);
                             }
                         }
-                        Ok(Event::Incoming(Incoming::Publish(p))) if p.topic == m.topics.updated => {
-                            if self.on_envelope(&p.payload).await && reads.want(None) {
+                        Ok(Event::Incoming(Incoming::Publish(p))) => {
+                            if p.topic == m.topics.updated
+                                && self.on_envelope(&p.payload).await
+                                && reads.want(None)
+                            {
                                 self.start_read(&results_tx);
                             }
+                            m.acks.received(p);
                         }
+                        // Only reports are published with QoS 1.
+                        Ok(Event::Incoming(Incoming::PubAck(_))) => m.acks.report_acked(),
                         Ok(_) => {}
                         Err(e) => {
                             if connected || !warned_down {
@@ -169,6 +182,7 @@ where
                                 tracing::debug!(error = %e, "MQTT reconnect failed");
                             }
                             connected = false;
+                            m.acks.reset();
                             mqtt_retry_at = Some(Instant::now() + mqtt_retry.next());
                         }
                     }
@@ -182,12 +196,18 @@ where
                     }
                 }
             }
-            if self.report_pending
-                && connected
-                && let Some(m) = &mqtt
-            {
-                self.publish_report(m);
-                self.report_pending = false;
+            if connected && let Some(m) = mqtt.as_mut() {
+                if self.report_pending && m.acks.may_report() {
+                    if self.publish_report(m) {
+                        m.acks.report_sent();
+                    }
+                    self.report_pending = false;
+                }
+                for publish in m.acks.release() {
+                    if let Err(e) = m.client.try_ack(&publish) {
+                        tracing::warn!(error = %e, "cannot acknowledge a config update");
+                    }
+                }
             }
         }
 
@@ -433,10 +453,10 @@ where
         }
     }
 
-    /// Publishes the latest report, retained.
-    fn publish_report(&self, m: &Mqtt) {
+    /// Publishes the latest report, retained. Answers whether it was handed to the connection.
+    fn publish_report(&self, m: &Mqtt) -> bool {
         let Some(report) = &self.last_report else {
-            return;
+            return false;
         };
         let wire = AppliedReport {
             service: self.shared.service.clone(),
@@ -449,11 +469,15 @@ where
             overrides: Some(report.overrides.clone()),
         };
         let payload = wire.to_bytes();
-        if let Err(e) = m
+        match m
             .client
             .try_publish(&m.topics.applied, QoS::AtLeastOnce, true, payload)
         {
-            tracing::warn!(error = %e, "cannot report the applied status");
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot report the applied status");
+                false
+            }
         }
     }
 }

@@ -159,6 +159,42 @@ async fn a_callback_that_panics_or_refuses_reports_failed_and_the_previous_confi
     );
 }
 
+/// Through a broker with its stock settings (Nagle's algorithm on its sockets), each applied
+/// report's PUBACK must not leave the next update waiting for the client's delayed TCP
+/// acknowledgement (40 ms on Linux): updates sent one after the other each reach the service in
+/// a few milliseconds, not in 30 to 40. The bound is loose, for a busy machine and a debug build;
+/// the stall it catches is larger than it on every update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_updates_are_not_held_up_by_a_stock_broker() {
+    let broker = Mosquitto::start_stock().await;
+    let m = manager(Some(&broker)).await;
+    m.create("tts", json!({"volume": 0})).await;
+    let mut status = reports(&broker, "tts").await;
+    let dials = builder(&m, "tts").mqtt(broker.url()).start().await.unwrap();
+    let mut rx = dials.subscribe();
+    report_for(&mut status, "tts", 1).await;
+
+    let mut took = Vec::new();
+    for volume in 1..=25 {
+        let sent = std::time::Instant::now();
+        m.put("tts", json!({"volume": volume})).await;
+        while next(&mut rx).await.volume != volume {}
+        took.push(sent.elapsed());
+    }
+    // Every report still arrives, the last one last.
+    let last = dials.info().version;
+    assert_eq!(
+        report_for(&mut status, "tts", last).await["status"],
+        "applied"
+    );
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < Duration::from_millis(20),
+        "PUT → applied, median {median:?} over 25 updates in a row: {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn after_the_broker_comes_back_the_client_reconnects_and_catches_up_over_rest() {
     let mut broker = Mosquitto::start().await;

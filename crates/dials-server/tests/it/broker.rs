@@ -25,6 +25,8 @@ pub struct Mosquitto {
     child: Option<Child>,
     /// Extra configuration lines (TLS, passwords).
     extra: String,
+    /// Only a listener and anonymous access: the broker's sockets keep Nagle's algorithm.
+    stock: bool,
 }
 
 impl Mosquitto {
@@ -39,6 +41,21 @@ impl Mosquitto {
             dir,
             child: None,
             extra: String::new(),
+            stock: false,
+        };
+        m.restart().await;
+        m
+    }
+
+    /// A broker configured as a distribution installs it: a listener and anonymous access,
+    /// nothing tuned (no `set_tcp_nodelay`, default inflight and queue limits).
+    pub async fn start_stock() -> Mosquitto {
+        let mut m = Mosquitto {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            extra: String::new(),
+            stock: true,
         };
         m.restart().await;
         m
@@ -130,6 +147,7 @@ impl Mosquitto {
             dir,
             child: None,
             extra,
+            stock: false,
         };
         m.restart().await;
         (m, ca)
@@ -146,17 +164,18 @@ impl Mosquitto {
     /// (Re)starts the broker on the same port; it forgets retained messages.
     pub async fn restart(&mut self) {
         let conf: PathBuf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
+        let text = if self.stock {
+            format!("listener {} 127.0.0.1\nallow_anonymous true\n", self.port)
+        } else {
             format!(
                 "listener {} 127.0.0.1\nallow_anonymous {}\npersistence false\nuser root\n\
                  max_inflight_messages 0\nset_tcp_nodelay true\nmax_queued_messages 100000\n{}",
                 self.port,
                 self.extra.is_empty(),
                 self.extra
-            ),
-        )
-        .unwrap();
+            )
+        };
+        std::fs::write(&conf, text).unwrap();
         let child = Command::new("mosquitto")
             .arg("-c")
             .arg(&conf)

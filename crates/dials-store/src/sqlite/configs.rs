@@ -148,6 +148,10 @@ impl ConfigWrites for SqliteStore {
         self.written(result)
     }
 
+    async fn commit_many(&self, changes: Vec<NewChange>) -> Result<Vec<Committed>> {
+        self.commit_many_in(&changes).await
+    }
+
     async fn put_schema(
         &self,
         record: &SchemaRecord,
@@ -396,4 +400,23 @@ async fn redact_in(
         }
     }
     Ok(changed)
+}
+
+impl SqliteStore {
+    /// [`ConfigWrites::commit_many`]: every change through [`commit_in`] inside one
+    /// transaction.
+    pub(super) async fn commit_many_in(&self, changes: &[NewChange]) -> Result<Vec<Committed>> {
+        self.check_file()?;
+        let result = async {
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let mut committed = Vec::with_capacity(changes.len());
+            for change in changes {
+                committed.push(commit_in(&mut tx, change).await?);
+            }
+            tx.commit().await?;
+            Ok(committed)
+        }
+        .await;
+        self.written(result)
+    }
 }

@@ -30,6 +30,7 @@ use crate::{
 mod configs;
 mod instances;
 mod outbox;
+mod profiles;
 mod secrets;
 mod security;
 

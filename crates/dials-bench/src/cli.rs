@@ -46,6 +46,9 @@ pub enum Command {
     /// Two builds of dials by turns on this machine (before, after, after, before, …): the p50
     /// of durable writes, each build on a server of its own with MQTT off.
     Compare(CompareArgs),
+    /// Many-service writes: profile apply over the demo fleet (`dials seed`), and an import of
+    /// a generated fleet into an empty manager, then again.
+    Bulk(BulkArgs),
     /// The floor server itself (started by `floor` and `all`).
     #[command(hide = true)]
     FloorServer(FloorServerArgs),
@@ -282,4 +285,27 @@ pub struct CompareArgs {
     /// Where to make the data directories [default: the system temp dir]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BulkArgs {
+    /// The `dials` binary to measure (it also runs `dials seed`)
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Profile applies each way (a then b)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub applies: u64,
+
+    /// Services in the imported file
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub services: u32,
+
+    /// Where to make the data directories [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// An extra argument for `dials serve` (repeat for more), e.g. --serve-arg=--mqtt=none
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
 }

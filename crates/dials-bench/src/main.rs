@@ -6,6 +6,7 @@
 
 mod all;
 mod api;
+mod bulk;
 mod cli;
 mod compare;
 mod cpu;
@@ -86,6 +87,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::FloorServer(args) => floor::serve(usize::try_from(args.body_bytes)?)?,
         Command::All(args) => all::run(&args)?,
         Command::Secrets(args) => secrets::run(&args)?,
+        Command::Bulk(args) => bulk::run(&args)?,
         Command::Compare(args) => compare::run(&args)?,
         Command::Mqtt(args) => {
             let options = mqtt::MqttOptionsArgs {

@@ -73,6 +73,16 @@ struct ApplyReport {
 }
 
 async fn send(api: &Api, conn: &mut Conn, path: &str, body: Value) -> anyhow::Result<Duration> {
+    Ok(send_read(api, conn, path, body).await?.0)
+}
+
+/// `POST path`: how long the answer took, and the answer.
+async fn send_read(
+    api: &Api,
+    conn: &mut Conn,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<(Duration, Value)> {
     let uri = api.uri(path)?;
     let req = api.post(&uri, Bytes::from(serde_json::to_vec(&body)?))?;
     let started = Instant::now();
@@ -81,7 +91,19 @@ async fn send(api: &Api, conn: &mut Conn, path: &str, body: Value) -> anyhow::Re
     if !answer.status.is_success() {
         bail!("POST {path}: {} {}", answer.status, answer.excerpt());
     }
-    Ok(took)
+    Ok((
+        took,
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
+    ))
+}
+
+/// How many services a plan changes.
+fn changed(plan: &Value) -> usize {
+    plan["services"].as_array().map_or(0, |s| {
+        s.iter()
+            .filter(|s| s["action"] == "update" || s["action"] == "create")
+            .count()
+    })
 }
 
 /// Seeds the demo fleet, saves it as profile `a`, changes one setting of every service and
@@ -133,15 +155,30 @@ async fn apply(server: &Server, args: &BulkArgs) -> anyhow::Result<ApplyReport> 
         }
     }
     send(&api, &mut conn, "/api/v1/profiles", json!({"name": "b"})).await?;
-    let mut changed = Vec::new();
+    let mut changed_times = Vec::new();
     let mut unchanged = Vec::new();
     let mut dry = Vec::new();
     for n in 0..args.applies {
         let target = if n % 2 == 0 { "a" } else { "b" };
         let path = format!("/api/v1/profiles/{target}/apply");
         dry.push(send(&api, &mut conn, &path, json!({"dry_run": true})).await?);
-        changed.push(send(&api, &mut conn, &path, json!({})).await?);
-        unchanged.push(send(&api, &mut conn, &path, json!({})).await?);
+        let (took, plan) = send_read(&api, &mut conn, &path, json!({})).await?;
+        if changed(&plan) != names.len() {
+            bail!(
+                "an apply changed {} of {} services",
+                changed(&plan),
+                names.len()
+            );
+        }
+        changed_times.push(took);
+        let (took, plan) = send_read(&api, &mut conn, &path, json!({})).await?;
+        if changed(&plan) != 0 {
+            bail!(
+                "applying the same profile twice changed {} services",
+                changed(&plan)
+            );
+        }
+        unchanged.push(took);
     }
     eprintln!(
         "{} services, {} applies each way",
@@ -149,18 +186,21 @@ async fn apply(server: &Server, args: &BulkArgs) -> anyhow::Result<ApplyReport> 
         args.applies
     );
     Ok(ApplyReport {
-        changed: Summary::of_samples(&changed),
+        changed: Summary::of_samples(&changed_times),
         unchanged: Summary::of_samples(&unchanged),
         dry: Summary::of_samples(&dry),
     })
 }
 
-/// Changes the first boolean or number found at the top level; `false` when there is none.
+/// Changes the first boolean or whole number found, depth first; `false` when there is none.
 fn flip_one(config: &mut Value) -> bool {
     let Some(map) = config.as_object_mut() else {
         return false;
     };
     for value in map.values_mut() {
+        if value.is_object() && flip_one(value) {
+            return true;
+        }
         match value {
             Value::Bool(b) => {
                 *b = !*b;

@@ -270,7 +270,24 @@ pub async fn import(
             }
             None => None,
         };
-        let Some(config) = &s.config else { continue };
+        let Some(config) = &s.config else {
+            // A new schema for a service the file has no document for: the document it has
+            // must fit that schema too (and is stored in the form the schema asks for).
+            if let Some(compiled) = compiled
+                && let Some(document) = state
+                    .store
+                    .service(&service)
+                    .await?
+                    .and_then(|s| s.document)
+            {
+                members.push(Member {
+                    service,
+                    target: Target::Stored(document),
+                    schema: Some(compiled),
+                });
+            }
+            continue;
+        };
         let mut document = Document::from_value(config.clone()).map_err(|e| {
             ApiError::BadRequest(format!("the config of {service} is not a document: {e}"))
         })?;

@@ -565,6 +565,22 @@ async fn an_import_with_one_invalid_service_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A schema alone must fit the document the service already has.
+    app.create("llm", json!({"max_tokens": 500})).await;
+    let file = json!({
+        "format": 1,
+        "exported_at": "2026-01-01T00:00:00Z",
+        "services": [{"name": "llm", "schema": llm_schema(10)}]
+    });
+    let r = import(&app, &file.to_string(), "application/json", None, false).await;
+    let body = problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(body["errors"][0]["path"], "/max_tokens", "{body}");
+    let r = app
+        .req(Method::GET, "/api/v1/services/llm/schema")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the schema did not land");
     let r = import(&app, "{\"format\": 9}", "application/json", None, false).await;
     problem(r, StatusCode::BAD_REQUEST).await;
     let r = import(&app, "x", "text/plain", None, false).await;

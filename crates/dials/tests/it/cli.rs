@@ -829,6 +829,11 @@ async fn export_and_import_carry_the_fleet_to_an_empty_manager() {
         ])
         .await;
     assert_eq!(out.json()["secrets"], true);
+    let sealed = std::fs::read_to_string(&secret_file).unwrap();
+    for plaintext in ["example-elevenlabs-key-not-real", "tars rocks"] {
+        assert!(!sealed.contains(plaintext), "{plaintext} is in the file");
+        assert!(!yaml.contains(plaintext), "{plaintext} is in the file");
+    }
 
     let mut empty = Session::start().await;
     let dry = empty.run(&["import", &file_text, "--dry-run"]).await;

@@ -124,7 +124,8 @@ pub enum Command {
     /// Write every service's config and schema, and every profile, to one file (or stdout).
     ///
     /// The format follows the file's extension: .json, or .yaml/.yml. Secrets are named but
-    /// not valued, unless a passphrase is given (--passphrase-file, or DIALS_EXPORT_PASSPHRASE):
+    /// not valued, unless a passphrase is given (--with-secrets asks for one on the terminal;
+    /// --passphrase-file, or DIALS_EXPORT_PASSPHRASE):
     /// then their values are included, encrypted with it (Argon2id + AES-256-GCM). Needs an
     /// admin token.
     ///
@@ -350,6 +351,10 @@ pub struct ExportArgs {
     /// [env: DIALS_EXPORT_PASSPHRASE holds the passphrase itself].
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Include secret values, encrypted with a passphrase asked for on the terminal (unless
+    /// --passphrase-file or DIALS_EXPORT_PASSPHRASE gives one).
+    #[arg(long)]
+    pub with_secrets: bool,
     /// Write YAML (the default for .yaml and .yml files).
     #[arg(long)]
     pub yaml: bool,
@@ -365,7 +370,8 @@ pub struct ImportArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// The passphrase of the file's encrypted secrets, in this file (its first line)
-    /// [env: DIALS_EXPORT_PASSPHRASE holds the passphrase itself].
+    /// [env: DIALS_EXPORT_PASSPHRASE holds the passphrase itself]. Without either, a file
+    /// with encrypted secrets makes dials ask for it on the terminal.
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     #[command(flatten)]

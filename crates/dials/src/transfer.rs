@@ -37,6 +37,29 @@ fn passphrase(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
     Ok(std::env::var(PASSPHRASE_ENV).ok().filter(|p| !p.is_empty()))
 }
 
+/// Asks for the passphrase on the terminal, without echo; `confirm` asks twice.
+fn prompt(confirm: bool) -> anyhow::Result<String> {
+    if !crate::output::stderr_is_terminal() {
+        return Err(usage(
+            "no passphrase: give --passphrase-file or set DIALS_EXPORT_PASSPHRASE (there is no \
+             terminal to ask on)",
+        ));
+    }
+    let first = rpassword::prompt_password("passphrase for the secrets: ")
+        .context("cannot read the passphrase")?;
+    if first.is_empty() {
+        return Err(usage("the passphrase is empty"));
+    }
+    if confirm {
+        let again = rpassword::prompt_password("the same passphrase again: ")
+            .context("cannot read the passphrase")?;
+        if again != first {
+            return Err(usage("the two passphrases differ"));
+        }
+    }
+    Ok(first)
+}
+
 /// A spinner on stderr when it is a terminal; hidden otherwise.
 fn spinner(message: String) -> indicatif::ProgressBar {
     if !crate::output::stderr_is_terminal() {
@@ -55,7 +78,10 @@ fn spinner(message: String) -> indicatif::ProgressBar {
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let api = Api::from_args(&args.client)?;
     let yaml = args.yaml || args.file.as_deref().is_some_and(is_yaml);
-    let passphrase = passphrase(args.passphrase_file.as_ref())?;
+    let passphrase = match passphrase(args.passphrase_file.as_ref())? {
+        None if args.with_secrets => Some(prompt(true)?),
+        given => given,
+    };
     let mut request = api.request(Method::GET, "/api/v1/export").header(
         reqwest::header::ACCEPT,
         if yaml {
@@ -131,12 +157,26 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether an export file carries encrypted secret values (a file that does not parse is left
+/// for the server to refuse).
+fn carries_secrets(body: &[u8], yaml: bool) -> bool {
+    let file: Option<serde_json::Value> = if yaml {
+        serde_yaml_ng::from_slice(body).ok()
+    } else {
+        serde_json::from_slice(body).ok()
+    };
+    file.is_some_and(|f| f.get("secrets").is_some_and(|s| !s.is_null()))
+}
+
 /// `dials import FILE [--dry-run]`.
 pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let body = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let api = Api::from_args(&args.client)?;
-    let passphrase = passphrase(args.passphrase_file.as_ref())?;
+    let mut passphrase = passphrase(args.passphrase_file.as_ref())?;
+    if passphrase.is_none() && carries_secrets(&body, is_yaml(&args.file)) {
+        passphrase = Some(prompt(false)?);
+    }
     let content_type = if is_yaml(&args.file) {
         "application/yaml"
     } else {

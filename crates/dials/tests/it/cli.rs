@@ -864,6 +864,8 @@ async fn export_and_import_carry_the_fleet_to_an_empty_manager() {
         "{}",
         again.stdout
     );
+    let missing = empty.run(&["import", &secret_text]).await;
+    assert_eq!(missing.code, 2, "no passphrase and no terminal to ask on");
     let wrong = dials_wrong_passphrase(&mut empty, &secret_file).await;
     assert_eq!(wrong.code, 1);
     assert!(

@@ -1,12 +1,15 @@
 //! How the CLI prints a plan — the answer of `profile apply`, `restore --all` and `import`:
 //! one line per service, then its changes key by key.
 
+use std::fmt::Write as _;
+
 use dials_wire::{Plan, PlanAction, PlanItem};
 
 use crate::output::{Paint, compact, paint};
 
 /// Prints a plan for people.
-pub fn print(plan: &Plan) {
+pub fn print(plan: &Plan) -> anyhow::Result<()> {
+    let mut out = String::new();
     let width = plan
         .services
         .iter()
@@ -23,7 +26,7 @@ pub fn print(plan: &Plan) {
         };
         let action = action_word(s.action);
         let line = format!("{:<width$}  {:<9}  {versions}", s.service, action);
-        println!("{}", paint(line.trim_end(), colour_of(s.action)));
+        let _ = writeln!(out, "{}", paint(line.trim_end(), colour_of(s.action)));
         for c in &s.changes {
             let line = match (&c.old, &c.new) {
                 (None, Some(new)) => format!("  + {} = {}", c.key, compact(new)),
@@ -33,11 +36,12 @@ pub fn print(plan: &Plan) {
                 }
                 (None, None) => format!("  ~ {}", c.key),
             };
-            println!("{line}");
+            let _ = writeln!(out, "{line}");
         }
         for e in &s.errors {
             let path = if e.path.is_empty() { "/" } else { &e.path };
-            println!(
+            let _ = writeln!(
+                out,
                 "{}",
                 paint(&format!("  ! {path}: {}", e.message), Paint::Red)
             );
@@ -45,7 +49,7 @@ pub fn print(plan: &Plan) {
     }
     for (what, items) in [("schema", &plan.schemas), ("profile", &plan.profiles)] {
         if let Some(items) = items {
-            print_items(what, items);
+            print_items(&mut out, what, items);
         }
     }
     let changed = plan
@@ -87,12 +91,13 @@ pub fn print(plan: &Plan) {
             Paint::Green,
         )
     };
-    println!("{summary}");
+    let _ = writeln!(out, "{summary}");
+    crate::output::emit(&out)
 }
 
-fn print_items(what: &str, items: &[PlanItem]) {
+fn print_items(out: &mut String, what: &str, items: &[PlanItem]) {
     for item in items {
-        println!("{what} {}: {}", item.name, action_word(item.action));
+        let _ = writeln!(out, "{what} {}: {}", item.name, action_word(item.action));
     }
 }
 

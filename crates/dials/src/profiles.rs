@@ -95,30 +95,30 @@ async fn show(args: ProfileNameArgs) -> anyhow::Result<()> {
     if args.client.json {
         return print_json(&profile);
     }
-    println!(
-        "{}",
+    let mut out = format!(
+        "{}\n",
         paint(&format!("profile {}", profile.name), Paint::Bold)
     );
     if !profile.description.is_empty() {
-        println!("{}", profile.description);
+        out.push_str(&profile.description);
+        out.push('\n');
     }
-    println!(
-        "saved {} by {}",
+    out.push_str(&format!(
+        "saved {} by {}\n",
         when(profile.created_at),
         profile.created_by
-    );
+    ));
     for s in &profile.services {
-        println!();
-        println!(
-            "{}",
+        out.push_str(&format!(
+            "\n{}\n{}\n",
             paint(
                 &format!("{} (captured at version {})", s.service, s.version),
                 Paint::Bold
-            )
-        );
-        println!("{}", serde_json::to_string_pretty(&s.config)?);
+            ),
+            serde_json::to_string_pretty(&s.config)?
+        ));
     }
-    Ok(())
+    crate::output::emit(&out)
 }
 
 async fn apply(args: ProfileApplyArgs) -> anyhow::Result<()> {
@@ -134,7 +134,7 @@ async fn apply(args: ProfileApplyArgs) -> anyhow::Result<()> {
     if args.client.json {
         print_json(&plan)?;
     } else {
-        crate::plan::print(&plan);
+        crate::plan::print(&plan)?;
     }
     crate::plan::outcome(&plan)
 }

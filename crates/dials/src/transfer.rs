@@ -148,7 +148,9 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         "{}",
         paint(
             &format!(
-                "exported {services} services and {profiles} profiles to {} ({secrets})",
+                "exported {services} service{} and {profiles} profile{} to {} ({secrets})",
+                if services == 1 { "" } else { "s" },
+                if profiles == 1 { "" } else { "s" },
                 path.display()
             ),
             Paint::Green
@@ -197,7 +199,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     if args.client.json {
         print_json(&plan)?;
     } else {
-        crate::plan::print(&plan);
+        crate::plan::print(&plan)?;
     }
     crate::plan::outcome(&plan)
 }

@@ -139,7 +139,7 @@ async fn fleet_restore(args: RestoreArgs, at: time::OffsetDateTime) -> anyhow::R
     if args.client.json {
         print_json(&plan)?;
     } else {
-        crate::plan::print(&plan);
+        crate::plan::print(&plan)?;
     }
     crate::plan::outcome(&plan)
 }

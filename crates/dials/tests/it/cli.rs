@@ -702,6 +702,12 @@ async fn profiles_are_saved_listed_shown_applied_and_deleted() {
     )
     .await;
     s.run(&["profile", "list"]).await;
+    let shown = s.run(&["profile", "show", "quiet"]).await;
+    assert!(
+        shown.stdout.contains("\"eleven_api_key\": \"********\""),
+        "{}",
+        shown.stdout
+    );
     let list = s.run(&["profile", "list", "--json"]).await;
     assert_eq!(list.json()["profiles"][0]["services"][1], "tts-worker");
     let dry = s.run(&["profile", "apply", "quiet", "--dry-run"]).await;

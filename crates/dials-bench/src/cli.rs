@@ -53,6 +53,9 @@ pub enum Command {
     /// CAS, 16 writers (own keys, one shared key), write → watcher. Needs a build with
     /// `--features dials-bench/etcd`.
     VersusEtcd(VersusEtcdArgs),
+    /// Many-service writes: profile apply over the demo fleet (`dials seed`), and an import of
+    /// a generated fleet into an empty manager, then again.
+    Bulk(BulkArgs),
     /// The floor server itself (started by `floor` and `all`).
     #[command(hide = true)]
     FloorServer(FloorServerArgs),
@@ -347,4 +350,27 @@ pub struct VersusEtcdArgs {
     /// Where to make the data directories [default: the system temp dir]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BulkArgs {
+    /// The `dials` binary to measure (it also runs `dials seed`)
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Profile applies each way (a then b)
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub applies: u64,
+
+    /// Services in the imported file
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub services: u32,
+
+    /// Where to make the data directories [default: the system temp dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// An extra argument for `dials serve` (repeat for more), e.g. --serve-arg=--mqtt=none
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub serve_args: Vec<String>,
 }

@@ -7,6 +7,7 @@
 mod all;
 mod api;
 mod broker;
+mod bulk;
 mod cli;
 mod client;
 mod compare;
@@ -89,6 +90,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::FloorServer(args) => floor::serve(usize::try_from(args.body_bytes)?)?,
         Command::All(args) => all::run(&args)?,
         Command::Secrets(args) => secrets::run(&args)?,
+        Command::Bulk(args) => bulk::run(&args)?,
         Command::Compare(args) => compare::run(&args)?,
         Command::Client(args) => client::run(&args)?,
         Command::VersusEtcd(args) => versus::run(&args)?,

@@ -11,6 +11,14 @@ pub enum DomainError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A profile name that does not match `^[a-z0-9][a-z0-9_-]{0,63}$`.
+    #[error("invalid profile name {name:?}: {reason}")]
+    InvalidProfileName {
+        /// The rejected input.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// A key that is not a JSON Pointer (RFC 6901).
     #[error("invalid key {key:?}: {reason}")]
     InvalidKeyPath {

@@ -24,7 +24,7 @@ pub use diff::{KeyChange, diff};
 pub use document::{Document, json_type};
 pub use error::DomainError;
 pub use limits::MAX_DEPTH;
-pub use name::{InstanceName, InstanceNameError, ServiceName};
+pub use name::{InstanceName, InstanceNameError, ProfileName, ServiceName};
 pub use patch::merge_patch;
 pub use pointer::KeyPath;
 pub use secret::SECRET_MASK;

@@ -237,3 +237,63 @@ mod instance_tests {
         }
     }
 }
+
+/// A profile's name: 1–64 lowercase letters, digits, `-` or `_`, starting with a letter or a
+/// digit, so it is safe as a URL path segment and a file name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ProfileName(String);
+
+impl ProfileName {
+    /// Longest accepted name, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// Checks `input` against `^[a-z0-9][a-z0-9_-]{0,63}$`.
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        let invalid = |reason| DomainError::InvalidProfileName {
+            name: input.to_owned(),
+            reason,
+        };
+        let mut bytes = input.bytes();
+        match bytes.next() {
+            None => return Err(invalid("it is empty")),
+            Some(b'a'..=b'z' | b'0'..=b'9') => {}
+            Some(_) => return Err(invalid("it must start with a lowercase letter or a digit")),
+        }
+        if input.len() > Self::MAX_LEN {
+            return Err(invalid("it is longer than 64 characters"));
+        }
+        if !bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_')) {
+            return Err(invalid(
+                "only lowercase letters, digits, '-' and '_' are allowed",
+            ));
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ProfileName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod profile_name_tests {
+    use super::*;
+
+    #[test]
+    fn profile_names_follow_their_rule() {
+        for ok in ["night", "0-day", "a_b", &"x".repeat(64)] {
+            assert!(ProfileName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "_x", "Night", "a b", "a/b", &"x".repeat(65)] {
+            assert!(ProfileName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

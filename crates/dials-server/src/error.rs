@@ -50,6 +50,12 @@ pub enum ApiError {
         /// The stored document's violations of the new schema.
         errors: Vec<FieldError>,
     },
+    /// A many-service write lost to a change made while it was prepared.
+    #[error("{0}")]
+    Moved(String),
+    /// A named thing (a profile) exists already.
+    #[error("{0}")]
+    Exists(String),
     /// The request conflicts with the state of things (e.g. deleting `global`).
     #[error("{0}")]
     Refused(String),
@@ -116,6 +122,8 @@ impl ApiError {
             Conflict { .. } => (StatusCode::CONFLICT, "version-conflict", "Version conflict"),
             SchemaConflict { .. } => (StatusCode::CONFLICT, "schema-conflict", "Schema conflict"),
             Refused(_) => (StatusCode::CONFLICT, "refused", "Refused"),
+            Moved(_) => (StatusCode::CONFLICT, "version-conflict", "Version conflict"),
+            Exists(_) => (StatusCode::CONFLICT, "name-conflict", "Name conflict"),
             PreconditionFailed { .. } => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition-failed",
@@ -248,13 +256,14 @@ impl From<StoreError> for ApiError {
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         match e {
-            DomainError::InvalidServiceName { .. } | DomainError::InvalidKeyPath { .. } => {
-                ApiError::BadRequest(e.to_string())
-            }
+            DomainError::InvalidServiceName { .. }
+            | DomainError::InvalidProfileName { .. }
+            | DomainError::InvalidKeyPath { .. } => ApiError::BadRequest(e.to_string()),
             DomainError::NotAnObject { .. } | DomainError::TooDeep { .. } => {
                 ApiError::Unprocessable {
                     detail: e.to_string(),
                     errors: vec![FieldError {
+                        service: None,
                         path: String::new(),
                         message: e.to_string(),
                     }],

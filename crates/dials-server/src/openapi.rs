@@ -20,6 +20,8 @@ use utoipa::{Modify, OpenApi};
         (name = "security", description = "Tokens, browser sessions and the access log"),
         (name = "fleet", description = "Signing keys, instance reports and the change stream"),
         (name = "secrets", description = "Secret values: set, remove, reveal; last-known-good keys"),
+        (name = "profiles", description = "Named snapshots of services, applied atomically"),
+        (name = "transfer", description = "Export and import of every service, schema and profile"),
     )
 )]
 pub struct ApiDoc;
@@ -167,6 +169,7 @@ fn parameter_rules(method: &str, place: &str, name: &str) -> Option<Value> {
             json!({"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"})
         }
         ("path", "id") => json!({"type": "string", "format": "uuid"}),
+        ("path", "name") => json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}),
         ("path", "version") => json!({"type": "integer", "format": "int64", "minimum": 1}),
         // 0 means "none": `from` before the first version, `to` the current one.
         ("query", "from" | "to") => json!({"type": "integer", "format": "int64", "minimum": 0}),

@@ -122,6 +122,7 @@ pub fn reserved(at: KeyPath) -> ApiError {
                  send the value itself"
             .into(),
         errors: vec![dials_wire::FieldError {
+            service: None,
             path: at.to_string(),
             message: "`$secret` is reserved".into(),
         }],

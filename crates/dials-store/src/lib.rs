@@ -156,9 +156,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// store can ask for only the part it needs (the MQTT publisher gets a [`PublisherStore`]).
 /// Implementations must be safe to share across tasks; every method is one transaction or one
 /// consistent read. Every backend implements every part and passes the same conformance tests.
-pub trait Store: PublisherStore + ConfigWrites + SecurityStore + SecretStore {}
+pub trait Store:
+    PublisherStore + ConfigWrites + SecurityStore + SecretStore + ProfileStore
+{
+}
 
-impl<T> Store for T where T: PublisherStore + ConfigWrites + SecurityStore + SecretStore {}
+impl<T> Store for T where
+    T: PublisherStore + ConfigWrites + SecurityStore + SecretStore + ProfileStore
+{
+}
 
 /// What the MQTT publisher needs: the outbox, instance reports, current states to republish,
 /// and health; it cannot write configs. A `Arc<dyn Store>` coerces to `Arc<dyn PublisherStore>`.
@@ -230,6 +236,12 @@ pub trait ConfigWrites: Database {
     /// Deleting a service (a change without a document) also removes its schema. The change is
     /// written to the access log in the same transaction.
     async fn commit(&self, change: NewChange) -> Result<Committed>;
+
+    /// Commits several changes in one transaction, each a compare-and-swap with its own
+    /// history, outbox and audit rows as [`ConfigWrites::commit`] writes them: all of them or,
+    /// when any fails (a [`StoreError::Conflict`] names the first service that moved), none.
+    /// Answers one [`Committed`] per change, in order.
+    async fn commit_many(&self, changes: Vec<NewChange>) -> Result<Vec<Committed>>;
 
     /// Registers a schema; with `migration`, also commits that change (a compare-and-swap like
     /// [`Store::commit`]) in the same transaction, so a schema never lands without the document
@@ -346,4 +358,27 @@ pub trait SecretStore: Database {
     /// value, or `None` to leave it as it is. An error from `reseal` aborts the whole
     /// transaction ([`StoreError::Aborted`]). Returns how many values were changed.
     async fn reseal_secrets(&self, reseal: &ResealFn<'_>) -> Result<u64>;
+}
+
+/// Profiles: named snapshots of services, and the import that brings profiles, schemas and
+/// configs in together.
+#[async_trait]
+pub trait ProfileStore: Database {
+    /// Saves a profile. Without `overwrite`, a profile of the same name is left as it is and
+    /// the answer is `false`; otherwise it is replaced and the answer is `true`.
+    async fn save_profile(&self, profile: &ProfileRecord, overwrite: bool) -> Result<bool>;
+
+    /// Every profile, by name.
+    async fn profiles(&self) -> Result<Vec<ProfileRecord>>;
+
+    /// One profile.
+    async fn profile(&self, name: &str) -> Result<Option<ProfileRecord>>;
+
+    /// Deletes a profile; `false` if there was none of that name.
+    async fn delete_profile(&self, name: &str) -> Result<bool>;
+
+    /// Writes an import in one transaction (see [`ImportBatch`]): all of it, or on any
+    /// failure (a [`StoreError::Conflict`] among the changes) nothing. Answers one
+    /// [`Committed`] per change, in order.
+    async fn import(&self, batch: ImportBatch) -> Result<Vec<Committed>>;
 }

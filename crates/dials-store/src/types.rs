@@ -355,3 +355,43 @@ impl std::fmt::Debug for Redaction<'_> {
         f.debug_struct("Redaction").finish_non_exhaustive()
     }
 }
+
+/// A named snapshot of chosen services, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileRecord {
+    /// The profile's name (the caller checks its form).
+    pub name: String,
+    /// What it is for, in the saver's words (may be empty).
+    pub description: String,
+    /// One entry per captured service, by service name.
+    pub members: Vec<ProfileMember>,
+    /// When it was saved.
+    pub created_at: OffsetDateTime,
+    /// Who saved it.
+    pub created_by: String,
+}
+
+/// One service inside a profile: the version captured and its document as stored, so secrets
+/// are placeholders naming sealed values in the store, never values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileMember {
+    /// The service.
+    pub service: ServiceName,
+    /// The version the document was captured at.
+    pub version: Version,
+    /// The document as stored at that version.
+    pub document: Document,
+}
+
+/// Everything one import writes, in one transaction: schemas first, then the config changes
+/// (each a compare-and-swap like [`crate::ConfigWrites::commit`]), then the profiles, each
+/// replacing any profile of its name.
+#[derive(Debug, Clone, Default)]
+pub struct ImportBatch {
+    /// Schemas to register or replace.
+    pub schemas: Vec<SchemaRecord>,
+    /// Config changes.
+    pub changes: Vec<NewChange>,
+    /// Profiles to save, overwriting.
+    pub profiles: Vec<ProfileRecord>,
+}

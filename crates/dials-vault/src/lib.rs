@@ -12,6 +12,8 @@
 
 #![warn(missing_docs)]
 
+pub mod passphrase;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;

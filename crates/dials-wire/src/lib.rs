@@ -13,11 +13,13 @@ pub mod envelope;
 pub mod lkg;
 pub mod mqtt;
 mod problem;
+mod profiles;
 pub mod strict;
 
 pub use api::*;
 pub use envelope::{Envelope, EnvelopeError, EnvelopeSigner};
 pub use problem::{FieldError, Problem};
+pub use profiles::*;
 
 /// The media type of error bodies (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";

@@ -6,6 +6,10 @@ use utoipa::ToSchema;
 /// One violation of a service's schema, or of the request's own shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
+    /// The service the violation is in, when a request wrote several (a profile apply, a
+    /// fleet restore, an import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// JSON Pointer of the offending key, e.g. `/vad_threshold`.
     pub path: String,
     /// What is wrong, in words.

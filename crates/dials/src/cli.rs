@@ -103,11 +103,43 @@ pub enum Command {
     /// Example: dials history tts-worker --since 2h --limit 20
     History(HistoryArgs),
 
-    /// Bring back a service's config as of a version or a time, as a new version.
+    /// Bring back a service's config (or, with --all, the fleet's) as of a version or a time.
     ///
-    /// Example: dials restore tts-worker --version 3 --reason "undo the voice change"
+    /// The state brought back is written as a new version. With --all, every service (or those
+    /// named) is restored as it was at --at, in one transaction: services that did not exist
+    /// then are left alone, services deleted since are written back, and only services that
+    /// change get a new version. --dry-run shows the plan, key by key, and writes nothing
+    /// (--all needs an admin token).
+    ///
+    /// Examples: dials restore tts-worker --version 3 --reason "undo the voice change";
+    /// dials restore --all --at 2h --dry-run; dials restore --all --at 2026-05-01T12:00:00Z
+    /// tts-worker stt-worker
     #[command(disable_version_flag = true)]
     Restore(RestoreArgs),
+
+    /// Named snapshots of services: save, list, show, apply, delete.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+
+    /// Write every service's config and schema, and every profile, to one file (or stdout).
+    ///
+    /// The format follows the file's extension: .json, or .yaml/.yml. Secrets are named but
+    /// not valued, unless a passphrase is given (--with-secrets asks for one on the terminal;
+    /// --passphrase-file, or DIALS_EXPORT_PASSPHRASE):
+    /// then their values are included, encrypted with it (Argon2id + AES-256-GCM). Needs an
+    /// admin token.
+    ///
+    /// Examples: dials export fleet.yaml; dials export backup.json --passphrase-file pass.txt
+    Export(ExportArgs),
+
+    /// Load an export file: schemas, configs and profiles, in one transaction.
+    ///
+    /// Everything is checked first; --dry-run shows the plan and writes nothing. Importing the
+    /// same file again changes nothing. A file with encrypted secrets needs its passphrase
+    /// (--passphrase-file, or DIALS_EXPORT_PASSPHRASE). Needs an admin token.
+    ///
+    /// Example: dials import fleet.yaml --dry-run
+    Import(ImportArgs),
 
     /// Follow changes as they happen, one line each; reconnects by itself.
     ///
@@ -225,8 +257,16 @@ pub struct HistoryArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("point").required(true).args(["version", "at"])))]
 pub struct RestoreArgs {
-    /// The service.
-    pub service: String,
+    /// The service; with --all, the services to restore [default: every service].
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// Restore many services (every one, or those named) as they were at --at, in one
+    /// transaction.
+    #[arg(long, requires = "at", conflicts_with = "version")]
+    pub all: bool,
+    /// With --all: show what would change, write nothing.
+    #[arg(long, requires = "all")]
+    pub dry_run: bool,
     /// Bring back this version.
     #[arg(long, value_name = "V")]
     pub version: Option<u64>,
@@ -236,6 +276,104 @@ pub struct RestoreArgs {
     /// Why: recorded in the history.
     #[arg(long, short)]
     pub reason: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Every profile: name, services, when and by whom it was saved.
+    List(ClientArgs),
+    /// Save the current config of every service (or those named) as a profile.
+    ///
+    /// Secrets are kept as references to the values in force, never copied.
+    ///
+    /// Example: dials profile save night tts-worker stt-worker -d "quiet at night"
+    Save(ProfileSaveArgs),
+    /// Show a profile: each service's config as captured (secrets as "********").
+    Show(ProfileNameArgs),
+    /// Load a profile: every service it holds, in one transaction.
+    ///
+    /// Every service is checked against its current schema first; if one does not fit,
+    /// nothing is written (exit code 4). Only services that change get a new version.
+    /// --dry-run shows the changes key by key and writes nothing.
+    ///
+    /// Example: dials profile apply night --dry-run
+    Apply(ProfileApplyArgs),
+    /// Delete a profile (the services keep their configs).
+    Delete(ProfileNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileSaveArgs {
+    /// The profile's name: lowercase letters, digits, '-' and '_'.
+    pub name: String,
+    /// Only these services [default: every service with a config].
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+    /// What the profile is for.
+    #[arg(long, short)]
+    pub description: Option<String>,
+    /// Replace a profile of the same name.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileNameArgs {
+    /// The profile's name.
+    pub name: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileApplyArgs {
+    /// The profile's name.
+    pub name: String,
+    /// Show what would change, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Why: recorded in the history.
+    #[arg(long, short)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write here (.json, .yaml or .yml) [default: JSON on stdout].
+    pub file: Option<PathBuf>,
+    /// Include secret values, encrypted with the passphrase in this file (its first line)
+    /// [env: DIALS_EXPORT_PASSPHRASE holds the passphrase itself].
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Include secret values, encrypted with a passphrase asked for on the terminal (unless
+    /// --passphrase-file or DIALS_EXPORT_PASSPHRASE gives one).
+    #[arg(long)]
+    pub with_secrets: bool,
+    /// Write YAML (the default for .yaml and .yml files).
+    #[arg(long)]
+    pub yaml: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export file (.json, .yaml or .yml).
+    pub file: PathBuf,
+    /// Show what would change, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The passphrase of the file's encrypted secrets, in this file (its first line)
+    /// [env: DIALS_EXPORT_PASSPHRASE holds the passphrase itself]. Without either, a file
+    /// with encrypted secrets makes dials ask for it on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

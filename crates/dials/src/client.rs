@@ -198,11 +198,11 @@ pub async fn failure(response: Response) -> Failure {
             .errors
             .iter()
             .map(|e| {
-                format!(
-                    "{}: {}",
-                    if e.path.is_empty() { "/" } else { &e.path },
-                    e.message
-                )
+                let path = if e.path.is_empty() { "/" } else { &e.path };
+                match &e.service {
+                    Some(service) => format!("{service} {path}: {}", e.message),
+                    None => format!("{path}: {}", e.message),
+                }
             })
             .collect(),
     }

@@ -375,10 +375,12 @@ mod tests {
         let config = json!({"key": SECRET_MASK, "n": "x"});
         let errors = vec![
             FieldError {
+                service: None,
                 path: "/key".into(),
                 message: "too short".into(),
             },
             FieldError {
+                service: None,
                 path: "/n".into(),
                 message: "not a number".into(),
             },

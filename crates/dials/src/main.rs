@@ -10,10 +10,13 @@ mod docs;
 mod edit;
 mod keys;
 mod output;
+mod plan;
+mod profiles;
 mod read;
 mod seed;
 mod settings;
 mod tokens;
+mod transfer;
 mod values;
 mod watch;
 mod write;
@@ -47,6 +50,9 @@ fn main() -> ExitCode {
         Command::Diff(args) => run_client(done(read::diff(args))),
         Command::History(args) => run_client(done(read::history(args))),
         Command::Restore(args) => run_client(done(write::restore(args))),
+        Command::Profile(command) => run_client(done(profiles::run(command))),
+        Command::Export(args) => run_client(done(transfer::export(args))),
+        Command::Import(args) => run_client(done(transfer::import(args))),
         Command::Watch(args) => run_client(done(watch::run(args))),
         Command::Token(command) => run_client(done(tokens::run(command))),
         Command::Completions { shell } => {

@@ -1,6 +1,6 @@
 //! The commands that change a service: `set` (one merge patch) and `restore`.
 
-use dials_wire::{ConfigResponse, PatchConfig, RestoreRequest, SchemaResponse};
+use dials_wire::{ConfigResponse, FleetRestore, PatchConfig, Plan, RestoreRequest, SchemaResponse};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
@@ -70,9 +70,28 @@ pub async fn set(args: SetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `dials restore SERVICE --version V | --at T`.
+/// `dials restore SERVICE --version V | --at T`, and `dials restore --all --at T [SERVICE…]`.
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let at = args.at.as_deref().map(parse_time).transpose()?;
+    if args.all {
+        let Some(at) = at else {
+            return Err(usage("--all needs --at TIME"));
+        };
+        return fleet_restore(args, at).await;
+    }
+    let service = match args.services.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            return Err(usage(
+                "name the service to restore (or use --all --at TIME)",
+            ));
+        }
+        _ => {
+            return Err(usage(
+                "one service at a time, or --all --at TIME to restore several together",
+            ));
+        }
+    };
     let api = Api::from_args(&args.client)?;
     let body = RestoreRequest {
         version: args.version,
@@ -80,7 +99,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         expected_version: None,
         reason: args.reason.clone(),
     };
-    let path = format!("{}/restore", service_path(&args.service)?);
+    let path = format!("{}/restore", service_path(&service)?);
     let answer: ConfigResponse = api
         .call(api.request(Method::POST, &path).json(&body))
         .await?;
@@ -103,4 +122,24 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         )
     );
     Ok(())
+}
+
+/// `dials restore --all --at T [SERVICE…]`: the fleet restore, one transaction.
+async fn fleet_restore(args: RestoreArgs, at: time::OffsetDateTime) -> anyhow::Result<()> {
+    let api = Api::from_args(&args.client)?;
+    let body = FleetRestore {
+        at,
+        services: (!args.services.is_empty()).then(|| args.services.clone()),
+        dry_run: args.dry_run,
+        reason: args.reason.clone(),
+    };
+    let plan: Plan = api
+        .call(api.request(Method::POST, "/api/v1/restore").json(&body))
+        .await?;
+    if args.client.json {
+        print_json(&plan)?;
+    } else {
+        crate::plan::print(&plan)?;
+    }
+    crate::plan::outcome(&plan)
 }

@@ -50,9 +50,26 @@ impl Default for WriteLocks {
 impl WriteLocks {
     /// Waits for the right to write `service`.
     pub async fn lock(&self, service: &ServiceName) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripes[Self::stripe(service)].lock().await
+    }
+
+    /// Waits for the right to write every service named, taking their stripes in one order
+    /// (ascending) so two writers of overlapping sets cannot wait on each other.
+    pub async fn lock_all(&self, services: &[ServiceName]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = services.iter().map(Self::stripe).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut turns = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            turns.push(self.stripes[stripe].lock().await);
+        }
+        turns
+    }
+
+    fn stripe(service: &ServiceName) -> usize {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(service.as_str());
-        self.stripes[(hash % STRIPES as u64) as usize].lock().await
+        (hash % STRIPES as u64) as usize
     }
 }
 
@@ -482,6 +499,7 @@ pub fn invalid(service: &ServiceName, violations: Vec<dials_schema::Violation>) 
         errors: violations
             .into_iter()
             .map(|v| dials_wire::FieldError {
+                service: None,
                 path: v.path,
                 message: v.message,
             })
@@ -499,7 +517,7 @@ pub fn now() -> OffsetDateTime {
 
 /// What restoring a stored version writes: its secrets opened, and where it holds the mask (a
 /// value redacted when its key became secret) the secret in force now.
-async fn restored(
+pub(super) async fn restored(
     state: &AppState,
     service: &ServiceName,
     old: &Document,

@@ -4,10 +4,12 @@
 mod config;
 mod fleet;
 mod history;
+mod profiles;
 mod schema;
 mod secrets;
 mod security;
 mod system;
+mod transfer;
 mod versions;
 mod watch;
 
@@ -41,6 +43,12 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(versions::diff))
         .routes(routes!(versions::restore))
         .routes(routes!(history::history))
+        .routes(routes!(profiles::list_profiles, profiles::save_profile))
+        .routes(routes!(profiles::get_profile, profiles::delete_profile))
+        .routes(routes!(profiles::apply_profile))
+        .routes(routes!(profiles::fleet_restore))
+        .routes(routes!(transfer::export))
+        .routes(routes!(transfer::import))
         .routes(routes!(schema::get_schema, schema::put_schema))
         .routes(routes!(schema::validate))
         .routes(routes!(schema::search))

@@ -246,6 +246,7 @@ fn schema_error(e: SchemaError) -> ApiError {
     let errors = match &e {
         SchemaError::Invalid { path, message } => {
             vec![FieldError {
+                service: None,
                 path: path.clone(),
                 message: message.clone(),
             }]
@@ -262,6 +263,7 @@ fn field_errors(violations: Vec<dials_schema::Violation>) -> Vec<FieldError> {
     violations
         .into_iter()
         .map(|v| FieldError {
+            service: None,
             path: v.path,
             message: v.message,
         })
@@ -291,6 +293,7 @@ pub async fn validate(
     }
     let errors = match Document::from_value(body.config) {
         Err(e) => vec![FieldError {
+            service: None,
             path: String::new(),
             message: e.to_string(),
         }],

@@ -93,6 +93,7 @@ pub async fn put_secret(
     let refuse = |message: &str| ApiError::Unprocessable {
         detail: format!("the value of the secret {key} {message}"),
         errors: vec![FieldError {
+            service: None,
             path: key.to_string(),
             message: message.to_owned(),
         }],

@@ -15,6 +15,7 @@ mod lifecycle;
 mod mqtt;
 mod openapi;
 mod problems;
+mod profiles;
 mod races;
 mod schema;
 mod secrets;

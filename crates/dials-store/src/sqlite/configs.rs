@@ -166,6 +166,10 @@ impl ConfigWrites for SqliteStore {
         }
     }
 
+    async fn commit_many(&self, changes: Vec<NewChange>) -> Result<Vec<Committed>> {
+        self.commit_all(changes, |_| Ok(())).await
+    }
+
     async fn put_schema(
         &self,
         record: &SchemaRecord,
@@ -251,7 +255,7 @@ fn redact_and_put(
     Ok(committed)
 }
 
-fn upsert_schema(conn: &rusqlite::Connection, record: &SchemaRecord) -> Result<()> {
+pub(super) fn upsert_schema(conn: &rusqlite::Connection, record: &SchemaRecord) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO schemas (service, schema, hash, updated_at, updated_by) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (service) DO UPDATE SET \
@@ -440,4 +444,49 @@ fn redact_in(
         }
     }
     Ok(changed)
+}
+
+impl SqliteStore {
+    /// Commits `changes` in one job of the writer, each through [`commit_in`], then whatever
+    /// `more` writes, all in one savepoint: all of it or nothing. Keeps the services' states.
+    pub(super) async fn commit_all<F>(
+        &self,
+        changes: Vec<NewChange>,
+        more: F,
+    ) -> Result<Vec<Committed>>
+    where
+        F: FnOnce(&rusqlite::Connection) -> Result<()> + Send + 'static,
+    {
+        let services: Vec<ServiceName> = changes.iter().map(|c| c.service.clone()).collect();
+        let written = self
+            .writer
+            .write(move |conn| {
+                let mut committed = Vec::with_capacity(changes.len());
+                for change in &changes {
+                    committed.push(commit_in(conn, change)?);
+                }
+                more(conn)?;
+                Ok(changes
+                    .into_iter()
+                    .zip(committed)
+                    .map(|(change, committed)| (committed, head_of(change, committed)))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        match written {
+            Ok(done) => Ok(done
+                .into_iter()
+                .map(|(committed, state)| {
+                    self.heads.offer(state);
+                    committed
+                })
+                .collect()),
+            Err(e) => {
+                for service in &services {
+                    self.heads.forget(service);
+                }
+                Err(e)
+            }
+        }
+    }
 }

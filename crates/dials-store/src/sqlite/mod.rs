@@ -34,6 +34,7 @@ use crate::{
 mod configs;
 mod instances;
 mod outbox;
+mod profiles;
 mod secrets;
 mod security;
 mod writer;

@@ -2,8 +2,9 @@
 
 use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
 use dials_store::{
-    AuditQuery, AuditRecord, HistoryQuery, InstanceLimits, InstanceReport, NewChange, Redaction,
-    Resealed, SchemaRecord, SecretRecord, SessionRecord, Store, StoreError, TokenRecord,
+    AuditQuery, AuditRecord, HistoryQuery, ImportBatch, InstanceLimits, InstanceReport, NewChange,
+    ProfileMember, ProfileRecord, Redaction, Resealed, SchemaRecord, SecretRecord, SessionRecord,
+    Store, StoreError, TokenRecord,
 };
 use serde_json::json;
 use time::OffsetDateTime;
@@ -1162,4 +1163,171 @@ pub async fn the_audit_log_keeps_at_most_a_number_of_newest_entries(store: &dyn 
             .unwrap(),
         0
     );
+}
+
+pub async fn many_changes_commit_together_each_with_its_own_version_and_outbox_row(
+    store: &dyn Store,
+) {
+    let a1 = doc(json!({"volume": 5}));
+    store
+        .commit(change("tts", 0, &Document::new(), Some(a1.clone())))
+        .await
+        .unwrap();
+    let a2 = doc(json!({"volume": 3}));
+    let b1 = doc(json!({"model": "small"}));
+    let committed = store
+        .commit_many(vec![
+            change("tts", 1, &a1, Some(a2.clone())),
+            change("stt", 0, &Document::new(), Some(b1.clone())),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<_> = committed.iter().map(|c| c.version.0).collect();
+    assert_eq!(got, [2, 1]);
+    assert!(committed[0].revision < committed[1].revision);
+    let tts = store.service(&name("tts")).await.unwrap().unwrap();
+    assert_eq!((tts.version, tts.document), (Version(2), Some(a2)));
+    let stt = store.service(&name("stt")).await.unwrap().unwrap();
+    assert_eq!((stt.version, stt.document), (Version(1), Some(b1)));
+    let history = store
+        .history(&HistoryQuery {
+            service: Some(name("tts")),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2, "one history row per version of tts");
+    assert_eq!(store.outbox_backlog().await.unwrap(), 3);
+}
+
+pub async fn many_changes_with_one_stale_write_nothing(store: &dyn Store) {
+    let a1 = doc(json!({"volume": 5}));
+    store
+        .commit(change("tts", 0, &Document::new(), Some(a1.clone())))
+        .await
+        .unwrap();
+    let before = store.latest_revision().await.unwrap();
+    let err = store
+        .commit_many(vec![
+            change("stt", 0, &Document::new(), Some(doc(json!({"model": "x"})))),
+            change("tts", 0, &Document::new(), Some(doc(json!({"volume": 1})))),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { current } if current == Version(1)),
+        "{err:?}"
+    );
+    assert!(store.service(&name("stt")).await.unwrap().is_none());
+    assert_eq!(store.latest_revision().await.unwrap(), before);
+    assert_eq!(store.outbox_backlog().await.unwrap(), 1);
+    // The store is still writable after the failed batch.
+    store
+        .commit(change(
+            "stt",
+            0,
+            &Document::new(),
+            Some(doc(json!({"model": "y"}))),
+        ))
+        .await
+        .unwrap();
+}
+
+fn profile(name_: &str, description: &str, members: &[(&str, u64, Document)]) -> ProfileRecord {
+    ProfileRecord {
+        name: name_.into(),
+        description: description.into(),
+        members: members
+            .iter()
+            .map(|(s, v, d)| ProfileMember {
+                service: name(s),
+                version: Version(*v),
+                document: d.clone(),
+            })
+            .collect(),
+        created_at: datetime!(2026-01-02 03:04:05.123456 UTC),
+        created_by: "tester".into(),
+    }
+}
+
+pub async fn profiles_are_saved_listed_replaced_only_when_asked_and_deleted(store: &dyn Store) {
+    let night = profile(
+        "night",
+        "quiet",
+        &[
+            (
+                "tts",
+                7,
+                doc(json!({"volume": 3, "api_key": {"$secret": 4}})),
+            ),
+            ("stt", 2, doc(json!({"model": "small"}))),
+        ],
+    );
+    assert!(store.save_profile(&night, false).await.unwrap());
+    assert_eq!(store.profile("night").await.unwrap(), Some(night.clone()));
+
+    let other = profile("night", "loud", &[("tts", 8, doc(json!({"volume": 9})))]);
+    assert!(!store.save_profile(&other, false).await.unwrap());
+    assert_eq!(store.profile("night").await.unwrap(), Some(night.clone()));
+    assert!(store.save_profile(&other, true).await.unwrap());
+    assert_eq!(store.profile("night").await.unwrap(), Some(other.clone()));
+
+    let day = profile("day", "", &[]);
+    store.save_profile(&day, false).await.unwrap();
+    let names: Vec<_> = store
+        .profiles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["day", "night"]);
+
+    assert!(store.delete_profile("night").await.unwrap());
+    assert!(!store.delete_profile("night").await.unwrap());
+    assert_eq!(store.profile("night").await.unwrap(), None);
+}
+
+pub async fn an_import_lands_schemas_configs_and_profiles_together_or_not_at_all(
+    store: &dyn Store,
+) {
+    let schema = SchemaRecord {
+        service: name("tts"),
+        schema: json!({"type": "object"}),
+        hash: "h1".into(),
+        updated_at: OffsetDateTime::now_utc(),
+        updated_by: "tester".into(),
+    };
+    let tts = doc(json!({"volume": 3}));
+    let batch = ImportBatch {
+        schemas: vec![schema.clone()],
+        changes: vec![change("tts", 0, &Document::new(), Some(tts.clone()))],
+        profiles: vec![profile("night", "", &[("tts", 1, tts.clone())])],
+    };
+    // A stale change among them: nothing of the batch lands.
+    let mut stale = batch.clone();
+    stale
+        .changes
+        .push(change("stt", 4, &Document::new(), Some(doc(json!({})))));
+    assert!(matches!(
+        store.import(stale).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(store.schema(&name("tts")).await.unwrap().is_none());
+    assert!(store.service(&name("tts")).await.unwrap().is_none());
+    assert!(store.profiles().await.unwrap().is_empty());
+
+    let committed = store.import(batch).await.unwrap();
+    assert_eq!(committed.len(), 1);
+    assert_eq!(committed[0].version, Version(1));
+    assert_eq!(
+        store.schema(&name("tts")).await.unwrap().map(|s| s.hash),
+        Some("h1".into())
+    );
+    assert_eq!(
+        store.service(&name("tts")).await.unwrap().unwrap().document,
+        Some(tts)
+    );
+    assert_eq!(store.profiles().await.unwrap().len(), 1);
 }

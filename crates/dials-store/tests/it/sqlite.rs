@@ -48,6 +48,10 @@ conformance_tests!(
     a_schema_can_redact_the_past_of_its_service_only,
     numbers_beyond_the_database_range_find_nothing,
     the_audit_log_keeps_at_most_a_number_of_newest_entries,
+    many_changes_commit_together_each_with_its_own_version_and_outbox_row,
+    many_changes_with_one_stale_write_nothing,
+    profiles_are_saved_listed_replaced_only_when_asked_and_deleted,
+    an_import_lands_schemas_configs_and_profiles_together_or_not_at_all,
 );
 
 #[tokio::test]

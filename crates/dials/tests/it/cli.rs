@@ -677,3 +677,219 @@ async fn watch_survives_a_server_restart_and_misses_nothing_meanwhile() {
     );
     assert!(stderr.contains("reconnecting after revision 8"), "{stderr}");
 }
+
+#[tokio::test]
+async fn profiles_are_saved_listed_shown_applied_and_deleted() {
+    let mut s = Session::seeded().await;
+    s.run(&[
+        "profile",
+        "save",
+        "quiet",
+        "tts-worker",
+        "global",
+        "-d",
+        "quiet evenings",
+    ])
+    .await;
+    s.quiet(
+        &[
+            "set",
+            "tts-worker",
+            "volume_percent=60",
+            "tts_streaming=false",
+        ],
+        &[],
+    )
+    .await;
+    s.run(&["profile", "list"]).await;
+    let shown = s.run(&["profile", "show", "quiet"]).await;
+    assert!(
+        shown.stdout.contains("\"eleven_api_key\": \"********\""),
+        "{}",
+        shown.stdout
+    );
+    let list = s.run(&["profile", "list", "--json"]).await;
+    assert_eq!(list.json()["profiles"][0]["services"][1], "tts-worker");
+    let dry = s.run(&["profile", "apply", "quiet", "--dry-run"]).await;
+    assert_eq!(dry.code, 0);
+    assert_eq!(
+        s.config("tts-worker").await.0,
+        2,
+        "a dry run writes nothing"
+    );
+    s.run(&["profile", "apply", "quiet", "-r", "evening"]).await;
+    let (version, config) = s.config("tts-worker").await;
+    assert_eq!(
+        (version, config["tts_streaming"].clone()),
+        (3, Value::Bool(true))
+    );
+    let again = s.run(&["profile", "apply", "quiet", "--json"]).await;
+    assert_eq!(again.json()["services"][1]["action"], "unchanged");
+    let exists = s.run(&["profile", "save", "quiet"]).await;
+    assert_eq!(exists.code, 3, "a name in use is a conflict");
+    let missing = s.run(&["profile", "show", "loud"]).await;
+    assert_eq!(missing.code, 1);
+    let bad = s.run(&["profile", "save", "Loud Evening"]).await;
+    assert_eq!(bad.code, 1);
+    s.run(&["profile", "delete", "quiet"]).await;
+    s.run(&["profile", "list"]).await;
+    let transcript = redact(&s.transcript, s.dir.path());
+    snapshot!("profiles", transcript);
+}
+
+#[tokio::test]
+async fn a_profile_that_no_longer_fits_its_schema_is_refused_with_exit_4() {
+    let mut s = Session::seeded().await;
+    s.quiet(&["set", "tts-worker", "volume_percent=90"], &[])
+        .await;
+    s.quiet(&["profile", "save", "loud", "tts-worker"], &[])
+        .await;
+    s.quiet(&["set", "tts-worker", "volume_percent=50"], &[])
+        .await;
+    // A stricter schema: the profile's 90 no longer fits.
+    let (_, schema) = {
+        let out = s.quiet(&["get", "tts-worker", "--json"], &[]).await;
+        (out.code, out.json())
+    };
+    assert!(schema["config"].is_object());
+    let server = s.server.as_ref().unwrap().base.clone();
+    let token = std::fs::read_to_string(s.dir.path().join("admin.token")).unwrap();
+    let http = reqwest::Client::new();
+    let mut current: Value = http
+        .get(format!("{server}/api/v1/services/tts-worker/schema"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    current["schema"]["properties"]["volume_percent"]["maximum"] = Value::from(80);
+    current["schema"]["properties"]["volume_percent"]["default"] = Value::from(40);
+    let r = http
+        .put(format!("{server}/api/v1/services/tts-worker/schema"))
+        .bearer_auth(token.trim())
+        .json(&current["schema"])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let dry = s.run(&["profile", "apply", "loud", "--dry-run"]).await;
+    assert_eq!(dry.code, 4);
+    let out = s.run(&["profile", "apply", "loud"]).await;
+    assert_eq!(out.code, 4);
+    assert_eq!(s.config("tts-worker").await.1["volume_percent"], 50);
+    let transcript = redact(&s.transcript, s.dir.path());
+    snapshot!("profile_invalid", transcript);
+}
+
+#[tokio::test]
+async fn restore_all_brings_the_fleet_back_to_an_instant() {
+    let mut s = Session::seeded().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let at = time_now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.quiet(&["set", "tts-worker", "volume_percent=60"], &[])
+        .await;
+    s.quiet(&["set", "global", "log_level=ERROR"], &[]).await;
+    let two = s
+        .run(&["restore", "tts-worker", "global", "--at", &at])
+        .await;
+    assert_eq!(two.code, 2, "several services need --all");
+    let dry = s.run(&["restore", "--all", "--at", &at, "--dry-run"]).await;
+    assert_eq!(dry.code, 0);
+    let done = s.run(&["restore", "--all", "--at", &at, "--json"]).await;
+    assert_eq!(done.json()["ok"], true);
+    assert_eq!(s.config("tts-worker").await.0, 3);
+    assert_ne!(s.config("tts-worker").await.1["volume_percent"], 60);
+    assert_ne!(s.config("global").await.1["log_level"], "ERROR");
+    let transcript = redact(&s.transcript, s.dir.path()).replace(&at, "[AT]");
+    snapshot!("restore_all", transcript);
+}
+
+fn time_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn export_and_import_carry_the_fleet_to_an_empty_manager() {
+    let mut s = Session::seeded().await;
+    s.quiet(&["profile", "save", "demo"], &[]).await;
+    let file = s.dir.path().join("fleet.yaml");
+    let file_text = file.display().to_string();
+    s.run(&["export", &file_text]).await;
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    assert!(yaml.starts_with("format: 1"));
+    let secret_file = s.dir.path().join("fleet.json");
+    let pass = s.dir.path().join("pass.txt");
+    std::fs::write(&pass, "tars rocks\n").unwrap();
+    let out = s
+        .run(&[
+            "export",
+            &secret_file.display().to_string(),
+            "--passphrase-file",
+            &pass.display().to_string(),
+            "--json",
+        ])
+        .await;
+    assert_eq!(out.json()["secrets"], true);
+    let sealed = std::fs::read_to_string(&secret_file).unwrap();
+    for plaintext in ["example-elevenlabs-key-not-real", "tars rocks"] {
+        assert!(!sealed.contains(plaintext), "{plaintext} is in the file");
+        assert!(!yaml.contains(plaintext), "{plaintext} is in the file");
+    }
+
+    let mut empty = Session::start().await;
+    let dry = empty.run(&["import", &file_text, "--dry-run"]).await;
+    assert!(
+        dry.stdout.contains("dry run: 7 services would change"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        empty.quiet(&["services", "--json"], &[]).await.json()["services"],
+        Value::Array(Vec::new())
+    );
+    let secret_text = secret_file.display().to_string();
+    let done = empty
+        .run_with(
+            &["import", &secret_text],
+            &[("DIALS_EXPORT_PASSPHRASE", "tars rocks")],
+        )
+        .await;
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    for service in ["tts-worker", "global"] {
+        assert_eq!(empty.config(service).await.1, s.config(service).await.1);
+    }
+    // The file without secret values keeps the secrets in force: nothing changes.
+    let again = empty.run(&["import", &file_text]).await;
+    assert!(
+        again.stdout.contains("0 services changed, 7 unchanged"),
+        "{}",
+        again.stdout
+    );
+    let missing = empty.run(&["import", &secret_text]).await;
+    assert_eq!(missing.code, 2, "no passphrase and no terminal to ask on");
+    let wrong = dials_wrong_passphrase(&mut empty, &secret_file).await;
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.contains("wrong passphrase"),
+        "{}",
+        wrong.stderr
+    );
+    let transcript = redact(
+        &format!("{}{}", s.transcript, empty.transcript),
+        s.dir.path(),
+    );
+    snapshot!("export_import", transcript);
+}
+
+async fn dials_wrong_passphrase(s: &mut Session, file: &Path) -> Out {
+    s.run_with(
+        &["import", &file.display().to_string()],
+        &[("DIALS_EXPORT_PASSPHRASE", "not it")],
+    )
+    .await
+}

@@ -1,9 +1,10 @@
-//! The real binary's MQTT behaviour that only a real process shows: the last will.
+//! The real binary's MQTT behaviour: the last will and clean stops, and what a profile apply
+//! publishes (only the services it changes).
 
 use serde_json::json;
 
 use crate::broker::{Mosquitto, Subscriber};
-use crate::process::start_with;
+use crate::process::{cli, start_with};
 
 #[tokio::test]
 async fn a_manager_that_dies_is_reported_down_by_its_last_will() {
@@ -58,4 +59,54 @@ async fn a_clean_stop_says_goodbye_on_the_health_topic() {
         (json!(false), json!("stopped")),
         "not the last will: {bye}"
     );
+}
+
+#[tokio::test]
+async fn a_profile_apply_publishes_only_the_services_it_changes() {
+    let broker = Mosquitto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = broker.url();
+    let running = start_with(dir.path(), &["--mqtt", &url]).await;
+    let data = dir.path().display().to_string();
+    let env = [
+        ("DIALS_SERVER", running.base.as_str()),
+        ("DIALS_DATA_DIR", data.as_str()),
+        ("DIALS_TOKEN", ""),
+        ("NO_COLOR", "1"),
+    ];
+    for args in [
+        &["seed"][..],
+        &["profile", "save", "day"],
+        &["set", "tts-worker", "volume_percent=60"],
+    ] {
+        let (code, _, stderr) = cli(args, &env).await;
+        assert_eq!(code, 0, "dials {args:?}: {stderr}");
+    }
+    let mut updates = Subscriber::connect(broker.addr(), "config/updated/#").await;
+    let (code, stdout, stderr) = cli(&["profile", "apply", "day"], &env).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("1 service changed, 6 unchanged"),
+        "{stdout}"
+    );
+    // A later write: everything the apply published arrives before its envelope.
+    let (code, _, stderr) = cli(&["set", "global", "log_level=ERROR"], &env).await;
+    assert_eq!(code, 0, "{stderr}");
+    let mut seen = Vec::new();
+    loop {
+        let m = updates.next(10).await;
+        let envelope = m.json();
+        let service = envelope["service"].as_str().unwrap_or_default().to_owned();
+        let version = envelope["version"].as_u64().unwrap_or_default();
+        if m.retain || (service == "tts-worker" && version == 2) {
+            continue; // what was there before the apply
+        }
+        if service == "global" {
+            assert_eq!(version, 2, "global was not written by the apply");
+            break;
+        }
+        seen.push((service, version));
+    }
+    assert_eq!(seen, [("tts-worker".to_owned(), 3)]);
+    running.signal("TERM").await;
 }

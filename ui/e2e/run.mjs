@@ -401,7 +401,7 @@ test('fleet restore: pick a point in time, preview the plan, restore', async () 
   await api(sys, 'PATCH', '/api/v1/services/tts-worker/config', { config: { volume_percent: 111 }, reason: 'tuning' })
   await api(sys, 'PATCH', '/api/v1/services/router/config', { config: { router_wake_ack_text: 'Speak.' }, reason: 'tuning' })
 
-  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'History' }).click()
+  await page.goto('/history')
   await page.getByRole('link', { name: 'Restore the fleet to a point in time…' }).click()
   await page.waitForURL(/\/restore$/)
   const when = page.getByLabel('Restore to')

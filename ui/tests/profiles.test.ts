@@ -124,7 +124,7 @@ describe('the profiles page', () => {
     const wrapper = await mountPage(Profiles, '/profiles', 'operator')
     await click(document.querySelector('button[aria-label="Apply night…"]') as HTMLElement)
     const d = dialog('Apply profile night?')
-    expect(calls.filter((c) => c.method === 'POST').map((c) => c.body)).toEqual([{ dry_run: true, reason: 'Apply profile night' }])
+    expect(calls.filter((c) => c.method === 'POST').map((c) => c.body)).toEqual([{ dry_run: true }])
     expect(d.querySelector('[data-testid="plan-summary"]')?.textContent).toBe('1 service changes, 1 service is created, 1 unchanged.')
     const tts = d.querySelector('[data-plan-service="tts-worker"]')!
     expect(tts.getAttribute('data-action')).toBe('update')
@@ -143,7 +143,7 @@ describe('the profiles page', () => {
     reason.dispatchEvent(new Event('input'))
     await click(confirm)
     const posts = calls.filter((c) => c.method === 'POST')
-    expect(posts.map((c) => c.body)).toEqual([{ dry_run: true, reason: 'Apply profile night' }, { dry_run: false, reason: 'bedtime' }])
+    expect(posts.map((c) => c.body)).toEqual([{ dry_run: true }, { dry_run: false, reason: 'bedtime' }])
     expect(document.querySelectorAll('dialog')).toHaveLength(0)
     expect(state.toasts.map((t) => t.text)).toContain('Applied profile night: 2 services changed.')
     wrapper.unmount()

@@ -349,7 +349,9 @@ test('profiles: save (asking before overwriting), change a setting, apply it bac
   const changed = await api(sys, 'PATCH', '/api/v1/services/tts-worker/config', { config: { volume_percent: 95 }, reason: 'elsewhere' })
   await sys.echoApplies((v) => v.version === changed.version)
 
-  // Apply: the dry run's plan first, with the key's diff.
+  // Apply: the dry run's plan first, with the key's diff (the saves' notices out of the way).
+  const notices = page.getByRole('status').getByRole('button', { name: 'Dismiss' })
+  while (await notices.count()) await notices.first().click({ timeout: 1000 }).catch(() => {})
   await card.getByRole('button', { name: 'Apply kitchen-day…' }).click()
   const preview = page.getByRole('dialog', { name: 'Apply profile kitchen-day?' })
   const tts = preview.locator('[data-plan-service="tts-worker"]')

@@ -443,11 +443,16 @@ test('fleet restore: pick a point in time, preview the plan, restore', async () 
   assert.equal(applied.config.volume_percent, base.tts)
 })
 
-test('deleting a profile asks first', async () => {
+test('deleting a profile asks first; cancelling returns focus to the button', async () => {
   const { page } = admin
   await page.goto('/profiles')
   await page.locator('li[data-profile="kitchen-day"]').getByRole('button', { name: 'Delete kitchen-day…' }).click()
-  await page.getByRole('dialog', { name: 'Delete profile kitchen-day?' }).getByRole('button', { name: 'Delete' }).click()
+  const confirm = page.getByRole('dialog', { name: 'Delete profile kitchen-day?' })
+  // Cancelling puts focus back on the button that opened it; Enter opens it again.
+  await confirm.getByRole('button', { name: 'Cancel' }).click()
+  await page.waitForFunction(() => document.activeElement?.getAttribute('aria-label') === 'Delete kitchen-day…')
+  await page.keyboard.press('Enter')
+  await confirm.getByRole('button', { name: 'Delete' }).click()
   await page.locator('li[data-profile="kitchen-day"]').waitFor({ state: 'detached' })
   await assert.rejects(api(sys, 'GET', '/api/v1/profiles/kitchen-day'), (e) => e.status === 404)
 })

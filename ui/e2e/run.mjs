@@ -310,6 +310,153 @@ test('tokens: create one (shown once), then revoke it; a revoked session ends wi
   await reader.context.close()
 })
 
+test('profiles: save (asking before overwriting), change a setting, apply it back after a preview of the diff', async () => {
+  const { page } = admin
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Profiles' }).click()
+  await page.getByRole('heading', { name: 'Profiles', level: 1 }).waitFor()
+  const before = (await api(sys, 'GET', '/api/v1/services/tts-worker/config')).config.volume_percent
+  const saveAs = async (name, description) => {
+    await page.getByRole('button', { name: 'Save profile…' }).click()
+    const dialog = page.getByRole('dialog', { name: 'Save profile' })
+    await dialog.getByLabel('Name').fill(name)
+    await dialog.getByLabel('Description').fill(description)
+    await dialog.getByRole('button', { name: 'Save profile' }).click()
+    return dialog
+  }
+  await (await saveAs('kitchen-day', 'first try')).waitFor({ state: 'detached' })
+  await page.locator('li[data-profile="kitchen-day"]').getByText('first try').waitFor()
+  // The same name again: the manager refuses (409) and the dialog asks before overwriting.
+  const again = await saveAs('kitchen-day', 'daytime in the kitchen')
+  await again.getByTestId('exists').getByText('already exists').waitFor()
+  await again.getByRole('button', { name: 'Overwrite kitchen-day' }).click()
+  await again.waitFor({ state: 'detached' })
+  const card = page.locator('li[data-profile="kitchen-day"]')
+  await card.getByText('daytime in the kitchen').waitFor()
+  assert.ok((await card.locator('.services li').allInnerTexts()).includes('tts-worker'))
+  await axe(page, 'profiles page')
+  await page.screenshot({ path: join(SHOTS, 'profiles.png') })
+
+  // What it captured: the values, secrets masked.
+  await card.getByRole('button', { name: 'Show settings' }).click()
+  const shown = page.getByRole('dialog', { name: 'Profile kitchen-day' })
+  const captured = shown.locator('[data-profile-service="tts-worker"]')
+  assert.equal(await captured.locator('tr[data-key="/volume_percent"] td').nth(1).innerText(), String(before))
+  await captured.locator('tr[data-key="/eleven_api_key"]').getByText('secret, hidden').waitFor()
+  assert.ok(!(await page.content()).includes('sk-rotated-123'), 'no secret value in the page')
+  await shown.getByRole('button', { name: 'Close' }).last().click()
+
+  // Someone changes a setting.
+  const changed = await api(sys, 'PATCH', '/api/v1/services/tts-worker/config', { config: { volume_percent: 95 }, reason: 'elsewhere' })
+  await sys.echoApplies((v) => v.version === changed.version)
+
+  // Apply: the dry run's plan first, with the key's diff (the saves' notices out of the way).
+  const notices = page.getByRole('status').getByRole('button', { name: 'Dismiss' })
+  while (await notices.count()) await notices.first().click({ timeout: 1000 }).catch(() => {})
+  await card.getByRole('button', { name: 'Apply kitchen-day…' }).click()
+  const preview = page.getByRole('dialog', { name: 'Apply profile kitchen-day?' })
+  const tts = preview.locator('[data-plan-service="tts-worker"]')
+  await tts.waitFor()
+  assert.equal(await tts.getAttribute('data-action'), 'update')
+  assert.equal(await tts.getByTestId('plan-versions').innerText(), `v${changed.version} → v${changed.version + 1}`)
+  const row = tts.locator('tr[data-key="/volume_percent"]')
+  assert.equal(await row.locator('.diff-old').innerText(), '95')
+  assert.equal(await row.locator('.diff-new').innerText(), String(before))
+  assert.equal(await preview.locator('[data-action="update"], [data-action="create"]').count(), 1, 'only tts-worker changes')
+  assert.equal((await api(sys, 'GET', '/api/v1/services/tts-worker/config')).version, changed.version, 'the preview wrote nothing')
+  await axe(page, 'profile apply preview')
+  await page.screenshot({ path: join(SHOTS, 'profile-apply.png') })
+  await preview.getByRole('button', { name: 'Apply profile' }).click()
+  await page.getByText('Applied profile kitchen-day: 1 service changed.').waitFor()
+  const now = await api(sys, 'GET', '/api/v1/services/tts-worker/config')
+  assert.equal(now.config.volume_percent, before, 'the setting is back')
+  assert.equal(now.version, changed.version + 1)
+  const applied = await sys.echoApplies((v) => v.version === now.version)
+  assert.equal(applied.config.volume_percent, before)
+})
+
+test('a viewer reads profiles without a button that writes, and cannot open fleet restore', async () => {
+  const viewer = await signedIn(sys, await newToken(sys, 'vic', 'viewer'), { viewport: { width: 375, height: 812 } })
+  const { page } = viewer
+  await page.goto('/profiles')
+  const card = page.locator('li[data-profile="kitchen-day"]')
+  await card.waitFor()
+  await page.getByTestId('readonly').getByText('needs the operator role').waitFor()
+  assert.equal(await page.getByRole('button', { name: /^(Save profile|Apply|Delete)/ }).count(), 0)
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+  assert.ok(overflow <= 0, `no horizontal scroll at 375 px (overflow ${overflow}px)`)
+  await axe(page, 'profiles page, viewer on a phone')
+  await page.goto('/restore')
+  await page.waitForURL((u) => u.pathname === '/')
+  await viewer.context.close()
+})
+
+test('fleet restore: pick a point in time, preview the plan, restore', async () => {
+  const { page } = admin
+  // The form is to the second; keep the chosen second clear of the changes on either side.
+  await new Promise((ok) => setTimeout(ok, 1100))
+  const at = new Date(Math.floor(Date.now() / 1000) * 1000)
+  await new Promise((ok) => setTimeout(ok, 1100))
+  const base = {
+    tts: (await api(sys, 'GET', '/api/v1/services/tts-worker/config')).config.volume_percent,
+    router: (await api(sys, 'GET', '/api/v1/services/router/config')).config.router_wake_ack_text,
+  }
+  await api(sys, 'PATCH', '/api/v1/services/tts-worker/config', { config: { volume_percent: 111 }, reason: 'tuning' })
+  await api(sys, 'PATCH', '/api/v1/services/router/config', { config: { router_wake_ack_text: 'Speak.' }, reason: 'tuning' })
+
+  await page.goto('/history')
+  await page.getByRole('link', { name: 'Restore the fleet to a point in time…' }).click()
+  await page.waitForURL(/\/restore$/)
+  const when = page.getByLabel('Restore to')
+  await page.getByRole('group', { name: 'Quick picks' }).getByRole('button', { name: '1 hour ago' }).click()
+  assert.match(await when.inputValue(), /^\d{4}-\d\d-\d\dT\d\d:\d\d/)
+  await axe(page, 'fleet restore page')
+  const local = await page.evaluate((iso) => {
+    const d = new Date(iso)
+    const p = (n) => String(n).padStart(2, '0')
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
+  }, at.toISOString())
+  await when.fill(local)
+  await page.getByLabel('Only these:').check()
+  const services = page.getByRole('group', { name: 'Services to restore' })
+  await services.getByLabel('tts-worker').check()
+  await services.getByLabel('router').check()
+  await page.getByLabel('Reason (optional)').fill('undo the tuning')
+  await page.getByRole('button', { name: 'Preview restore…' }).click()
+
+  const preview = page.getByRole('dialog', { name: /^Restore the fleet to / })
+  const tts = preview.locator('[data-plan-service="tts-worker"]')
+  await tts.waitFor()
+  assert.equal(await tts.getAttribute('data-action'), 'update')
+  assert.equal(await tts.locator('tr[data-key="/volume_percent"] .diff-old').innerText(), '111')
+  assert.equal(await tts.locator('tr[data-key="/volume_percent"] .diff-new').innerText(), String(base.tts))
+  const router = preview.locator('[data-plan-service="router"]')
+  assert.equal(await router.locator('tr[data-key="/router_wake_ack_text"] .diff-new').innerText(), String(base.router))
+  assert.equal(await preview.locator('[data-plan-service="memory-worker"]').count(), 0, 'only the chosen services')
+  await axe(page, 'fleet restore preview')
+  await page.screenshot({ path: join(SHOTS, 'restore.png') })
+  await preview.getByRole('button', { name: 'Restore', exact: true }).click()
+  await page.getByText(/Restored the fleet to .*: 2 services changed\./).waitFor()
+  const tts2 = await api(sys, 'GET', '/api/v1/services/tts-worker/config')
+  assert.equal(tts2.config.volume_percent, base.tts)
+  assert.equal((await api(sys, 'GET', '/api/v1/services/router/config')).config.router_wake_ack_text, base.router)
+  const applied = await sys.echoApplies((v) => v.version === tts2.version)
+  assert.equal(applied.config.volume_percent, base.tts)
+})
+
+test('deleting a profile asks first; cancelling returns focus to the button', async () => {
+  const { page } = admin
+  await page.goto('/profiles')
+  await page.locator('li[data-profile="kitchen-day"]').getByRole('button', { name: 'Delete kitchen-day…' }).click()
+  const confirm = page.getByRole('dialog', { name: 'Delete profile kitchen-day?' })
+  // Cancelling puts focus back on the button that opened it; Enter opens it again.
+  await confirm.getByRole('button', { name: 'Cancel' }).click()
+  await page.waitForFunction(() => document.activeElement?.getAttribute('aria-label') === 'Delete kitchen-day…')
+  await page.keyboard.press('Enter')
+  await confirm.getByRole('button', { name: 'Delete' }).click()
+  await page.locator('li[data-profile="kitchen-day"]').waitFor({ state: 'detached' })
+  await assert.rejects(api(sys, 'GET', '/api/v1/profiles/kitchen-day'), (e) => e.status === 404)
+})
+
 test('a 375-px phone screen shows the service page without horizontal scrolling', async () => {
   const phone = await signedIn(sys, sys.adminToken, { viewport: { width: 375, height: 812 }, deviceScaleFactor: 2 })
   const { page } = phone
@@ -334,6 +481,12 @@ test('dark theme follows the system', async () => {
   await field(dark.page, '/mqtt/host').waitFor()
   await axe(dark.page, 'global settings, dark')
   await dark.page.screenshot({ path: join(SHOTS, 'dark-global.png'), fullPage: true })
+  await dark.page.goto('/profiles')
+  await dark.page.getByRole('heading', { name: 'Profiles', level: 1 }).waitFor()
+  await axe(dark.page, 'profiles page, dark')
+  await dark.page.goto('/restore')
+  await dark.page.getByLabel('Restore to').waitFor()
+  await axe(dark.page, 'fleet restore page, dark')
   await dark.context.close()
 })
 

@@ -2,6 +2,7 @@
 // write, problem+json errors, and one place that notices an expired session.
 
 import { reactive } from 'vue'
+import type { Plan, Profile, ProfileSummary } from './types'
 
 export type Role = 'viewer' | 'operator' | 'admin' | 'service'
 
@@ -144,3 +145,25 @@ export function dropSession() {
 export const enc = encodeURIComponent
 /** A JSON Pointer key in a URL path (its slashes stay path separators). */
 export const keyPath = (key: string) => key.split('/').map(enc).join('/').replace(/^\//, '')
+
+// Profiles and fleet restore: every write answers with a plan; a dry run answers the same plan
+// without writing anything, which is what the preview shows.
+
+export interface SaveProfile {
+  name: string
+  description: string
+  services?: string[]
+  overwrite?: boolean
+}
+
+export const listProfiles = async () => (await get<{ profiles: ProfileSummary[] }>('/api/v1/profiles')).profiles
+export const getProfile = (name: string) => get<Profile>(`/api/v1/profiles/${enc(name)}`)
+export const saveProfile = async (body: SaveProfile) =>
+  (await request<Profile>('/api/v1/profiles', { method: 'POST', body })).data
+export const deleteProfile = async (name: string) => {
+  await request(`/api/v1/profiles/${enc(name)}`, { method: 'DELETE' })
+}
+export const applyProfile = async (name: string, dryRun: boolean, reason?: string) =>
+  (await request<Plan>(`/api/v1/profiles/${enc(name)}/apply`, { method: 'POST', body: { dry_run: dryRun, reason: reason || undefined } })).data
+export const restoreFleet = async (at: string, services: string[] | undefined, dryRun: boolean, reason?: string) =>
+  (await request<Plan>('/api/v1/restore', { method: 'POST', body: { at, services, dry_run: dryRun, reason: reason || undefined } })).data

@@ -17,3 +17,9 @@ export function when(iso: string | null | undefined): string {
   const d = new Date(iso)
   return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' })
 }
+
+/** A time as a `datetime-local` input shows it: local time, to the second. */
+export function localInput(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`
+}

@@ -131,3 +131,42 @@ export interface AuditEntry {
   outcome: string
   reason?: string
 }
+export interface ProfileSummary {
+  name: string
+  description: string
+  services: string[]
+  created_at: string
+  created_by: string
+}
+export interface ProfileMember {
+  service: string
+  version: number
+  config: Json
+}
+export interface Profile {
+  name: string
+  description: string
+  created_at: string
+  created_by: string
+  services: ProfileMember[]
+}
+export type PlanAction = 'create' | 'update' | 'unchanged' | 'skipped' | 'invalid'
+export interface PlanChange {
+  key: string
+  old?: Json
+  new?: Json
+}
+export interface PlanService {
+  service: string
+  action: PlanAction
+  from_version: number
+  version: number
+  changes: PlanChange[]
+  errors: { path: string; message: string }[]
+}
+/** What applying a profile, restoring the fleet or importing a file does (or would do). */
+export interface Plan {
+  dry_run: boolean
+  ok: boolean
+  services: PlanService[]
+}

@@ -50,6 +50,9 @@ const FLUSH_AFTER: Duration = Duration::from_millis(20);
 const HEALTH_EVERY: Duration = Duration::from_secs(30);
 /// Committed changes held in memory for the task at most; past that it reads the store.
 const FRESH_MAX: usize = 4096;
+/// How often the outbox is read even when no change was handed over: a change whose writer
+/// went away between its commit and the hand-over is published within this.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How often repairs that had to wait are looked at.
 const REPAIR_TICK: Duration = Duration::from_millis(250);
 /// Reconnect backoff bounds.
@@ -96,6 +99,8 @@ pub struct BrokerState {
 #[derive(Debug, Default)]
 struct Fresh {
     items: BTreeMap<i64, OutboxItem>,
+    /// Set when changes were dropped for want of room: the store holds them.
+    dropped: bool,
 }
 
 impl Fresh {
@@ -104,6 +109,9 @@ impl Fresh {
     /// not been handed over, or was dropped when memory was full).
     fn take_after(&mut self, cursor: i64, limit: usize) -> Option<Vec<OutboxItem>> {
         self.items = self.items.split_off(&(cursor + 1));
+        if self.items.is_empty() {
+            return Some(Vec::new());
+        }
         let mut run = Vec::new();
         let mut next = cursor + 1;
         while run.len() < limit {
@@ -141,6 +149,7 @@ impl PublisherHandle {
             if fresh.items.len() >= FRESH_MAX {
                 // The broker is away or slow: the store holds every row, and the task reads it.
                 fresh.items.clear();
+                fresh.dropped = true;
             }
             fresh.items.insert(item.id, item);
         }
@@ -241,6 +250,9 @@ struct Task {
     wake: Arc<Notify>,
     /// Committed changes handed over in memory.
     fresh: Arc<Mutex<Fresh>>,
+    /// Whether the outbox may hold rows after the cursor that memory will not hand over (after
+    /// a (re)connect, a full page read, or changes dropped from memory).
+    store_behind: bool,
     state: watch::Sender<BrokerState>,
     connected: bool,
     /// The session's queue, window and acknowledgements.
@@ -269,6 +281,7 @@ impl Task {
             signer,
             wake,
             fresh,
+            store_behind: true,
             state,
             connected: false,
             window: Window::new(WINDOW),
@@ -313,6 +326,8 @@ impl Task {
         let mut health =
             tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut repair_tick = tokio::time::interval(REPAIR_TICK);
         repair_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let wake = self.wake.clone();
@@ -342,6 +357,10 @@ impl Task {
                 },
                 _ = wake.notified(), if self.connected => {
                     self.refill_fresh().await;
+                    self.pump(&client);
+                }
+                _ = sweep.tick(), if self.connected => {
+                    self.refill().await;
                     self.pump(&client);
                 }
                 _ = health.tick(), if self.connected => {
@@ -402,7 +421,7 @@ impl Task {
                     self.state.send_modify(|s| s.published += 1);
                 }
                 if self.window.queued() < WINDOW {
-                    self.refill().await;
+                    self.refill_fresh().await;
                 }
                 self.pump(client);
             }
@@ -444,22 +463,31 @@ impl Task {
         }
     }
 
-    /// Queues the changes handed over in memory when they follow on from what is queued, else
-    /// reads the store.
+    /// Queues the changes handed over in memory when they follow on from what is queued; reads
+    /// the store when memory cannot vouch for the order (a gap) or may lack rows.
     async fn refill_fresh(&mut self) {
-        let run = self
-            .fresh
-            .lock()
-            .ok()
-            .and_then(|mut fresh| fresh.take_after(self.window.cursor(), WINDOW));
+        if !self.connected {
+            return;
+        }
+        let run = match self.fresh.lock() {
+            Ok(mut fresh) => {
+                self.store_behind |= std::mem::take(&mut fresh.dropped);
+                if self.store_behind {
+                    None
+                } else {
+                    fresh.take_after(self.window.cursor(), WINDOW)
+                }
+            }
+            Err(_) => None,
+        };
         match run {
-            Some(items) if self.connected => {
+            Some(items) => {
                 for item in items {
                     self.window.advance(item.id);
                     self.queue_item(&item);
                 }
             }
-            _ => self.refill().await,
+            None => self.refill().await,
         }
     }
 
@@ -476,9 +504,12 @@ impl Task {
             Ok(items) => items,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the outbox");
+                self.store_behind = true;
                 return;
             }
         };
+        // A full page may have more behind it; anything short of one is all there was.
+        self.store_behind = items.len() >= WINDOW;
         for item in items {
             self.window.advance(item.id);
             self.queue_item(&item);
@@ -808,5 +839,8 @@ mod tests {
         let run = fresh.take_after(7, 10).unwrap();
         assert_eq!(run.iter().map(|i| i.id).collect::<Vec<_>>(), [8]);
         assert!(fresh.items.is_empty());
+        // Nothing after the cursor: nothing to do, and no reason to read the store.
+        fresh.items.insert(3, item(3));
+        assert_eq!(fresh.take_after(8, 10).map(|r| r.len()), Some(0));
     }
 }

@@ -47,7 +47,7 @@ pub enum Command {
     /// of durable writes and of reads, each build on a server of its own with MQTT off.
     Compare(CompareArgs),
     /// PUT → typed callback in a `dials-client` through a stock Mosquitto of its own: paced
-    /// (20 updates/s) and back-to-back.
+    /// (20 updates/s) and back-to-back; then PUT → its applied report recorded by the manager.
     Client(ClientArgs),
     /// dials against etcd on this machine, side by side in alternating rounds: sequential,
     /// CAS, 16 writers (own keys, one shared key), write → watcher. Needs a build with
@@ -311,6 +311,10 @@ pub struct ClientArgs {
     /// Updates per second of the paced shape
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub rate: u32,
+
+    /// Updates of the run to the recorded report (one every 200 ms)
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub recorded: u32,
 
     /// Give the broker `set_tcp_nodelay true` instead of its stock settings
     #[arg(long)]

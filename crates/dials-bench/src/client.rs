@@ -2,7 +2,9 @@
 //! `dials` server until a `dials-client` in this process has validated the update into its
 //! typed struct and run its `on_change` callback with it — paced (a fixed rate) and
 //! back-to-back (the next write as soon as the callback ran) — through a Mosquitto of its own,
-//! stock by default.
+//! stock by default. A third run measures what the web UI shows as "applied on 1/1": PUT → the
+//! manager has recorded the client's applied report (`GET /api/v1/services/{s}/instances`
+//! shows it), one update every 200 ms (past the report budget's 100 ms between batches).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -29,6 +31,9 @@ struct BenchConfig {
     n: u64,
 }
 
+/// The pace of the run to the recorded report.
+const RECORDED_EVERY: Duration = Duration::from_millis(200);
+
 /// How long one update may take to reach the callback before the run is called stuck.
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,6 +45,8 @@ pub struct Shape {
     pub callback: Summary,
     /// PUT sent → HTTP answer.
     pub answered: Summary,
+    /// PUT sent → the manager lists the instance at the new version (that run only).
+    pub recorded: Option<Summary>,
     /// Updates applied per second over the whole run.
     pub per_second: f64,
 }
@@ -175,11 +182,74 @@ async fn updates(
             name,
             callback: Summary::of(&callback),
             answered: Summary::of(&answered),
+            recorded: None,
             per_second: f64::from(args.updates) / elapsed.as_secs_f64().max(1e-9),
         });
     }
+    shapes.push(to_recorded(args, &api, &mut conn, &mut applied, &mut n).await?);
     client.shutdown().await;
     Ok(shapes)
+}
+
+/// Updates one every [`RECORDED_EVERY`], each measured until the manager has recorded the
+/// client's applied report of it.
+async fn to_recorded(
+    args: &ClientArgs,
+    api: &Api,
+    conn: &mut Conn,
+    applied: &mut mpsc::UnboundedReceiver<(u64, Instant)>,
+    n: &mut u64,
+) -> anyhow::Result<Shape> {
+    let updates = args.recorded;
+    let name = format!("1 per {} ms, to recorded", RECORDED_EVERY.as_millis());
+    eprintln!("client: {updates} updates, {name}");
+    let uri = api.config_uri("bench")?;
+    let instances = api.uri("/api/v1/services/bench/instances")?;
+    let mut callback = stats::histogram()?;
+    let mut answered = stats::histogram()?;
+    let mut recorded = stats::histogram()?;
+    let start = Instant::now();
+    for i in 0..updates {
+        tokio::time::sleep_until((start + RECORDED_EVERY * (i + 1)).into()).await;
+        *n += 1;
+        let sent = Instant::now();
+        let answer = conn.send(api.put(&uri, put::body(*n)?, false)?).await?;
+        stats::record(&mut answered, sent.elapsed());
+        if answer.status != StatusCode::OK {
+            bail!("PUT answered {}: {}", answer.status, answer.excerpt());
+        }
+        let body: serde_json::Value = serde_json::from_slice(&answer.body)?;
+        let version = body["version"]
+            .as_u64()
+            .context("no version in the PUT answer")?;
+        let deadline = sent + UPDATE_TIMEOUT;
+        loop {
+            let listing = conn.send(api.get(&instances)?).await?;
+            let listing: serde_json::Value = serde_json::from_slice(&listing.body)?;
+            let there = listing["instances"].as_array().is_some_and(|rows| {
+                rows.iter()
+                    .any(|r| r["instance"] == "dials-load-1" && r["version"] == version)
+            });
+            if there {
+                stats::record(&mut recorded, sent.elapsed());
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the report of version {version} was not recorded within {UPDATE_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_micros(250)).await;
+        }
+        let at = wait(applied, *n).await?;
+        stats::record(&mut callback, at - sent);
+    }
+    let elapsed = start.elapsed();
+    Ok(Shape {
+        name,
+        callback: Summary::of(&callback),
+        answered: Summary::of(&answered),
+        recorded: Some(Summary::of(&recorded)),
+        per_second: f64::from(updates) / elapsed.as_secs_f64().max(1e-9),
+    })
 }
 
 /// Waits until the callback has run with document `n`; answers when.
@@ -204,14 +274,14 @@ async fn wait(
 pub fn table(shapes: &[Shape], tuning: Tuning) -> String {
     let mut out = format!(
         "PUT → typed callback ({}; 1 KiB document, durable writes)\n\n\
-         | updates | PUT → callback p50 | p90 | p99 | max | PUT answered p50 | applied/s |\n\
-         |---|---|---|---|---|---|---|\n",
+         | updates | PUT → callback p50 | p90 | p99 | max | PUT answered p50 | applied/s | PUT → recorded p50 | p90 | max |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
         tuning.describe()
     );
     for s in shapes {
         let _ = writeln!(
             out,
-            "| {} ({}) | {} | {} | {} | {} | {} | {} |",
+            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} |",
             s.name,
             s.callback.count,
             Ms(s.callback.p50),
@@ -220,6 +290,10 @@ pub fn table(shapes: &[Shape], tuning: Tuning) -> String {
             Ms(s.callback.max),
             Ms(s.answered.p50),
             Rate(s.per_second),
+            s.recorded.as_ref().map_or_else(
+                || "— | — | —".to_owned(),
+                |r| format!("{} | {} | {}", Ms(r.p50), Ms(r.p90), Ms(r.max))
+            ),
         );
     }
     out

@@ -4,8 +4,9 @@
 //!   `none`), and [`resolve`], which turns `auto` into a concrete choice by probing.
 //! - [`embedded`]: the in-process broker used when no broker is at hand.
 //! - [`Publisher`]: the background task that drains the store's outbox, publishing each
-//!   committed change as a signed retained envelope in version order, marking rows sent only
-//!   after the broker's PUBACK, repairing its retained topics when another client overwrites
+//!   committed change as a signed retained envelope in version order on one connection,
+//!   marking rows sent only after the broker's PUBACK, receiving on a second connection (so that
+//!   no message for the manager waits behind a PUBACK; see `publisher`), repairing its retained topics when another client overwrites
 //!   them (module `repair`), and recording what instances report on
 //!   `config/applied/+/+` under a budget of their own (module `reports`).
 //!

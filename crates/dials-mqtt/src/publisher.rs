@@ -1,24 +1,40 @@
-//! The publisher: one task that owns the MQTT connection and drains the outbox.
+//! The publisher: one task that owns the manager's two MQTT connections and drains the outbox.
 //!
 //! Why one task: rumqttc reports a publish's packet id when it writes it and the broker's
-//! PUBACK by packet id. Owning both the queue and the event loop in one task lets us tag each
-//! packet id with the outbox row it carries without any locking, and know for certain that a
-//! row is marked published only after its PUBACK.
+//! PUBACK by packet id. Owning the queue and handling every event of both connections in one
+//! task lets us tag each packet id with the outbox row it carries without any locking, and know
+//! for certain that a row is marked published only after its PUBACK. Each rumqttc event loop is
+//! polled by a small driver task of its own that only hands its events over, in order, so that
+//! a poll (which may be connecting) is never cancelled by the other connection's events.
 //!
-//! The connection uses a clean session, so on every (re)connect nothing is in flight: the task
-//! flushes what was acknowledged, republishes every service's latest envelope (brokers may lose
-//! retained messages when they restart), then re-sends every row still pending, oldest first.
-//! Rows are published in outbox order, which is version order per service; duplicates are
-//! possible (at-least-once) and receivers drop versions they already hold.
+//! Why two connections: the *publishing* connection only publishes (envelopes, audit, health,
+//! repairs) and carries the last will; the *subscribing* connection only receives (applied
+//! reports, and the manager's own retained topics for `repair`). On one connection, the broker's
+//! PUBACK for an envelope was a small segment the manager had nothing to answer with, so the
+//! manager's kernel delayed its TCP ACK (40 ms on Linux); a broker that keeps Nagle's algorithm
+//! on its sockets (Mosquitto's default) then held the applied report that followed until that
+//! ACK came. Apart, every message the broker sends on the subscribing connection is a QoS 1
+//! publish that the manager answers at once with a PUBACK, which carries the TCP ACK, and what
+//! the publishing connection receives (PUBACKs) is never followed by anything that waits for
+//! them. The broker counts as connected in `/api/v1/status` only while both are up and the
+//! subscriptions acknowledged.
+//!
+//! Both connections use a clean session. On every (re)connect of the publishing one nothing is
+//! in flight: the task flushes what was acknowledged, republishes every service's latest
+//! envelope (brokers may lose retained messages when they restart), then re-sends every row
+//! still pending, oldest first. Rows are published in outbox order, which is version order per
+//! service; duplicates are possible (at-least-once) and receivers drop versions they already
+//! hold. The subscribing connection subscribes only once the publishing one has told `repair`
+//! what its topics should hold, and keeps its subscriptions across the other's reconnects.
 //!
 //! A committed change reaches the task in memory ([`PublisherHandle::committed`]), so the common
 //! case publishes without reading the store; the outbox row stays the durable record, and the
 //! task reads the store whenever memory cannot vouch for the order (after a restart or a
 //! reconnect, or when a change committed before another has not been handed over yet).
 //!
-//! The same task subscribes to its own retained topics and repairs them when another client
-//! overwrites them (see `repair`), and hands applied reports to the report budget, whose own
-//! task writes them (see `reports`): neither ever waits on the database in this loop.
+//! What arrives on the subscriptions is judged by `repair` (the retained topics, repaired when
+//! another client overwrites them) or handed to the report budget, whose own task writes it
+//! (see `reports`): neither ever waits on the database in this loop.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -28,12 +44,13 @@ use dials_store::{OutboxItem, PublisherStore};
 use dials_wire::EnvelopeSigner;
 use dials_wire::mqtt::{AppliedReport, AuditEvent, Health, HealthDatabase, HealthMode};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    SubscribeFilter,
 };
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -81,7 +98,8 @@ pub struct BrokerState {
     pub mode: &'static str,
     /// Where it connects, without credentials.
     pub url: Option<String>,
-    /// Whether the connection is up now.
+    /// Whether the manager is connected now: its publishing connection up, and its subscribing
+    /// connection up with its subscriptions acknowledged.
     pub connected: bool,
     /// The last connection error, if any.
     pub last_error: Option<String>,
@@ -254,7 +272,10 @@ struct Task {
     /// a (re)connect, a full page read, or changes dropped from memory).
     store_behind: bool,
     state: watch::Sender<BrokerState>,
+    /// The publishing connection is up.
     connected: bool,
+    /// The subscribing connection: up, subscriptions requested, subscriptions acknowledged.
+    sub: SubState,
     /// The session's queue, window and acknowledgements.
     window: Window,
     /// What the retained topics should hold.
@@ -284,6 +305,7 @@ impl Task {
             store_behind: true,
             state,
             connected: false,
+            sub: SubState::default(),
             window: Window::new(WINDOW),
             retained,
             reports,
@@ -314,14 +336,36 @@ impl Task {
         options
     }
 
+    /// The subscribing connection: its own client id, no last will (the health topic is the
+    /// publishing connection's), room for the largest retained message it may receive.
+    fn sub_options(&self) -> MqttOptions {
+        let broker = self
+            .config
+            .choice
+            .broker_url()
+            .unwrap_or_else(|| dials_wire::mqtt::BrokerUrl::plain("127.0.0.1", 1883));
+        let mut options = crate::connection::options(
+            &broker,
+            format!("{}-sub", self.config.client_id),
+            self.config.ca_pem.as_deref(),
+        );
+        options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+        options
+    }
+
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let (client, mut eventloop) = AsyncClient::new(self.options(), WINDOW * 2 + 16);
+        let (subscriber, mut sub_loop) = AsyncClient::new(self.sub_options(), 16);
         // Without TCP_NODELAY an envelope written right after a PUBACK waits for the broker's
-        // delayed ACK (40 ms on Linux): Nagle would hold it back.
-        let mut network = rumqttc::NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
-        let mut backoff = BACKOFF_MIN;
+        // delayed ACK (40 ms on Linux): Nagle would hold it back. The same goes for the PUBACK
+        // of a report written right after the previous one.
+        for events in [&mut eventloop, &mut sub_loop] {
+            let mut network = rumqttc::NetworkOptions::new();
+            network.set_tcp_nodelay(true);
+            events.set_network_options(network);
+        }
+        let (mut events, driver) = drive(eventloop);
+        let (mut sub_events, sub_driver) = drive(sub_loop);
         // Health goes out on every connect; the timer only refreshes it in between.
         let mut health =
             tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
@@ -333,27 +377,17 @@ impl Task {
         let wake = self.wake.clone();
         let mut flush_at: Option<tokio::time::Instant> = None;
         loop {
-            let flush = async {
-                match flush_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 _ = stop.changed() => break,
-                event = eventloop.poll() => match event {
-                    Ok(event) => {
-                        self.on_event(&client, event).await;
-                        backoff = BACKOFF_MIN;
-                    }
-                    Err(e) => {
-                        self.on_disconnect(&e).await;
-                        tokio::select! {
-                            _ = stop.changed() => break,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                    }
+                event = events.recv() => match event {
+                    Some(Ok(event)) => self.on_event(&client, &subscriber, event).await,
+                    Some(Err(e)) => self.on_disconnect(&e).await,
+                    None => break,
+                },
+                event = sub_events.recv() => match event {
+                    Some(Ok(event)) => self.on_sub_event(&client, &subscriber, event),
+                    Some(Err(e)) => self.on_sub_disconnect(&e),
+                    None => break,
                 },
                 _ = wake.notified(), if self.connected => {
                     self.refill_fresh().await;
@@ -372,7 +406,7 @@ impl Task {
                     self.queue_repairs(repairs);
                     self.pump(&client);
                 }
-                _ = flush => {
+                _ = until(flush_at) => {
                     self.flush().await;
                 }
             }
@@ -384,36 +418,92 @@ impl Task {
                 flush_at = None;
             }
         }
-        self.stop_gracefully(&client, &mut eventloop).await;
+        self.stop_gracefully(&client, &mut events, &subscriber, &mut sub_events)
+            .await;
+        driver.abort();
+        sub_driver.abort();
     }
 
-    async fn on_event(&mut self, client: &AsyncClient, event: Event) {
+    /// Shows in the state whether both connections are up.
+    fn show_connected(&self, error: Option<String>) {
+        let connected = self.connected && self.sub.subscribed;
+        self.state.send_modify(|s| {
+            s.connected = connected;
+            if connected {
+                s.last_error = None;
+            }
+            if error.is_some() {
+                s.last_error = error;
+            }
+        });
+    }
+
+    /// Subscribes the subscribing connection when it is up and not subscribed yet, once the
+    /// publishing connection has told `repair` what the manager's topics should hold (what
+    /// arrives before that could not be judged). The broker sends each topic's retained
+    /// message first, then everything published there after.
+    fn subscribe(&mut self, subscriber: &AsyncClient) {
+        if !self.connected || !self.sub.up || self.sub.requested {
+            return;
+        }
+        let topics = &self.config.topics;
+        let filters = [
+            topics.applied_filter(),
+            topics.updated_filter(),
+            topics.health(),
+        ]
+        .into_iter()
+        .map(|path| SubscribeFilter::new(path, QoS::AtLeastOnce));
+        match subscriber.try_subscribe_many(filters) {
+            Ok(()) => self.sub.requested = true,
+            Err(e) => tracing::warn!(error = %e, "cannot subscribe"),
+        }
+    }
+
+    /// An event of the subscribing connection. rumqttc answers each publish with its PUBACK as
+    /// soon as it is read.
+    fn on_sub_event(&mut self, client: &AsyncClient, subscriber: &AsyncClient, event: Event) {
+        match event {
+            Event::Incoming(Incoming::ConnAck(_)) => {
+                self.sub = SubState {
+                    up: true,
+                    ..SubState::default()
+                };
+                self.subscribe(subscriber);
+            }
+            Event::Incoming(Incoming::SubAck(_)) => {
+                self.sub.subscribed = true;
+                self.show_connected(None);
+            }
+            Event::Incoming(Incoming::Publish(publish)) => {
+                self.on_publish(client, &publish.topic, &publish.payload);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sub_disconnect(&mut self, error: &ConnectionError) {
+        if self.sub.up {
+            tracing::warn!(error = %error, "lost the MQTT broker's subscriptions; reports wait until they are back");
+        }
+        self.sub = SubState::default();
+        self.show_connected(Some(error.to_string()));
+    }
+
+    /// An event of the publishing connection.
+    async fn on_event(&mut self, client: &AsyncClient, subscriber: &AsyncClient, event: Event) {
         match event {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 tracing::info!(broker = ?self.config.choice.display_url(), "connected to the MQTT broker");
                 self.flush().await;
                 self.window.reset();
                 self.connected = true;
-                self.state.send_modify(|s| {
-                    s.connected = true;
-                    s.last_error = None;
-                });
-                // Subscribed before anything is published in this session, so the broker's old
-                // retained messages arrive before the echoes of what follows.
-                let topics = &self.config.topics;
-                for filter in [
-                    topics.applied_filter(),
-                    topics.updated_filter(),
-                    topics.health(),
-                ] {
-                    if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
-                        tracing::warn!(error = %e, filter, "cannot subscribe");
-                    }
-                }
+                self.show_connected(None);
                 self.queue_health(true).await;
                 self.queue_latest().await;
                 self.refill().await;
                 self.pump(client);
+                self.subscribe(subscriber);
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => self.window.numbered(pkid),
             Event::Incoming(Incoming::PubAck(ack)) => {
@@ -441,15 +531,15 @@ impl Task {
         self.connected = false;
         self.window.reset();
         self.flush().await;
-        let message = error.to_string();
-        self.state.send_modify(|s| {
-            s.connected = false;
-            s.last_error = Some(message);
-        });
+        self.show_connected(Some(error.to_string()));
     }
 
     /// Hands queued messages to the client while the window has room.
     fn pump(&mut self, client: &AsyncClient) {
+        if !self.connected {
+            // Only the subscribing connection is up; the next session republishes what counts.
+            return;
+        }
         while let Some(msg) = self.window.next() {
             let tag = msg.tag;
             match client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload) {
@@ -726,8 +816,25 @@ impl Task {
         }
     }
 
-    async fn stop_gracefully(&mut self, client: &AsyncClient, eventloop: &mut rumqttc::EventLoop) {
+    async fn stop_gracefully(
+        &mut self,
+        client: &AsyncClient,
+        events: &mut Events,
+        subscriber: &AsyncClient,
+        sub_events: &mut Events,
+    ) {
         self.flush().await;
+        if self.sub.up && subscriber.try_disconnect().is_ok() {
+            let drain = async {
+                loop {
+                    match sub_events.recv().await {
+                        Some(Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)) | None => break,
+                        Some(Ok(_)) => {}
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        }
         if !self.connected {
             return;
         }
@@ -741,12 +848,12 @@ impl Task {
         let _ = client.try_disconnect();
         let drain = async {
             loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                match events.recv().await {
+                    Some(Ok(Event::Incoming(Incoming::PubAck(ack)))) => {
                         self.window.acknowledged(ack.pkid);
                     }
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
-                    Ok(_) => {}
+                    Some(Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)) | None => break,
+                    Some(Ok(_)) => {}
                 }
             }
         };
@@ -754,6 +861,53 @@ impl Task {
         self.flush().await;
         tracing::info!("disconnected from the MQTT broker");
     }
+}
+
+/// The subscribing connection's session.
+#[derive(Debug, Default, Clone, Copy)]
+struct SubState {
+    /// Connected (CONNACK received).
+    up: bool,
+    /// Subscriptions sent in this session.
+    requested: bool,
+    /// Subscriptions acknowledged (SUBACK received).
+    subscribed: bool,
+}
+
+/// Waits until `at`, or forever when there is nothing to wait for.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One connection's events, as its driver hands them over.
+type Events = mpsc::Receiver<Result<Event, ConnectionError>>;
+
+/// Polls `eventloop` in a task of its own and hands every event over, in order; after an error
+/// it waits (backing off) before polling again, which reconnects. A poll is never cancelled
+/// there: dropping one while it connects would drop a connection the broker has just accepted,
+/// and the broker would publish the last will of a manager that is fine.
+fn drive(mut eventloop: EventLoop) -> (Events, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(256);
+    let task = tokio::spawn(async move {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let event = eventloop.poll().await;
+            let failed = event.is_err();
+            if tx.send(event).await.is_err() {
+                return;
+            }
+            if failed {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            } else {
+                backoff = BACKOFF_MIN;
+            }
+        }
+    });
+    (rx, task)
 }
 
 /// A checked applied report as the store records it; `now` stands in for a missing `at`.

@@ -220,3 +220,53 @@ async fn after_the_broker_comes_back_the_client_reconnects_and_catches_up_over_r
         "applied"
     );
 }
+
+/// Through a broker with its stock settings, the applied report the broker forwards to the
+/// manager must not wait behind the PUBACK the broker just sent the manager for the envelope
+/// (Nagle on the broker's socket, the manager's delayed TCP acknowledgement: 40 ms on Linux).
+/// Updates one after the other, each once the last report was recorded and past the report
+/// budget's pause between batches: the manager records each report within a few milliseconds
+/// of the PUT, not 30 to 40 later. The bound is loose for a busy machine; the stall it catches
+/// is larger than it on every update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_reports_are_recorded_without_waiting_on_a_stock_broker() {
+    let broker = Mosquitto::start_stock().await;
+    let m = manager(Some(&broker)).await;
+    m.create("tts", json!({"volume": 0})).await;
+    let dials = builder(&m, "tts").mqtt(broker.url()).start().await.unwrap();
+    let mut rx = dials.subscribe();
+    let recorded = async |version: u64| loop {
+        let listing = m.instances("tts").await;
+        let applied = listing["instances"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["instance"] == "test-1" && r["version"] == version)
+        });
+        if applied {
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    };
+    let first = m.put("tts", json!({"volume": 1})).await;
+    tokio::time::timeout(Duration::from_secs(10), recorded(first))
+        .await
+        .expect("the first report is recorded");
+
+    let mut took = Vec::new();
+    for volume in 2..=21 {
+        // Past the report budget's pause between two batches (100 ms).
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let sent = std::time::Instant::now();
+        let version = m.put("tts", json!({"volume": volume})).await;
+        tokio::time::timeout(Duration::from_secs(10), recorded(version))
+            .await
+            .expect("the report is recorded");
+        took.push(sent.elapsed());
+    }
+    while next(&mut rx).await.volume != 21 {}
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < Duration::from_millis(20),
+        "PUT → report recorded, median {median:?} over 20 updates: {took:?}"
+    );
+}

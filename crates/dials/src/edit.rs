@@ -147,7 +147,7 @@ pub async fn run(args: EditArgs) -> anyhow::Result<()> {
         if json {
             return print_json(&saved);
         }
-        println!(
+        crate::output::outln!(
             "{}",
             paint(
                 &format!(

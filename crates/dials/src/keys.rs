@@ -39,11 +39,11 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<bool> {
             let settings = settings(&args)?;
             let rows = show(&settings).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<9} {:<16} {:<8} DETAIL", "KEY", "ID", "STATUS");
+                crate::output::outln!("{:<9} {:<16} {:<8} DETAIL", "KEY", "ID", "STATUS");
                 for row in &rows {
-                    println!(
+                    crate::output::outln!(
                         "{:<9} {:<16} {:<8} {}",
                         row["key"].as_str().unwrap_or_default(),
                         row["key_id"].as_str().unwrap_or_default(),
@@ -69,17 +69,18 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<bool> {
             store.close().await;
             let rotated = rotated?;
             if args.json {
-                println!(
+                crate::output::outln!(
                     "{}",
                     json!({"key": "master", "old_key_id": rotated.old_key_id,
                            "new_key_id": rotated.new_key_id, "resealed": rotated.resealed})
                 );
             } else {
-                println!(
+                crate::output::outln!(
                     "master key rotated: {} -> {}",
-                    rotated.old_key_id, rotated.new_key_id
+                    rotated.old_key_id,
+                    rotated.new_key_id
                 );
-                println!(
+                crate::output::outln!(
                     "{} secret value{} resealed with {}; the old key is gone",
                     rotated.resealed,
                     if rotated.resealed == 1 { "" } else { "s" },
@@ -98,13 +99,15 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<bool> {
             }
             let (old, new) = rotate_signing_key(&settings.data_dir)?;
             if args.json {
-                println!(
+                crate::output::outln!(
                     "{}",
                     json!({"key": "signing", "old_key_id": old, "new_key_id": new})
                 );
             } else {
-                println!("signing key rotated: {old} -> {new}");
-                println!("restart dials to sign with the new key; {old} stays trusted for 7 days");
+                crate::output::outln!("signing key rotated: {old} -> {new}");
+                crate::output::outln!(
+                    "restart dials to sign with the new key; {old} stays trusted for 7 days"
+                );
             }
             Ok(true)
         }

@@ -43,20 +43,37 @@ pub fn paint(text: &str, paint: Paint) -> String {
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
-/// Writes `text` to stdout; a reader that went away (`dials … | head`) ends the output
-/// quietly instead of failing.
+/// Writes `text` to stdout. A reader that went away (`dials … | head`, `dials watch | head -3`)
+/// ends the program quietly, as it ends any writer into a pipe; no panic, no message.
 pub fn emit(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         other => Ok(other?),
     }
 }
 
+/// Writes one line to stdout through [`emit`]; what `println!` is for the commands' output.
+pub fn emit_line(line: std::fmt::Arguments<'_>) {
+    if let Err(e) = emit(&format!("{line}\n")) {
+        eprintln!("dials: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for the commands' output: through [`emit_line`], so a closed pipe ends the
+/// program quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::emit_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -101,7 +118,7 @@ pub fn cell(text: impl Into<String>, colour: Option<Color>) -> Cell {
 /// Prints a table without the trailing spaces of its last column.
 pub fn print_table(table: &Table) {
     for line in table.lines() {
-        println!("{}", line.trim_end());
+        outln!("{}", line.trim_end());
     }
 }
 

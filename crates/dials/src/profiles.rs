@@ -17,7 +17,7 @@ pub async fn run(command: ProfileCommand) -> anyhow::Result<()> {
                 return print_json(&list);
             }
             if list.profiles.is_empty() {
-                println!("no profiles yet; save one with `dials profile save NAME`");
+                crate::output::outln!("no profiles yet; save one with `dials profile save NAME`");
                 return Ok(());
             }
             let mut t = table(&["NAME", "SERVICES", "SAVED", "BY", "DESCRIPTION"]);
@@ -47,7 +47,7 @@ pub async fn run(command: ProfileCommand) -> anyhow::Result<()> {
             if args.client.json {
                 return print_json(&serde_json::json!({"deleted": args.name}));
             }
-            println!("deleted profile {}", args.name);
+            crate::output::outln!("deleted profile {}", args.name);
             Ok(())
         }
     }
@@ -72,7 +72,7 @@ async fn save(args: ProfileSaveArgs) -> anyhow::Result<()> {
         return print_json(&profile);
     }
     let n = profile.services.len();
-    println!(
+    crate::output::outln!(
         "{}",
         paint(
             &format!(
@@ -84,7 +84,7 @@ async fn save(args: ProfileSaveArgs) -> anyhow::Result<()> {
         )
     );
     for s in &profile.services {
-        println!("  {} (version {})", s.service, s.version);
+        crate::output::outln!("  {} (version {})", s.service, s.version);
     }
     Ok(())
 }

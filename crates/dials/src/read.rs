@@ -58,7 +58,7 @@ pub async fn status(args: ClientArgs) -> anyhow::Result<()> {
         ("uptime", output::duration(s.uptime_seconds)),
     ];
     for (name, value) in rows {
-        println!("{name:<9} {value}");
+        crate::output::outln!("{name:<9} {value}");
     }
     Ok(())
 }
@@ -152,7 +152,7 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
 
 fn print_document(value: &Value, yaml: bool) -> anyhow::Result<()> {
     if yaml {
-        println!("{}", output::yaml(value)?);
+        crate::output::outln!("{}", output::yaml(value)?);
         Ok(())
     } else {
         print_json(value)
@@ -174,7 +174,7 @@ pub async fn diff(args: DiffArgs) -> anyhow::Result<()> {
     if args.client.json {
         return print_json(&d);
     }
-    println!(
+    crate::output::outln!(
         "{}",
         paint(
             &format!("{} v{} -> v{}", d.service, d.from, d.to),
@@ -182,7 +182,7 @@ pub async fn diff(args: DiffArgs) -> anyhow::Result<()> {
         )
     );
     if d.changes.is_empty() {
-        println!("no changes");
+        crate::output::outln!("no changes");
     }
     for c in &d.changes {
         let show = |v: &Option<Value>| v.as_ref().map(compact).unwrap_or_default();
@@ -194,7 +194,7 @@ pub async fn diff(args: DiffArgs) -> anyhow::Result<()> {
                 Paint::Yellow,
             ),
         };
-        println!("{line}");
+        crate::output::outln!("{line}");
     }
     Ok(())
 }

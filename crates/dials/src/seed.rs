@@ -65,11 +65,11 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<bool> {
     }
     progress.finish_and_clear();
     if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::output::outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("{:<20} {:<11} {:>7}  ERROR", "SERVICE", "SCHEMA", "VERSION");
+        crate::output::outln!("{:<20} {:<11} {:>7}  ERROR", "SERVICE", "SCHEMA", "VERSION");
         for r in &rows {
-            println!(
+            crate::output::outln!(
                 "{:<20} {:<11} {:>7}  {}",
                 r["service"].as_str().unwrap_or(""),
                 r["schema"].as_str().unwrap_or(""),

@@ -76,19 +76,19 @@ async fn create(args: TokenCreateArgs) -> anyhow::Result<()> {
         return print_json(&created);
     }
     let i = &created.info;
-    println!(
+    crate::output::outln!(
         "{}",
         paint(
             &format!("created token {} ({})", i.name, i.role),
             Paint::Green
         )
     );
-    println!("id       {}", i.id);
+    crate::output::outln!("id       {}", i.id);
     if let Some(s) = &i.service {
-        println!("service  {s}");
+        crate::output::outln!("service  {s}");
     }
-    println!("expires  {}", when_opt(i.expires_at));
-    println!("token    {}", created.token);
+    crate::output::outln!("expires  {}", when_opt(i.expires_at));
+    crate::output::outln!("token    {}", created.token);
     eprintln!("this is the only time the token is shown: store it now");
     Ok(())
 }
@@ -247,6 +247,6 @@ async fn revoke(id: &str, args: ClientArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&serde_json::json!({"id": id, "revoked": true}));
     }
-    println!("revoked token {id}");
+    crate::output::outln!("revoked token {id}");
     Ok(())
 }

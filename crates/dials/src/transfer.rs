@@ -144,7 +144,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
             "secrets": summary.get("secrets").is_some(),
         }));
     }
-    println!(
+    crate::output::outln!(
         "{}",
         paint(
             &format!(

@@ -197,7 +197,7 @@ fn say(line: &str) {
 
 fn print_change(c: &WatchEvent, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(c)?);
+        crate::output::outln!("{}", serde_json::to_string(c)?);
         return Ok(());
     }
     let reason = c
@@ -205,7 +205,7 @@ fn print_change(c: &WatchEvent, json: bool) -> anyhow::Result<()> {
         .as_deref()
         .map(|r| format!(": {r}"))
         .unwrap_or_default();
-    println!(
+    crate::output::outln!(
         "{}  {} {}  {}  by {}{reason}",
         paint(&format!("rev {}", c.revision), Paint::Dim),
         paint(&c.service, Paint::Bold),

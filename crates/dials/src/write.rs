@@ -55,7 +55,7 @@ pub async fn set(args: SetArgs) -> anyhow::Result<()> {
     if args.client.json {
         return print_json(&answer);
     }
-    println!(
+    crate::output::outln!(
         "{}",
         paint(
             &format!("{} is now at version {}", answer.service, answer.version),
@@ -65,7 +65,7 @@ pub async fn set(args: SetArgs) -> anyhow::Result<()> {
     for (key, value) in shown {
         // What the server stored (a secret shows masked), else what was sent.
         let stored = answer.config.pointer(&key).unwrap_or(&value);
-        println!("  {key} = {}", compact(stored));
+        crate::output::outln!("  {key} = {}", compact(stored));
     }
     Ok(())
 }
@@ -111,7 +111,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         (None, Some(t)) => format!("its state at {t}"),
         (None, None) => "an earlier state".into(),
     };
-    println!(
+    crate::output::outln!(
         "{}",
         paint(
             &format!(

@@ -893,3 +893,44 @@ async fn dials_wrong_passphrase(s: &mut Session, file: &Path) -> Out {
     )
     .await
 }
+
+/// `dials watch | head -1`: the reader leaves after the first line, and at its next line dials
+/// ends quietly — exit 0, no panic, no message — as every command's output does.
+#[tokio::test]
+async fn output_into_a_pipe_whose_reader_left_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let s = Session::seeded().await;
+    {
+        let args = ["watch", "--since", "0"];
+        let env = s.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dials"))
+            .args(args)
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read one line, then close the pipe, as `head -1` does.
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "dials {args:?} printed nothing");
+        // The replay fit in the pipe; the next change is written into the closed one.
+        for volume in [41, 42] {
+            let set = format!("volume_percent={volume}");
+            assert_eq!(s.quiet(&["set", "tts-worker", &set], &[]).await.code, 0);
+        }
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "dials {args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "dials {args:?}: {stderr}");
+    }
+}

@@ -37,8 +37,9 @@ const MAX_PENDING: usize = 4096;
 /// Most reports written in one transaction.
 const BATCH_MAX: usize = 256;
 
-/// Least time between two batches: with [`BATCH_MAX`], at most 2,560 reports a second reach the
-/// database, in at most 10 short transactions.
+/// Least time after a full batch before the next: under a flood, with [`BATCH_MAX`], at most
+/// 2,560 reports a second reach the database, in at most 10 short transactions. A batch that
+/// was not full is followed by no pause: the next report is written as soon as it arrives.
 const BATCH_EVERY: Duration = Duration::from_millis(100);
 
 /// Drops are logged as one summary at most this often.
@@ -288,8 +289,8 @@ pub(crate) fn limits(now: OffsetDateTime) -> InstanceLimits {
     }
 }
 
-/// Writes waiting reports, one batch of at most [`BATCH_MAX`] per [`BATCH_EVERY`], with
-/// `write`, until `stop` turns true. Reports still waiting then are lost; instances publish
+/// Writes waiting reports with `write`, as soon as they arrive, in batches of at most
+/// [`BATCH_MAX`], a full batch followed by a pause of [`BATCH_EVERY`], until `stop` turns true. Reports still waiting then are lost; instances publish
 /// their reports retained, so the broker hands them over again at the next start.
 pub(crate) async fn run_writer<W, F>(
     reports: Arc<Reports>,
@@ -327,6 +328,10 @@ pub(crate) async fn run_writer<W, F>(
                     }
                 }
                 log_drops(&mut budget);
+            }
+            if n < BATCH_MAX {
+                // Not a flood: what arrived meanwhile goes in the next batch, at once.
+                continue;
             }
             tokio::select! {
                 _ = stop.changed() => return,
@@ -534,6 +539,12 @@ mod tests {
         reports.offer(report("tts", "late", 1));
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(reports.counters().recorded, 3001);
+        // And so is the next one right after it: only a full batch makes the writer pause
+        // (a UI waiting on "applied" after each save must not wait out a timer).
+        reports.budget().service_at(&name("vad"), 1, true);
+        reports.offer(report("vad", "pi-0", 1));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(reports.counters().recorded, 3002);
         stop_tx.send(true).unwrap();
         writer.await.unwrap();
     }

@@ -313,20 +313,24 @@ impl Task {
         }
     }
 
-    fn options(&self) -> MqttOptions {
+    /// The options both connections share: the broker, TLS, credentials and room for the
+    /// largest message, under `client_id`.
+    fn base_options(&self, client_id: String) -> MqttOptions {
         let broker = self
             .config
             .choice
             .broker_url()
             .unwrap_or_else(|| dials_wire::mqtt::BrokerUrl::plain("127.0.0.1", 1883));
-        let mut options = crate::connection::options(
-            &broker,
-            self.config.client_id.clone(),
-            self.config.ca_pem.as_deref(),
-        );
+        let mut options =
+            crate::connection::options(&broker, client_id, self.config.ca_pem.as_deref());
+        options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+        options
+    }
+
+    fn options(&self) -> MqttOptions {
+        let mut options = self.base_options(self.config.client_id.clone());
         options
             .set_inflight(WINDOW as u16)
-            .set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024)
             .set_last_will(LastWill::new(
                 self.config.topics.health(),
                 Health::last_will(self.config.epoch).to_bytes(),
@@ -339,18 +343,7 @@ impl Task {
     /// The subscribing connection: its own client id, no last will (the health topic is the
     /// publishing connection's), room for the largest retained message it may receive.
     fn sub_options(&self) -> MqttOptions {
-        let broker = self
-            .config
-            .choice
-            .broker_url()
-            .unwrap_or_else(|| dials_wire::mqtt::BrokerUrl::plain("127.0.0.1", 1883));
-        let mut options = crate::connection::options(
-            &broker,
-            format!("{}-sub", self.config.client_id),
-            self.config.ca_pem.as_deref(),
-        );
-        options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
-        options
+        self.base_options(format!("{}-sub", self.config.client_id))
     }
 
     async fn run(mut self, mut stop: watch::Receiver<bool>) {

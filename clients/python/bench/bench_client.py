@@ -6,7 +6,7 @@ loopback:
 - start-up from the last-known-good file with the manager down, and from the manager;
 - memory: resident set size a client adds to a process (measured in fresh interpreters).
 
-    python clients/python/bench/bench_client.py [--updates 300] [--starts 30]
+    python clients/python/bench/bench_client.py [--updates 300] [--starts 30] [--stock-broker]
 
 Uses DIALS_BIN (default target/release/dials) like the tests.
 """
@@ -14,7 +14,6 @@ Uses DIALS_BIN (default target/release/dials) like the tests.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,15 +44,17 @@ def ms(xs: list[float]) -> str:
 
 
 RSS_PROBE = r"""
-import resource, sys, pathlib
+import sys, pathlib
 def rss():
     for line in pathlib.Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-sys.path.insert(0, sys.argv[1])
-import pydantic
-from harness import TestConfig
+from pydantic import BaseModel, Field
+class TestConfig(BaseModel):
+    voice: str = Field("default-voice", json_schema_extra={"x-env": "T_VOICE"})
+    volume: int = Field(100, ge=0, le=200)
+TestConfig.model_validate({})
 base = rss()
 from dials_client import Client
 c = Client.start(TestConfig, "tts", server=sys.argv[2], token=sys.argv[3], mqtt=sys.argv[4],
@@ -69,12 +70,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--updates", type=int, default=300)
     ap.add_argument("--starts", type=int, default=30)
+    ap.add_argument("--stock-broker", action="store_true", help="Mosquitto without set_tcp_nodelay")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "m").mkdir()
         (root / "d").mkdir()
-        broker = Mosquitto(root / "m")
+        broker = Mosquitto(root / "m", stock=args.stock_broker)
         dials = Dials(root / "d", broker)
         try:
             run(dials, broker, root, args.updates, args.starts)
@@ -135,13 +137,22 @@ def run(dials: Dials, broker: Mosquitto, root: Path, updates: int, starts: int) 
     print(f"start from the manager:  {ms(from_manager)}")
 
     env_probe = [
-        sys.executable, "-c", RSS_PROBE, str(HERE.parent / "tests"), dials.url, token,
-        broker.url, dials.public_key,
+        sys.executable,
+        "-c",
+        RSS_PROBE,
+        "",
+        dials.url,
+        token,
+        broker.url,
+        dials.public_key,
     ]
-    base, after = map(int, subprocess.run(env_probe, capture_output=True, text=True,
-                                          check=True).stdout.split())
-    print(f"memory: {base / 1024:.1f} MiB with pydantic and the model loaded; "
-          f"{after / 1024:.1f} MiB with a running client: +{(after - base) / 1024:.1f} MiB")
+    base, after = map(
+        int, subprocess.run(env_probe, capture_output=True, text=True, check=True).stdout.split()
+    )
+    print(
+        f"memory: {base / 1024:.1f} MiB RSS with pydantic and a model; {after / 1024:.1f} MiB "
+        f"with dials_client imported and a client running: +{(after - base) / 1024:.1f} MiB"
+    )
 
     dials.stop()
     from_lkg = []

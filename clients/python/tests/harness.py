@@ -80,13 +80,14 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 class Mosquitto:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, stock: bool = False) -> None:
+        """`stock`: Mosquitto's defaults (no `set_tcp_nodelay`), as distributions ship it."""
         self.port = free_port()
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "user root\nmax_inflight_messages 0\nset_tcp_nodelay true\n"
-        )
+        text = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        if not stock:
+            text += "persistence false\nuser root\nmax_inflight_messages 0\nset_tcp_nodelay true\n"
+        self.conf.write_text(text)
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 

@@ -55,14 +55,20 @@ class TestConfig(BaseModel):
     voice: str = Field("default-voice", json_schema_extra={"x-env": "T_VOICE"})
     volume: int = Field(100, ge=0, le=200)
 TestConfig.model_validate({})
+import time
 base = rss()
 from dials_client import Client
-c = Client.start(TestConfig, "tts", server=sys.argv[2], token=sys.argv[3], mqtt=sys.argv[4],
-                 public_keys=sys.argv[5], instance="rss", env={})
-c.refresh()
+imported = rss()
+t0 = time.perf_counter()
+c = Client.start(TestConfig, "tts", server=sys.argv[2], token=sys.argv[3],
+                 mqtt=sys.argv[4] or None, public_keys=sys.argv[5], instance="rss", env={},
+                 lkg_path=sys.argv[6])
+took = time.perf_counter() - t0
+if sys.argv[4]:
+    c.refresh()
 after = rss()
 c.close()
-print(base, after)
+print(base, imported, after, took, c.info.origin.value)
 """
 
 
@@ -136,22 +142,26 @@ def run(dials: Dials, broker: Mosquitto, root: Path, updates: int, starts: int) 
         c.close()
     print(f"start from the manager:  {ms(from_manager)}")
 
-    env_probe = [
-        sys.executable,
-        "-c",
-        RSS_PROBE,
-        "",
-        dials.url,
-        token,
-        broker.url,
-        dials.public_key,
-    ]
-    base, after = map(
-        int, subprocess.run(env_probe, capture_output=True, text=True, check=True).stdout.split()
-    )
+    def probe(mqtt: str) -> list[str]:
+        argv = [
+            sys.executable,
+            "-c",
+            RSS_PROBE,
+            "",
+            dials.url,
+            token,
+            mqtt,
+            dials.public_key,
+            str(root / "tts.lkg"),
+        ]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return out.split()
+
+    base, imported, after, _, _ = probe(broker.url)
+    b, i, a = int(base) / 1024, int(imported) / 1024, int(after) / 1024
     print(
-        f"memory: {base / 1024:.1f} MiB RSS with pydantic and a model; {after / 1024:.1f} MiB "
-        f"with dials_client imported and a client running: +{(after - base) / 1024:.1f} MiB"
+        f"memory: {b:.1f} MiB RSS with pydantic and a model; +{i - b:.1f} MiB importing "
+        f"dials_client; +{a - i:.1f} MiB more with a client running (total +{a - b:.1f} MiB)"
     )
 
     dials.stop()
@@ -163,6 +173,12 @@ def run(dials: Dials, broker: Mosquitto, root: Path, updates: int, starts: int) 
         assert c.info.origin.value == "lkg"
         c.close()
     print(f"start from the LKG file (manager down): {ms(from_lkg)}")
+    fresh = []
+    for _ in range(max(3, starts // 3)):
+        *_, took, origin = probe("")
+        assert origin == "lkg", origin
+        fresh.append(float(took))
+    print(f"first start in a fresh process, from the LKG file: {ms(fresh)}")
 
 
 if __name__ == "__main__":

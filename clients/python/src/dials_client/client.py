@@ -354,7 +354,8 @@ class Client(Generic[M]):
         overrides = schema.active_overrides(s.env)
         manager_reason = ""
         rejected: tuple[int, uuid.UUID, str] | None = None
-        # 1. The manager.
+        # 1. The manager, within the start timeout.
+        deadline = time.monotonic() + s.start_timeout
         try:
             if s.register_schema:
                 try:
@@ -364,7 +365,7 @@ class Client(Generic[M]):
                     log.warning(
                         "%s: the manager did not take this service's schema: %s", service, e
                     )
-            response = self._manager.read_config(s.start_timeout)
+            response = self._manager.read_config(max(0.05, deadline - time.monotonic()))
         except ManagerError as e:
             manager_reason = f"the manager at {self._manager.base} gave no config: {e}"
             log.warning("%s: %s; trying the last-known-good file", service, manager_reason)

@@ -170,9 +170,13 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def loads_strict(data: bytes | str) -> Any:
-    """JSON as serde reads it: duplicate members refused."""
-    return json.loads(data, object_pairs_hook=_unique_members)
+    """JSON as the Rust side reads it: no NaN or Infinity; duplicate members refused."""
+    return json.loads(data, object_pairs_hook=_unique_members, parse_constant=_no_constant)
 
 
 def _is_uint(v: Any) -> bool:

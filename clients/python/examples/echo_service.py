@@ -52,7 +52,11 @@ def emit(version: int, config: TtsConfig) -> None:
     for key, value in config:
         if isinstance(value, SecretStr):
             shown[key] = SECRET_MASK
-    print(json.dumps({"version": version, "config": shown}), flush=True)
+    # Compact and UTF-8, as the Rust echo-service prints it: the twins' lines are identical.
+    line = json.dumps(
+        {"version": version, "config": shown}, separators=(",", ":"), ensure_ascii=False
+    )
+    print(line, flush=True)
 
 
 def main() -> int:

@@ -32,6 +32,7 @@ class Process:
             stderr=open(log, "wb"),  # noqa: SIM115 - the child holds it
         )
         self.lines: queue.Queue[str] = queue.Queue()
+        self.last_line = ""
         assert self.proc.stdout is not None
         threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
 
@@ -41,9 +42,10 @@ class Process:
 
     def next_json(self, timeout: float = 15) -> Any:
         try:
-            return json.loads(self.lines.get(timeout=timeout))
+            self.last_line = self.lines.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError(f"no output; stderr:\n{self.log.read_text()}") from None
+        return json.loads(self.last_line)
 
     def stop(self) -> str:
         self.proc.terminate()
@@ -111,14 +113,18 @@ def test_each_client_starts_from_the_lkg_file_the_other_wrote(tts: Dials, tmp_pa
     tts.stop()
 
     # Python reads Rust's file, Rust reads Python's; the manager is down.
+    printed = []
     for run, lkg in ((python_echo, rust_lkg), (rust_echo, py_lkg)):
         p = run(echo_env(tts, lkg), tmp_path / f"{lkg.stem}-read.log")
         line = p.next_json()
         assert line["version"] == 1
         assert line["config"]["volume_percent"] == 80
         assert line["config"]["piper_voice"] == "en_US-amy-medium"
+        printed.append(p.last_line)
         log = p.stop()
         assert "last-known-good" in log, log
+    # The twins print the same config the same way, byte for byte.
+    assert printed[0] == printed[1]
 
     # And a file altered by hand is refused by both.
     for lkg in (rust_lkg, py_lkg):

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from harness import Dials, Mosquitto, Subscriber, TestConfig
 
-from dials_client import Client, NoConfigError, Origin
+from dials_client import Client, ClosedError, NoConfigError, Origin
 
 SERVICE = "tts"
 
@@ -77,7 +77,7 @@ def test_a_put_reaches_the_callback_and_the_manager_shows_it_applied(
     version = dials.put(SERVICE, {"voice": "bob", "volume": 20})
     new = recorder.next()
     assert (new.voice, new.volume) == ("bob", 20)
-    update = updates.get(timeout=10)
+    update = next(iter(updates))
     assert (update.version, update.config) == (version, new)
     assert client.get() == new
     assert client.info.version == version
@@ -310,3 +310,15 @@ def test_back_to_back_updates_are_not_held_up_by_a_stock_broker(tmp_path: Path) 
         dials.stop()
         broker.stop()
     assert statistics.median(took) < 0.020, sorted(took)
+
+
+def test_close_ends_subscriptions_and_refuses_refreshes(
+    running: tuple[Client[TestConfig], Recorder],
+) -> None:
+    client, _ = running
+    updates = client.subscribe()
+    client.close()
+    assert list(updates) == []
+    with pytest.raises(ClosedError):
+        client.refresh()
+    client.close()  # idempotent

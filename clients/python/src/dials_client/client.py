@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -91,8 +91,9 @@ class _Report:
 
 
 class Subscription(Generic[M]):
-    """Each config applied after it was made (latest wins if the reader is slow): `get()`
-    blocks a thread, `async for update in sub` waits in asyncio."""
+    """Each config applied after it was made (latest wins if the reader is slow): `get()` and
+    `for update in sub` block a thread, `async for update in sub` waits in asyncio; both end
+    when the client closes."""
 
     def __init__(self, client: Client[M]) -> None:
         self._client = client
@@ -137,6 +138,15 @@ class Subscription(Generic[M]):
                 if left is not None and left <= 0:
                     raise TimeoutError("no new config")
                 self._cond.wait(left)
+
+    def __iter__(self) -> Iterator[Update[M]]:
+        return self
+
+    def __next__(self) -> Update[M]:
+        try:
+            return self.get()
+        except ClosedError:
+            raise StopIteration from None
 
     def __aiter__(self) -> AsyncIterator[Update[M]]:
         return self

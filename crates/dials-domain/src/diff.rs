@@ -1,8 +1,11 @@
 //! Per-key differences between two documents: what history records and `diff` shows.
 
 use serde::Serialize;
-use serde_json::Value;
+use std::collections::BTreeMap;
 
+use serde_json::{Map, Value};
+
+use crate::document::{collect_leaves, is_branch};
 use crate::{Document, KeyPath};
 
 /// One key whose value differs between two documents. `old` is `None` for an added key, `new`
@@ -29,63 +32,85 @@ impl KeyChange {
 }
 
 /// The leaves that differ between `old` and `new`, in key order.
+///
+/// Walks both documents together and descends only into subtrees that differ, so the cost of
+/// a write that changes one key of a large document is that of comparing it, not of naming
+/// every leaf of both versions.
 pub fn diff(old: &Document, new: &Document) -> Vec<KeyChange> {
-    let before = old.leaves();
-    let after = new.leaves();
     let mut out = Vec::new();
-    let mut a = before.into_iter().peekable();
-    let mut b = after.into_iter().peekable();
-    loop {
-        match (a.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(_), None) => {
-                let (key, v) = a.next().expect("peeked");
-                out.push(KeyChange {
-                    key,
-                    old: Some(v.clone()),
-                    new: None,
-                });
-            }
-            (None, Some(_)) => {
-                let (key, v) = b.next().expect("peeked");
-                out.push(KeyChange {
-                    key,
-                    old: None,
-                    new: Some(v.clone()),
-                });
-            }
-            (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
-                std::cmp::Ordering::Less => {
-                    let (key, v) = a.next().expect("peeked");
-                    out.push(KeyChange {
-                        key,
-                        old: Some(v.clone()),
-                        new: None,
-                    });
-                }
-                std::cmp::Ordering::Greater => {
-                    let (key, v) = b.next().expect("peeked");
-                    out.push(KeyChange {
-                        key,
-                        old: None,
-                        new: Some(v.clone()),
-                    });
-                }
-                std::cmp::Ordering::Equal => {
-                    let (key, va) = a.next().expect("peeked");
-                    let (_, vb) = b.next().expect("peeked");
-                    if va != vb {
-                        out.push(KeyChange {
-                            key,
-                            old: Some(va.clone()),
-                            new: Some(vb.clone()),
-                        });
+    diff_maps(&KeyPath::root(), old.as_map(), new.as_map(), &mut out);
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+fn diff_maps(
+    prefix: &KeyPath,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+    out: &mut Vec<KeyChange>,
+) {
+    for (name, before) in old {
+        match new.get(name) {
+            Some(after) if before == after => {}
+            Some(after) => {
+                let path = prefix.child(name);
+                match (before, after) {
+                    (Value::Object(a), Value::Object(b))
+                        if is_branch(before) && is_branch(after) =>
+                    {
+                        diff_maps(&path, a, b, out)
+                    }
+                    _ if !is_branch(before) && !is_branch(after) => out.push(KeyChange {
+                        key: path,
+                        old: Some(before.clone()),
+                        new: Some(after.clone()),
+                    }),
+                    // A leaf became a subtree or the other way round: the old leaves go, the
+                    // new ones come.
+                    _ => {
+                        leaves_of(&path, before, out, Side::Old);
+                        leaves_of(&path, after, out, Side::New);
                     }
                 }
-            },
+            }
+            None => leaves_of(&prefix.child(name), before, out, Side::Old),
         }
     }
-    out
+    for (name, after) in new {
+        if !old.contains_key(name) {
+            leaves_of(&prefix.child(name), after, out, Side::New);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Old,
+    New,
+}
+
+/// Every leaf at or under `path` as removed (`Side::Old`) or added (`Side::New`).
+fn leaves_of(path: &KeyPath, value: &Value, out: &mut Vec<KeyChange>, side: Side) {
+    let change = |key: KeyPath, v: &Value| match side {
+        Side::Old => KeyChange {
+            key,
+            old: Some(v.clone()),
+            new: None,
+        },
+        Side::New => KeyChange {
+            key,
+            old: None,
+            new: Some(v.clone()),
+        },
+    };
+    match value {
+        Value::Object(inner) if is_branch(value) => {
+            let mut leaves = BTreeMap::new();
+            collect_leaves(path, inner, &mut leaves);
+            out.extend(leaves.into_iter().map(|(key, v)| change(key, v)));
+        }
+        leaf => out.push(change(path.clone(), leaf)),
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +157,42 @@ mod tests {
         let changes = diff(&doc(json!({"a": 1})), &doc(json!({"a": {"b": 2}})));
         let ops: Vec<_> = changes.iter().map(|c| (c.key.as_str(), c.op())).collect();
         assert_eq!(ops, [("/a", "removed"), ("/a/b", "added")]);
+    }
+
+    /// The definition: every leaf of both documents by pointer, compared key by key.
+    fn by_leaves(old: &Document, new: &Document) -> Vec<KeyChange> {
+        let (a, b) = (old.leaves(), new.leaves());
+        let keys: std::collections::BTreeSet<_> = a.keys().chain(b.keys()).cloned().collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let (x, y) = (a.get(&key).copied(), b.get(&key).copied());
+                (x != y).then(|| KeyChange {
+                    key,
+                    old: x.cloned(),
+                    new: y.cloned(),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_walk_finds_what_comparing_every_leaf_finds() {
+        let docs = [
+            json!({}),
+            json!({"a": 1, "a-b": {"c": 1}, "a/b": 2, "a~b": {"d": [1]}}),
+            json!({"a": {"x": 1}, "a-b": {"c": 2, "e": {}}, "a/b": 2, "z": {"$secret": 3}}),
+            json!({"a": {"x": {"y": {"z": 1}}}, "a-b": {}, "z": {"k": 1}}),
+            json!({"a": {"x": {"y": {"z": 2}, "w": null}}, "a~b": {"d": [1, 2]}, "z": 1}),
+        ];
+        for old in &docs {
+            for new in &docs {
+                let (old, new) = (doc(old.clone()), doc(new.clone()));
+                assert_eq!(
+                    diff(&old, &new),
+                    by_leaves(&old, &new),
+                    "{old:?} -> {new:?}"
+                );
+            }
+        }
     }
 }

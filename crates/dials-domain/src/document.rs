@@ -133,9 +133,16 @@ fn remove_in(map: &mut Map<String, Value>, tokens: &[String]) -> Option<Value> {
     }
 }
 
+/// Whether `value` is an inner node of a document: a non-empty object that is not a secret
+/// placeholder. Everything else is a leaf.
+pub(crate) fn is_branch(value: &Value) -> bool {
+    matches!(value, Value::Object(inner) if !inner.is_empty())
+        && crate::secret::placeholder_version(value).is_none()
+}
+
 static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
 
-fn collect_leaves<'a>(
+pub(crate) fn collect_leaves<'a>(
     prefix: &KeyPath,
     map: &'a Map<String, Value>,
     out: &mut BTreeMap<KeyPath, &'a Value>,
@@ -143,11 +150,7 @@ fn collect_leaves<'a>(
     for (name, value) in map {
         let path = prefix.child(name);
         match value {
-            Value::Object(inner)
-                if !inner.is_empty() && crate::secret::placeholder_version(value).is_none() =>
-            {
-                collect_leaves(&path, inner, out)
-            }
+            Value::Object(inner) if is_branch(value) => collect_leaves(&path, inner, out),
             leaf => {
                 out.insert(path, leaf);
             }

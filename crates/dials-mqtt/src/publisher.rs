@@ -116,16 +116,23 @@ pub struct BrokerState {
 /// Committed changes handed over in memory, by outbox id, waiting for the task.
 #[derive(Debug, Default)]
 struct Fresh {
-    items: BTreeMap<i64, OutboxItem>,
+    items: BTreeMap<i64, Handed>,
     /// Set when changes were dropped for want of room: the store holds them.
     dropped: bool,
+}
+
+/// A change handed over, with its envelope when the writer signed it already.
+#[derive(Debug)]
+struct Handed {
+    item: OutboxItem,
+    envelope: Option<Vec<u8>>,
 }
 
 impl Fresh {
     /// The changes right after `cursor`, in outbox order, when memory holds an unbroken run of
     /// them; `None` when the store must be read instead (a gap: a change committed earlier has
     /// not been handed over, or was dropped when memory was full).
-    fn take_after(&mut self, cursor: i64, limit: usize) -> Option<Vec<OutboxItem>> {
+    fn take_after(&mut self, cursor: i64, limit: usize) -> Option<Vec<Handed>> {
         self.items = self.items.split_off(&(cursor + 1));
         if self.items.is_empty() {
             return Some(Vec::new());
@@ -147,6 +154,8 @@ impl Fresh {
 #[derive(Debug)]
 pub struct PublisherHandle {
     wake: Arc<Notify>,
+    signer: Arc<EnvelopeSigner>,
+    epoch: Uuid,
     fresh: Arc<Mutex<Fresh>>,
     state: watch::Receiver<BrokerState>,
     stop: watch::Sender<bool>,
@@ -161,15 +170,30 @@ impl PublisherHandle {
     }
 
     /// Hands the publisher a change just committed (its outbox row is already durable), so it
-    /// can publish without reading it back. Cheap; never waits.
+    /// can publish without reading it back. Never waits. The envelope is signed here, on the
+    /// writer's own task, so that writers sign in parallel rather than in turn in the one
+    /// publishing task.
     pub fn committed(&self, item: OutboxItem) {
+        let envelope = item.document.as_ref().and_then(|doc| {
+            self.signer
+                .sign_to_bytes(
+                    item.service.as_str(),
+                    item.version.0,
+                    item.revision.0,
+                    doc.as_map(),
+                    self.epoch,
+                    OffsetDateTime::now_utc(),
+                )
+                .ok()
+        });
+        let item = Handed { item, envelope };
         if let Ok(mut fresh) = self.fresh.lock() {
             if fresh.items.len() >= FRESH_MAX {
                 // The broker is away or slow: the store holds every row, and the task reads it.
                 fresh.items.clear();
                 fresh.dropped = true;
             }
-            fresh.items.insert(item.id, item);
+            fresh.items.insert(item.item.id, item);
         }
         self.wake.notify_one();
     }
@@ -241,10 +265,11 @@ impl Publisher {
             stop_rx.clone(),
         ));
         let fresh = Arc::new(Mutex::new(Fresh::default()));
+        let epoch = config.epoch;
         let task = Task::new(
             config,
             store,
-            signer,
+            signer.clone(),
             (wake.clone(), fresh.clone()),
             state_tx,
             reports.clone(),
@@ -252,6 +277,8 @@ impl Publisher {
         let handle = tokio::spawn(task.run(stop_rx));
         PublisherHandle {
             wake,
+            signer,
+            epoch,
             fresh,
             state,
             stop,
@@ -565,9 +592,9 @@ impl Task {
         };
         match run {
             Some(items) => {
-                for item in items {
+                for Handed { item, envelope } in items {
                     self.window.advance(item.id);
-                    self.queue_item(&item);
+                    self.queue_signed(&item, envelope);
                 }
             }
             None => self.refill().await,
@@ -600,19 +627,25 @@ impl Task {
     }
 
     fn queue_item(&mut self, item: &OutboxItem) {
+        self.queue_signed(item, None);
+    }
+
+    /// Queues a change's envelope (`signed`, or signed now) and its audit event.
+    fn queue_signed(&mut self, item: &OutboxItem, signed: Option<Vec<u8>>) {
         let service = item.service.as_str();
         self.reports
             .budget()
             .service_at(&item.service, item.version.0, item.document.is_some());
-        let payload = match &item.document {
-            Some(doc) => {
-                match self.envelope(service, item.version.0, item.revision.0, doc.to_value()) {
+        let payload = match (&item.document, signed) {
+            (Some(_), Some(bytes)) => bytes,
+            (Some(doc), None) => {
+                match self.envelope(service, item.version.0, item.revision.0, doc.as_map()) {
                     Some(bytes) => bytes,
                     None => return,
                 }
             }
             // An empty retained message removes the retained envelope of a deleted service.
-            None => Vec::new(),
+            (None, _) => Vec::new(),
         };
         let topic = self.config.topics.updated(service);
         let version = item.document.as_ref().map(|_| item.version.0);
@@ -644,9 +677,9 @@ impl Task {
         service: &str,
         version: u64,
         revision: u64,
-        config: Value,
+        config: &serde_json::Map<String, Value>,
     ) -> Option<Vec<u8>> {
-        match self.signer.sign(
+        match self.signer.sign_to_bytes(
             service,
             version,
             revision,
@@ -654,7 +687,7 @@ impl Task {
             self.config.epoch,
             OffsetDateTime::now_utc(),
         ) {
-            Ok(envelope) => Some(envelope.to_bytes()),
+            Ok(bytes) => Some(bytes),
             Err(e) => {
                 tracing::error!(error = %e, service, version, "cannot sign an envelope");
                 None
@@ -689,7 +722,7 @@ impl Task {
                     service.name.as_str(),
                     service.version.0,
                     service.revision.0,
-                    doc.to_value(),
+                    doc.as_map(),
                 ) {
                     Some(bytes) => bytes,
                     None => continue,
@@ -949,7 +982,14 @@ mod tests {
         assert_eq!(to_record(bare, now).reported_at, now);
     }
 
-    fn item(id: i64) -> OutboxItem {
+    fn item(id: i64) -> Handed {
+        Handed {
+            item: plain(id),
+            envelope: None,
+        }
+    }
+
+    fn plain(id: i64) -> OutboxItem {
         OutboxItem {
             id,
             revision: dials_domain::Revision(id as u64),
@@ -972,19 +1012,19 @@ mod tests {
         assert!(fresh.take_after(2, 10).is_none());
         // Once the store was read up to 3, 4 and 5 follow on; 7 waits for 6.
         let run = fresh.take_after(3, 10).unwrap();
-        assert_eq!(run.iter().map(|i| i.id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(run.iter().map(|i| i.item.id).collect::<Vec<_>>(), [4, 5]);
         assert!(fresh.take_after(5, 10).is_none());
         fresh.items.insert(6, item(6));
         let run = fresh.take_after(5, 1).unwrap();
         assert_eq!(
-            run.iter().map(|i| i.id).collect::<Vec<_>>(),
+            run.iter().map(|i| i.item.id).collect::<Vec<_>>(),
             [6],
             "at most the limit"
         );
         // What the store already delivered is dropped, not published twice.
         fresh.items.insert(8, item(8));
         let run = fresh.take_after(7, 10).unwrap();
-        assert_eq!(run.iter().map(|i| i.id).collect::<Vec<_>>(), [8]);
+        assert_eq!(run.iter().map(|i| i.item.id).collect::<Vec<_>>(), [8]);
         assert!(fresh.items.is_empty());
         // Nothing after the cursor: nothing to do, and no reason to read the store.
         fresh.items.insert(3, item(3));

@@ -16,7 +16,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use crate::jcs;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -178,36 +180,104 @@ impl EnvelopeSigner {
         epoch: Uuid,
         issued_at: OffsetDateTime,
     ) -> Result<Envelope, EnvelopeError> {
-        let issued_at = issued_at
-            .to_offset(time::UtcOffset::UTC)
-            .format(&Rfc3339)
-            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        let mut envelope = Envelope {
+        let Value::Object(members) = &config else {
+            return Err(EnvelopeError::Malformed("a config is a JSON object".into()));
+        };
+        let signed = self.signed(service, version, revision, members, epoch, issued_at)?;
+        Ok(Envelope {
             format: FORMAT,
             service: service.to_owned(),
             version,
             revision,
-            checksum: checksum(&config)?,
             config,
+            checksum: signed.checksum,
             epoch,
-            issued_at,
+            issued_at: signed.issued_at,
             key_id: self.key_id.clone(),
-            signature: String::new(),
-        };
-        let mut unsigned =
-            serde_json::to_value(&envelope).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        if let Some(object) = unsigned.as_object_mut() {
-            object.remove("signature");
-        }
-        let signature = self.key.sign(&canonical(&unsigned)?);
-        envelope.signature = STANDARD.encode(signature.to_bytes());
-        Ok(envelope)
+            signature: signed.signature,
+        })
     }
+
+    /// The bytes to publish of the envelope [`sign`](Self::sign) builds, without building it:
+    /// the config is canonicalized once, for its checksum and inside the signed form, and the
+    /// published bytes are that signed form with the signature added.
+    pub fn sign_to_bytes(
+        &self,
+        service: &str,
+        version: u64,
+        revision: u64,
+        config: &Map<String, Value>,
+        epoch: Uuid,
+        issued_at: OffsetDateTime,
+    ) -> Result<Vec<u8>, EnvelopeError> {
+        let signed = self.signed(service, version, revision, config, epoch, issued_at)?;
+        let mut bytes = signed.unsigned;
+        bytes.pop(); // the closing brace
+        bytes.extend_from_slice(b",\"signature\":\"");
+        bytes.extend_from_slice(signed.signature.as_bytes());
+        bytes.extend_from_slice(b"\"}");
+        Ok(bytes)
+    }
+
+    fn signed(
+        &self,
+        service: &str,
+        version: u64,
+        revision: u64,
+        config: &Map<String, Value>,
+        epoch: Uuid,
+        issued_at: OffsetDateTime,
+    ) -> Result<Signed, EnvelopeError> {
+        let issued_at = issued_at
+            .to_offset(time::UtcOffset::UTC)
+            .format(&Rfc3339)
+            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let config = jcs::object_to_vec(config);
+        let checksum = hex::encode(Sha256::digest(&config));
+        // The canonical form of the envelope without its signature, written member by member
+        // in JCS order (every name is ASCII, so byte order is UTF-16 order).
+        let mut unsigned = Vec::with_capacity(config.len() + 320);
+        unsigned.extend_from_slice(b"{\"checksum\":");
+        jcs::write_str(&mut unsigned, &checksum);
+        unsigned.extend_from_slice(b",\"config\":");
+        unsigned.extend_from_slice(&config);
+        unsigned.extend_from_slice(b",\"epoch\":");
+        jcs::write_str(&mut unsigned, &epoch.hyphenated().to_string());
+        unsigned.extend_from_slice(b",\"format\":");
+        jcs::write_u64(&mut unsigned, FORMAT);
+        unsigned.extend_from_slice(b",\"issued_at\":");
+        jcs::write_str(&mut unsigned, &issued_at);
+        unsigned.extend_from_slice(b",\"key_id\":");
+        jcs::write_str(&mut unsigned, &self.key_id);
+        unsigned.extend_from_slice(b",\"revision\":");
+        jcs::write_u64(&mut unsigned, revision);
+        unsigned.extend_from_slice(b",\"service\":");
+        jcs::write_str(&mut unsigned, service);
+        unsigned.extend_from_slice(b",\"version\":");
+        jcs::write_u64(&mut unsigned, version);
+        unsigned.push(b'}');
+        let signature = STANDARD.encode(self.key.sign(&unsigned).to_bytes());
+        Ok(Signed {
+            unsigned,
+            checksum,
+            issued_at,
+            signature,
+        })
+    }
+}
+
+/// An envelope's signed parts.
+struct Signed {
+    /// The canonical form of the envelope without its signature: what is signed.
+    unsigned: Vec<u8>,
+    checksum: String,
+    issued_at: String,
+    signature: String,
 }
 
 /// The RFC 8785 (JCS) canonical form of a JSON value.
 pub fn canonical(value: &Value) -> Result<Vec<u8>, EnvelopeError> {
-    serde_json_canonicalizer::to_vec(value).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    Ok(jcs::to_vec(value))
 }
 
 /// Lowercase hex SHA-256 of the canonical form of `config`.
@@ -287,6 +357,31 @@ mod tests {
             .join()
             .expect("no stack overflow");
         assert_eq!(checked, (Ok(true), true));
+    }
+
+    #[test]
+    fn the_published_bytes_are_the_envelope_sign_builds() {
+        let env = sample();
+        let Value::Object(config) = &env.config else {
+            unreachable!()
+        };
+        let bytes = signer()
+            .sign_to_bytes(
+                "tts-worker",
+                3,
+                17,
+                config,
+                Uuid::nil(),
+                datetime!(2026-11-22 10:00 UTC),
+            )
+            .unwrap();
+        let back = Envelope::verify(&bytes, &[signer().verifying_key()]).unwrap();
+        assert_eq!(back, env);
+        // What is signed is the JCS form of the envelope without its signature.
+        let mut unsigned = serde_json::to_value(&env).unwrap();
+        unsigned.as_object_mut().unwrap().remove("signature");
+        let signed = canonical(&unsigned).unwrap();
+        assert_eq!(&bytes[..signed.len() - 1], &signed[..signed.len() - 1]);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod envelope;
+pub mod jcs;
 pub mod lkg;
 pub mod mqtt;
 mod problem;

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dials_domain::Document;
+use dials_domain::{Document, ServiceName};
 use dials_wire::{ConfigResponse, PatchConfig, Problem, PutConfig, ServiceInfo, ServiceList};
 
 use crate::extract::{Conditions, JsonBody, ServicePath};
@@ -163,7 +163,7 @@ pub async fn put_config(
         body.reason,
     )
     .await?;
-    Ok(config_answer(written))
+    Ok(config_answer(&state, &service, written))
 }
 
 /// Applies an RFC 7396 merge patch to a service's document, with the same preconditions as PUT.
@@ -206,7 +206,7 @@ pub async fn patch_config(
         body.reason,
     )
     .await?;
-    Ok(config_answer(written))
+    Ok(config_answer(&state, &service, written))
 }
 
 /// Removes a service. Its history stays, and its versions are never reused.
@@ -242,13 +242,33 @@ pub async fn delete_service(
 }
 
 /// The answer to a write: the new state with its ETag.
-pub(super) fn config_answer(written: Option<ConfigResponse>) -> Response {
-    match written {
-        Some(response) => {
-            let etag = HeaderValue::from_str(&format!("\"{}\"", response.version))
-                .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
-            ([(header::ETAG, etag)], Json(response)).into_response()
-        }
-        None => StatusCode::NO_CONTENT.into_response(),
+pub(super) fn config_answer(
+    state: &AppState,
+    service: &ServiceName,
+    written: Option<ConfigResponse>,
+) -> Response {
+    let Some(response) = written else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    // The write has just cached this very answer, serialized, for reads: send those bytes
+    // unless a later write has replaced them already.
+    if let Some(entry) = state.configs.get(service)
+        && entry.version == response.version
+        && let Some(body) = &entry.body
+    {
+        return (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (header::ETAG, entry.etag.clone()),
+            ],
+            Body::from(body.clone()),
+        )
+            .into_response();
     }
+    let etag = HeaderValue::from_str(&format!("\"{}\"", response.version))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+    ([(header::ETAG, etag)], Json(response)).into_response()
 }

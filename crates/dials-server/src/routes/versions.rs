@@ -176,5 +176,5 @@ pub async fn restore(
         }
     };
     let written = ops::write(&state, &service, &principal, intent, pre, body.reason).await?;
-    Ok(super::config::config_answer(written))
+    Ok(super::config::config_answer(&state, &service, written))
 }

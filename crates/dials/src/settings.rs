@@ -608,6 +608,87 @@ mod tests {
     }
 
     #[test]
+    fn a_file_named_by_config_is_read_and_may_say_where_the_data_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("etc-dials.toml");
+        let data = dir.path().join("state");
+        std::fs::write(
+            &file,
+            format!(
+                "data_dir = {:?}\nhttp = \"127.0.0.1:7010\"\nmetrics_require_token = true\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let a = ServeArgs {
+            config: Some(file.clone()),
+            ..args()
+        };
+        let r = resolve(&a, &Environment::default()).unwrap();
+        assert_eq!(r.server.data_dir, data);
+        assert_eq!(r.server.http_addr.port(), 7010);
+        assert!(r.server.metrics_require_token);
+        assert!(!r.server.home_assistant);
+        assert_eq!(r.server.home_assistant_prefix, "homeassistant");
+
+        let env = Environment::from_pairs(&[
+            ("DIALS_METRICS_REQUIRE_TOKEN", "false"),
+            ("DIALS_HOME_ASSISTANT", "yes"),
+        ]);
+        let r = resolve(&a, &env).unwrap();
+        assert!(!r.server.metrics_require_token, "environment beats file");
+        assert!(r.server.home_assistant);
+        let bad = Environment::from_pairs(&[("DIALS_HOME_ASSISTANT", "perhaps")]);
+        let SettingError(msg) = resolve(&a, &bad).unwrap_err();
+        assert!(msg.contains("DIALS_HOME_ASSISTANT"), "{msg}");
+
+        let missing = ServeArgs {
+            config: Some(dir.path().join("nope.toml")),
+            ..args()
+        };
+        let SettingError(msg) = resolve(&missing, &Environment::default()).unwrap_err();
+        assert!(
+            msg.contains("nope.toml") && msg.contains("--config"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_data_directorys_own_file_cannot_move_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dials.toml"), "data_dir = \"/elsewhere\"\n").unwrap();
+        let SettingError(msg) =
+            resolve(&with_dir(dir.path()), &Environment::default()).unwrap_err();
+        assert!(
+            msg.contains("data_dir") && msg.contains("--config"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_packaged_settings_file_sets_nothing_and_names_only_known_keys() {
+        let text = include_str!("../../../packaging/debian/dials.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dials.toml");
+        // Every commented `key = value` line, uncommented, is a valid settings file.
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.contains(" = ") && !l.starts_with(' '))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uncommented.lines().count() >= 14, "{uncommented}");
+        std::fs::write(&file, &uncommented).unwrap();
+        let parsed: FileSettings = toml::from_str(&uncommented).unwrap();
+        assert!(parsed.home_assistant.is_some() && parsed.metrics_require_token.is_some());
+        // As shipped, it changes nothing.
+        assert!(
+            text.lines()
+                .all(|l| l.trim().is_empty() || l.starts_with('#'))
+        );
+    }
+
+    #[test]
     fn a_too_small_body_limit_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let a = ServeArgs {

@@ -12,7 +12,7 @@ use rumqttc::{MqttOptions, Transport};
 
 /// Options for a clean session with `broker` under `client_id`: address, keep-alive,
 /// credentials and TLS (the system's roots, or `ca_pem`).
-pub(crate) fn options(broker: &BrokerUrl, client_id: String, ca_pem: Option<&[u8]>) -> MqttOptions {
+pub fn options(broker: &BrokerUrl, client_id: String, ca_pem: Option<&[u8]>) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, broker.host.clone(), broker.port);
     options
         .set_keep_alive(Duration::from_secs(15))

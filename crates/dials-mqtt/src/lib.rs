@@ -15,12 +15,14 @@
 
 mod connection;
 pub mod embedded;
+mod metrics;
 mod publisher;
 mod repair;
 mod reports;
 mod setting;
 mod window;
 
+pub use connection::options as broker_options;
 pub use dials_wire::mqtt::{BrokerUrl, Topics};
 pub use publisher::{BrokerState, Publisher, PublisherConfig, PublisherHandle};
 pub use reports::{MAX_INSTANCES_PER_SERVICE, ReportCounters, STALE_AFTER};

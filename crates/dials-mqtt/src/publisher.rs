@@ -311,6 +311,8 @@ struct Task {
     reports: Arc<Reports>,
     /// When repairs were last logged, and how many since.
     repairs_logged: (Option<tokio::time::Instant>, u64),
+    /// Publish and PUBACK times, for `/metrics`.
+    clock: crate::metrics::PublishClock,
 }
 
 impl Task {
@@ -337,6 +339,7 @@ impl Task {
             retained,
             reports,
             repairs_logged: (None, 0),
+            clock: Default::default(),
         }
     }
 
@@ -518,6 +521,7 @@ impl Task {
                 self.flush().await;
                 self.window.reset();
                 self.connected = true;
+                self.clock.connected();
                 self.show_connected(None);
                 self.queue_health(true).await;
                 self.queue_latest().await;
@@ -525,8 +529,12 @@ impl Task {
                 self.pump(client);
                 self.subscribe(subscriber);
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => self.window.numbered(pkid),
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                self.clock.sent(pkid);
+                self.window.numbered(pkid);
+            }
             Event::Incoming(Incoming::PubAck(ack)) => {
+                self.clock.acknowledged(ack.pkid);
                 if self.window.acknowledged(ack.pkid).is_some() {
                     self.state.send_modify(|s| s.published += 1);
                 }
@@ -548,6 +556,7 @@ impl Task {
         } else {
             tracing::debug!(error = %error, "MQTT broker not reachable");
         }
+        self.clock.disconnected(self.connected);
         self.connected = false;
         self.window.reset();
         self.flush().await;
@@ -830,12 +839,19 @@ impl Task {
     }
 
     fn on_report(&self, topic: &str, payload: &[u8]) {
-        let parsed = match self.config.topics.parse_applied(topic) {
-            Some((service, instance)) => AppliedReport::parse(service, instance, payload)
-                .ok()
-                .map(|r| to_record(r, OffsetDateTime::now_utc())),
-            None => None,
-        };
+        let parsed =
+            match self.config.topics.parse_applied(topic) {
+                Some((service, instance)) => AppliedReport::parse(service, instance, payload)
+                    .ok()
+                    .map(|r| {
+                        crate::metrics::report(Some(r.status));
+                        to_record(r, OffsetDateTime::now_utc())
+                    }),
+                None => None,
+            };
+        if parsed.is_none() {
+            crate::metrics::report(None);
+        }
         match parsed {
             Some(report) => self.reports.offer(report),
             None => self.reports.malformed(),

@@ -123,6 +123,19 @@ impl Principal {
         })
     }
 
+    /// A caller inside the manager (the Home Assistant bridge): no token, recorded as `actor`.
+    pub(crate) fn internal(actor: &str, role: Role) -> Self {
+        Self {
+            token_id: Uuid::nil(),
+            name: actor.to_owned(),
+            role,
+            service: None,
+            expires_at: None,
+            address: None,
+            hash: [0; 32],
+        }
+    }
+
     /// Fails with 403 unless this caller's role is at least `role`.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {

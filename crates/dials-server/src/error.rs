@@ -192,6 +192,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        crate::metrics::on_error(&self);
         match &self {
             // One line, causes included, never a backtrace: logs are read by people and parsers.
             ApiError::Internal(cause) => {

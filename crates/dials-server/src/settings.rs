@@ -31,6 +31,12 @@ pub struct ServerSettings {
     pub tls: Option<TlsFiles>,
     /// Create a new database even where the data directory shows an earlier one.
     pub init: bool,
+    /// `/metrics` answers only requests carrying a token (viewer or above).
+    pub metrics_require_token: bool,
+    /// Publish Home Assistant MQTT discovery for simple settings, and take its commands.
+    pub home_assistant: bool,
+    /// Home Assistant's discovery prefix (`homeassistant` unless changed there).
+    pub home_assistant_prefix: String,
 }
 
 /// The PEM files of the API's TLS certificate.
@@ -58,6 +64,9 @@ impl ServerSettings {
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
             tls: None,
             init: false,
+            metrics_require_token: false,
+            home_assistant: false,
+            home_assistant_prefix: "homeassistant".into(),
         }
     }
 }

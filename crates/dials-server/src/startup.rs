@@ -30,6 +30,8 @@ impl Application {
     /// Opens the store (creating data dir and database on first start), writes the first admin
     /// token when the database is new, and binds the HTTP listener.
     pub async fn build(settings: ServerSettings) -> anyhow::Result<Self> {
+        // Before anything records, so nothing recorded is lost.
+        crate::metrics::recorder();
         create_private_dir(&settings.data_dir)?;
         let lock = DataDirLock::acquire(&settings.data_dir)?;
         if !settings.init {
@@ -72,12 +74,22 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         let address = listener.local_addr()?;
-        let publisher = start_mqtt(&settings, &store, &signer).await?;
+        let (publisher, broker) = start_mqtt(&settings, &store, &signer).await?;
         tracing::info!(
             %address, backend = store.backend(), epoch = %store.epoch(),
             data_dir = %settings.data_dir.display(), "dials is ready"
         );
+        let home_assistant = settings.home_assistant;
         let state = AppState::new(store, settings, keys, publisher);
+        match (home_assistant, broker) {
+            (true, Some(broker)) => {
+                crate::homeassistant::spawn(state.clone(), broker);
+            }
+            (true, None) => {
+                tracing::warn!("Home Assistant discovery needs MQTT; it is off (--mqtt none)");
+            }
+            (false, _) => {}
+        }
         Ok(Self {
             listener,
             tls,
@@ -123,12 +135,14 @@ impl Application {
         };
         let app = router(self.state.clone());
         let pruner = tokio::spawn(prune_forever(self.state.clone()));
+        let upkeep = tokio::spawn(crate::metrics::upkeep_forever());
         let denials = tokio::spawn(flush_denials_forever(self.state.clone()));
         let tls = self.tls.map(|config| config.get_inner());
         crate::serve::serve(self.listener, tls, app, shutdown)
             .await
             .context("HTTP server failed")?;
         pruner.abort();
+        upkeep.abort();
         denials.abort();
         // Whatever was still being counted is logged before the store closes.
         write_denials(
@@ -194,12 +208,15 @@ async fn start_mqtt(
     settings: &ServerSettings,
     store: &Arc<dyn Store>,
     signer: &Arc<dials_wire::EnvelopeSigner>,
-) -> anyhow::Result<Option<dials_mqtt::PublisherHandle>> {
+) -> anyhow::Result<(
+    Option<dials_mqtt::PublisherHandle>,
+    Option<crate::homeassistant::HaBroker>,
+)> {
     let choice = dials_mqtt::resolve(&settings.mqtt).await;
     match &choice {
         BrokerChoice::Disabled => {
             tracing::info!("MQTT is off (--mqtt none): changes are served over HTTP only");
-            return Ok(None);
+            return Ok((None, None));
         }
         BrokerChoice::Embedded(addr) => {
             dials_mqtt::embedded::start(*addr).await?;
@@ -216,6 +233,12 @@ async fn start_mqtt(
         ),
         None => None,
     };
+    let broker = choice
+        .broker_url()
+        .map(|url| crate::homeassistant::HaBroker {
+            url,
+            ca_pem: ca_pem.clone(),
+        });
     let config = PublisherConfig {
         ca_pem,
         choice,
@@ -223,11 +246,10 @@ async fn start_mqtt(
         topics: Topics::new(settings.mqtt_prefix.clone()),
         epoch: store.epoch().0,
     };
-    Ok(Some(Publisher::spawn(
-        config,
-        store.clone(),
-        signer.clone(),
-    )))
+    Ok((
+        Some(Publisher::spawn(config, store.clone(), signer.clone())),
+        broker,
+    ))
 }
 
 /// Refuses to start when the SQLite file is missing (or empty) from a data directory that shows

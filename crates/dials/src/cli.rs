@@ -172,6 +172,18 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 
+    /// Check that a manager is up: its `/health` answers ok (no token needed). Exit 0 or 1.
+    ///
+    /// Example: dials health --server http://127.0.0.1:8081
+    Health {
+        /// The manager's URL [env: DIALS_SERVER] [default: http://127.0.0.1:8081]
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        timeout: u64,
+    },
+
     /// Print the man page (roff), or write one page per command into --dir.
     ///
     /// Example: dials man | man -l -
@@ -502,6 +514,11 @@ pub struct SeedArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
+    /// Settings file (TOML; its keys are the flags' names with `_` for `-`) [env: DIALS_CONFIG]
+    /// [default: <data-dir>/dials.toml, when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Data directory: database, keys, admin token [env: DIALS_DATA_DIR] [default: ./dials-data]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -554,6 +571,20 @@ pub struct ServeArgs {
     /// missing from a data directory that was used before: restore the file or a backup instead
     #[arg(long)]
     pub init: bool,
+
+    /// `/metrics` answers only requests with a token (viewer or above); without it, anyone who
+    /// can reach the HTTP address can read it [env: DIALS_METRICS_REQUIRE_TOKEN] [default: false]
+    #[arg(long)]
+    pub metrics_require_token: bool,
+
+    /// Publish Home Assistant MQTT discovery for every simple setting, and turn Home Assistant's
+    /// commands into validated writes [env: DIALS_HOME_ASSISTANT] [default: false]
+    #[arg(long)]
+    pub home_assistant: bool,
+
+    /// Home Assistant's discovery prefix [env: DIALS_HOME_ASSISTANT_PREFIX] [default: homeassistant]
+    #[arg(long, value_name = "PREFIX")]
+    pub home_assistant_prefix: Option<String>,
 }
 
 #[cfg(test)]

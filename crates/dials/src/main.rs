@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod docs;
 mod edit;
+mod health;
 mod keys;
 mod output;
 mod plan;
@@ -59,6 +60,10 @@ fn main() -> ExitCode {
             docs::completions(shell);
             ExitCode::SUCCESS
         }
+        Command::Health { server, timeout } => run_client(done(health::run(
+            server,
+            std::time::Duration::from_secs(timeout),
+        ))),
         Command::Man { dir } => run_client(done(async move { docs::man(dir.as_deref()) })),
     }
 }
@@ -128,7 +133,20 @@ async fn run(resolved: Resolved) -> anyhow::Result<()> {
     // server cleanly, not kill it.
     let shutdown = shutdown_signal()?;
     println!("listening on {}", app.url());
-    app.run_until(shutdown).await
+    notify_systemd(sd_notify::NotifyState::Ready);
+    let stopping = async move {
+        shutdown.await;
+        notify_systemd(sd_notify::NotifyState::Stopping);
+    };
+    app.run_until(stopping).await
+}
+
+/// Tells systemd (`Type=notify`) that the server is ready or stopping. Outside systemd
+/// (`NOTIFY_SOCKET` unset) this does nothing.
+fn notify_systemd(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
 
 /// Registers SIGINT and SIGTERM handlers now; the future resolves on either.

@@ -72,6 +72,7 @@ impl Environment {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
+    data_dir: Option<String>,
     http: Option<String>,
     database: Option<String>,
     log_format: Option<String>,
@@ -82,6 +83,9 @@ struct FileSettings {
     audit_retention_days: Option<toml::Value>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
+    metrics_require_token: Option<bool>,
+    home_assistant: Option<bool>,
+    home_assistant_prefix: Option<String>,
 }
 
 /// One setting's value and where it came from, for error messages.
@@ -119,10 +123,26 @@ fn pick(
 
 /// Resolves every setting of `dials serve`.
 pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingError> {
-    let data_dir = match (&args.data_dir, env.get("DIALS_DATA_DIR")) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => PathBuf::from(dir),
-        (None, None) => PathBuf::from("./dials-data"),
+    // A file named by --config may say where the data directory is; the data directory's own
+    // `dials.toml` cannot.
+    let named = match (&args.config, env.get("DIALS_CONFIG")) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(path)) => Some(PathBuf::from(path)),
+        (None, None) => None,
+    };
+    let named_file = match &named {
+        Some(path) => Some(read_named_file(path)?),
+        None => None,
+    };
+    let data_dir = match (
+        &args.data_dir,
+        env.get("DIALS_DATA_DIR"),
+        named_file.as_ref().and_then(|f| f.data_dir.as_deref()),
+    ) {
+        (Some(dir), _, _) => dir.clone(),
+        (None, Some(dir), _) => PathBuf::from(dir),
+        (None, None, Some(dir)) => PathBuf::from(dir),
+        (None, None, None) => PathBuf::from("./dials-data"),
     };
     if data_dir.exists() && !data_dir.is_dir() {
         return Err(SettingError(format!(
@@ -130,8 +150,21 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             data_dir.display()
         )));
     }
-    let file_path = data_dir.join("dials.toml");
-    let file = read_file(&file_path)?;
+    let (file_path, file) = match (named, named_file) {
+        (Some(path), Some(file)) => (path, file),
+        _ => {
+            let path = data_dir.join("dials.toml");
+            let file = read_file(&path)?;
+            if file.data_dir.is_some() {
+                return Err(SettingError(format!(
+                    "invalid settings file {}: `data_dir` can only be set in a file given with \
+                     --config (this one is already inside the data directory)",
+                    path.display()
+                )));
+            }
+            (path, file)
+        }
+    };
 
     let http = pick(
         args.http.as_deref(),
@@ -343,6 +376,40 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
         }
     };
 
+    let metrics_require_token = flag_setting(
+        args.metrics_require_token,
+        "metrics-require-token",
+        env,
+        "DIALS_METRICS_REQUIRE_TOKEN",
+        file.metrics_require_token,
+    )?;
+    let home_assistant = flag_setting(
+        args.home_assistant,
+        "home-assistant",
+        env,
+        "DIALS_HOME_ASSISTANT",
+        file.home_assistant,
+    )?;
+    let ha_prefix = pick(
+        args.home_assistant_prefix.as_deref(),
+        "home-assistant-prefix",
+        env,
+        "DIALS_HOME_ASSISTANT_PREFIX",
+        file.home_assistant_prefix,
+        "home_assistant_prefix",
+        &file_path,
+    );
+    let home_assistant_prefix = match ha_prefix {
+        None => "homeassistant".to_owned(),
+        Some(s) if s.value.is_empty() || s.value.contains(['+', '#', '\0']) => {
+            return Err(SettingError(format!(
+                "invalid Home Assistant discovery prefix {:?} ({}): it must be a topic without +, # or NUL",
+                s.value, s.source
+            )));
+        }
+        Some(s) => s.value.trim_end_matches('/').to_owned(),
+    };
+
     Ok(Resolved {
         server: ServerSettings {
             data_dir,
@@ -360,9 +427,45 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             audit_retention,
             tls,
             init: args.init,
+            metrics_require_token,
+            home_assistant,
+            home_assistant_prefix,
         },
         log_format,
     })
+}
+
+/// An on/off setting: the flag turns it on; else the environment (`true`/`false`, `1`/`0`,
+/// `yes`/`no`), else the file, else off.
+fn flag_setting(
+    flag: bool,
+    flag_name: &str,
+    env: &Environment,
+    env_name: &str,
+    file: Option<bool>,
+) -> Result<bool, SettingError> {
+    if flag {
+        return Ok(true);
+    }
+    match env.get(env_name) {
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(SettingError(format!(
+            "invalid value {other:?} for --{flag_name} ({env_name}): expected true or false"
+        ))),
+        None => Ok(file.unwrap_or(false)),
+    }
+}
+
+/// The file `--config` names: it must exist.
+fn read_named_file(path: &Path) -> Result<FileSettings, SettingError> {
+    if !path.is_file() {
+        return Err(SettingError(format!(
+            "invalid settings file {} (--config or DIALS_CONFIG): no such file",
+            path.display()
+        )));
+    }
+    read_file(path)
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, SettingError> {
@@ -502,6 +605,87 @@ mod tests {
             ..with_dir(dir.path())
         };
         assert!(resolve(&bad_prefix, &Environment::default()).is_err());
+    }
+
+    #[test]
+    fn a_file_named_by_config_is_read_and_may_say_where_the_data_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("etc-dials.toml");
+        let data = dir.path().join("state");
+        std::fs::write(
+            &file,
+            format!(
+                "data_dir = {:?}\nhttp = \"127.0.0.1:7010\"\nmetrics_require_token = true\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let a = ServeArgs {
+            config: Some(file.clone()),
+            ..args()
+        };
+        let r = resolve(&a, &Environment::default()).unwrap();
+        assert_eq!(r.server.data_dir, data);
+        assert_eq!(r.server.http_addr.port(), 7010);
+        assert!(r.server.metrics_require_token);
+        assert!(!r.server.home_assistant);
+        assert_eq!(r.server.home_assistant_prefix, "homeassistant");
+
+        let env = Environment::from_pairs(&[
+            ("DIALS_METRICS_REQUIRE_TOKEN", "false"),
+            ("DIALS_HOME_ASSISTANT", "yes"),
+        ]);
+        let r = resolve(&a, &env).unwrap();
+        assert!(!r.server.metrics_require_token, "environment beats file");
+        assert!(r.server.home_assistant);
+        let bad = Environment::from_pairs(&[("DIALS_HOME_ASSISTANT", "perhaps")]);
+        let SettingError(msg) = resolve(&a, &bad).unwrap_err();
+        assert!(msg.contains("DIALS_HOME_ASSISTANT"), "{msg}");
+
+        let missing = ServeArgs {
+            config: Some(dir.path().join("nope.toml")),
+            ..args()
+        };
+        let SettingError(msg) = resolve(&missing, &Environment::default()).unwrap_err();
+        assert!(
+            msg.contains("nope.toml") && msg.contains("--config"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_data_directorys_own_file_cannot_move_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dials.toml"), "data_dir = \"/elsewhere\"\n").unwrap();
+        let SettingError(msg) =
+            resolve(&with_dir(dir.path()), &Environment::default()).unwrap_err();
+        assert!(
+            msg.contains("data_dir") && msg.contains("--config"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_packaged_settings_file_sets_nothing_and_names_only_known_keys() {
+        let text = include_str!("../../../packaging/debian/dials.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dials.toml");
+        // Every commented `key = value` line, uncommented, is a valid settings file.
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.contains(" = ") && !l.starts_with(' '))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uncommented.lines().count() >= 14, "{uncommented}");
+        std::fs::write(&file, &uncommented).unwrap();
+        let parsed: FileSettings = toml::from_str(&uncommented).unwrap();
+        assert!(parsed.home_assistant.is_some() && parsed.metrics_require_token.is_some());
+        // As shipped, it changes nothing.
+        assert!(
+            text.lines()
+                .all(|l| l.trim().is_empty() || l.starts_with('#'))
+        );
     }
 
     #[test]

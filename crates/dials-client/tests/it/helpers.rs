@@ -64,11 +64,20 @@ pub struct Manager {
 
 /// A manager that publishes to `broker` (or to no broker).
 pub async fn manager(broker: Option<&Mosquitto>) -> Manager {
+    manager_with(broker, |_| {}).await
+}
+
+/// Like [`manager`], with settings changed by `configure` first.
+pub async fn manager_with(
+    broker: Option<&Mosquitto>,
+    configure: impl FnOnce(&mut ServerSettings),
+) -> Manager {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ServerSettings::local(dir.path().join("data"));
     if let Some(b) = broker {
         settings.mqtt = BrokerSetting::parse(&b.url()).unwrap();
     }
+    configure(&mut settings);
     settings.key_overrides.signing = Some(base64::engine::general_purpose::STANDARD.encode(SEED));
     let app = Application::build(settings).await.expect("manager builds");
     let url = format!("http://{}", app.address());

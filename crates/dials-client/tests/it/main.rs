@@ -12,6 +12,7 @@ mod tts_config;
 mod boundaries;
 mod demo;
 mod envelopes;
+mod homeassistant;
 mod live;
 mod startup;
 mod vectors;

@@ -308,7 +308,10 @@ pub async fn write(
             return Ok(Some(response_of(state, state_now, schema.as_deref())?));
         }
         let (actor, stored_after) = (change.actor.clone(), change.document.clone());
-        match state.store.commit(change).await {
+        let started = std::time::Instant::now();
+        let result = state.store.commit(change).await;
+        crate::metrics::store_commit(started.elapsed());
+        match result {
             Ok(committed) => {
                 state.write_failure(None);
                 let done = Applied {
@@ -433,6 +436,7 @@ pub fn after_commit(
     done: Applied,
     schema: Option<&CompiledSchema>,
 ) -> Result<Option<ConfigResponse>, ApiError> {
+    crate::metrics::committed(done.kind);
     if let Some(publisher) = &state.publisher {
         publisher.committed(dials_store::OutboxItem {
             id: done.committed.outbox,

@@ -4,6 +4,7 @@
 mod config;
 mod fleet;
 mod history;
+mod metrics;
 mod profiles;
 mod schema;
 mod secrets;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
         .routes(routes!(system::status))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(config::list_services))
         .routes(routes!(
             config::get_config,
@@ -76,7 +78,13 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let limit = state.settings.max_body_bytes;
     api.merge(SwaggerUi::new("/docs").external_url_unchecked("/api/v1/openapi.json", openapi))
-        .fallback(crate::ui::fallback)
+        // Matched routes are counted under their template; the rest (the UI's files, unknown
+        // paths) under one label.
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_route))
+        .fallback_service(
+            axum::routing::any(crate::ui::fallback)
+                .layer(axum::middleware::from_fn(crate::metrics::track_fallback)),
+        )
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(

@@ -92,7 +92,9 @@ pub async fn watch(
     let store = state.store.clone();
     let shared = state.clone();
     let mut stopping = state.stopping.subscribe();
+    let open = crate::metrics::WatchStreamOpen::open();
     let stream = async_stream::stream! {
+        let _open = open;
         let mut replay = true;
         loop {
             if replay {

@@ -55,6 +55,7 @@ async fn every_route_answers_each_role_as_the_contract_prescribes() {
     let table: Vec<(Method, &str, Option<Value>, [StatusCode; 6])> = vec![
         (Method::GET, "/health", None, [ok, ok, ok, ok, ok, ok]),
         (Method::GET, "/api/v1/keys", None, [ok, ok, ok, ok, ok, ok]),
+        (Method::GET, "/metrics", None, [ok, ok, ok, ok, ok, ok]),
         (
             Method::GET,
             "/api/v1/openapi.json",

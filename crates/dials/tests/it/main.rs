@@ -5,10 +5,12 @@ mod architecture;
 mod broker;
 mod cli;
 mod concurrency;
+mod container;
 #[path = "../../../dials-store/tests/it/disk.rs"]
 mod disk;
 mod junk;
 mod metadata;
+mod metrics;
 mod mqtt;
 mod process;
 mod resilience;

@@ -31,6 +31,9 @@ pub struct ServerSettings {
     pub tls: Option<TlsFiles>,
     /// Create a new database even where the data directory shows an earlier one.
     pub init: bool,
+    /// An instance silent for longer than this is shown offline (clients report at least once a
+    /// minute while connected).
+    pub instance_timeout: std::time::Duration,
 }
 
 /// The PEM files of the API's TLS certificate.
@@ -41,6 +44,9 @@ pub struct TlsFiles {
     /// Private key.
     pub key: PathBuf,
 }
+
+/// How long an instance may be silent before it is shown offline, unless set.
+pub const DEFAULT_INSTANCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl ServerSettings {
     /// Settings for a server on loopback, a free port, SQLite in `data_dir`, and no MQTT.
@@ -58,6 +64,7 @@ impl ServerSettings {
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
             tls: None,
             init: false,
+            instance_timeout: DEFAULT_INSTANCE_TIMEOUT,
         }
     }
 }

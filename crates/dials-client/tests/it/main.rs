@@ -13,5 +13,7 @@ mod boundaries;
 mod demo;
 mod envelopes;
 mod live;
+mod presence;
+mod rotation;
 mod startup;
 mod vectors;

@@ -171,8 +171,10 @@ where
     }
 
     /// Pins the manager's Ed25519 public key (standard base64 of 32 bytes, from
-    /// `GET /api/v1/keys` or `dials keys show`). Call it twice to trust the old and the new
-    /// key during a rotation. MQTT updates signed by any other key are ignored.
+    /// `GET /api/v1/keys` or `dials keys show`). One pinned key is enough: the client follows
+    /// the manager's signing-key rotations through statements signed by the key each replaces.
+    /// Call it more than once to trust several keys. MQTT updates signed by a key no trusted
+    /// chain leads to are reported `rejected`.
     ///
     /// ```no_run
     /// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct Config {}
@@ -458,7 +460,14 @@ where
                 rand::random::<u32>() & 0xff_ffff
             );
             tracing::debug!(broker = %b.display_url(), "connecting to the MQTT broker in the background");
-            let options = crate::mqtt::options(&b, client_id, self.mqtt_ca.as_deref());
+            let mut options = crate::mqtt::options(&b, client_id, self.mqtt_ca.as_deref());
+            // If this process dies or loses the broker, the broker reports it gone.
+            options.set_last_will(rumqttc::LastWill::new(
+                topics.applied.clone(),
+                crate::driver::offline_report(&shared).to_bytes(),
+                rumqttc::QoS::AtLeastOnce,
+                true,
+            ));
             Mqtt::new(options, topics, b)
         });
         let poll_interval = match (self.poll_interval, &mqtt) {
@@ -483,6 +492,7 @@ where
             poll_interval,
             manager_ok,
             held,
+            rotations_read_at: None,
         };
         let task = tokio::spawn(driver.run(mqtt, stop_rx, commands_rx));
         Ok(Client::from_parts(shared, stop_tx, commands_tx, task))

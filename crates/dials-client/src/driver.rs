@@ -10,9 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dials_wire::ConfigResponse;
+use dials_wire::EnvelopeError;
+use dials_wire::envelope::key_id as envelope_key_id;
 use dials_wire::mqtt::{
     AppliedReport, AppliedStatus, IgnoreReason, Receiver, RereadReason, UpdateVerdict, judge_update,
 };
+use dials_wire::rotation::{RotationChain, extend_trust};
 use ed25519_dalek::VerifyingKey;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, Publish, QoS,
@@ -34,6 +37,13 @@ use crate::reads::{Backoff, Reads};
 
 /// The log target of refused updates.
 const SECURITY: &str = "dials_client::security";
+
+/// How often the latest report is published again while connected: the manager shows an
+/// instance silent for longer than its `--instance-timeout` (5 minutes by default) as offline.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// How often an update signed by an unknown key may cause a REST read of the rotations.
+const KEY_REFRESH_EVERY: Duration = Duration::from_secs(10);
 
 /// One version's outcome, to publish.
 #[derive(Debug, Clone)]
@@ -96,6 +106,8 @@ pub(crate) struct Driver<T> {
     pub manager_ok: bool,
     /// The secret values of the last REST read, by key and version.
     pub held: HeldSecrets,
+    /// When the rotation statements were last read over REST.
+    pub rotations_read_at: Option<Instant>,
 }
 
 /// Who waits for a REST read.
@@ -121,6 +133,10 @@ where
         let mut mqtt_retry_at: Option<Instant> = None;
         let mut connected = false;
         let mut warned_down = false;
+        // The report goes out again now and then, so the manager can tell a quiet instance
+        // from one that is gone without a last will (see `HEARTBEAT`).
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
             let read_at = reads.due_at();
@@ -152,6 +168,9 @@ where
                             if let Err(e) = m.client.try_subscribe(&m.topics.updated, QoS::AtLeastOnce) {
                                 tracing::warn!(error = %e, "cannot subscribe to config updates");
                             }
+                            if let Err(e) = m.client.try_subscribe(&m.topics.keys, QoS::AtLeastOnce) {
+                                tracing::warn!(error = %e, "cannot subscribe to signing-key rotations");
+                            }
                             self.report_pending = true;
                             // Whatever was missed while disconnected comes from REST.
                             if reads.want(None) {
@@ -159,7 +178,9 @@ where
                             }
                         }
                         Ok(Event::Incoming(Incoming::Publish(p))) => {
-                            if p.topic == m.topics.updated
+                            if p.topic == m.topics.keys {
+                                self.on_rotation_chain(&p.payload);
+                            } else if p.topic == m.topics.updated
                                 && self.on_envelope(&p.payload).await
                                 && reads.want(None)
                             {
@@ -186,6 +207,9 @@ where
                             mqtt_retry_at = Some(Instant::now() + mqtt_retry.next());
                         }
                     }
+                }
+                _ = heartbeat.tick(), if connected => {
+                    self.report_pending = true;
                 }
                 _ = sleep_until(mqtt_retry_at), if mqtt_retry_at.is_some() => {
                     mqtt_retry_at = None;
@@ -217,6 +241,13 @@ where
         if let Some(m) = mqtt.as_mut()
             && connected
         {
+            // A clean stop leaves no will behind: say so, then leave.
+            let _ = m.client.try_publish(
+                &m.topics.applied,
+                QoS::AtLeastOnce,
+                true,
+                offline_report(&self.shared).to_bytes(),
+            );
             let _ = m.client.try_disconnect();
             let drain = async {
                 loop {
@@ -311,14 +342,21 @@ where
     /// Checks an MQTT update and applies it. Returns whether the config must be re-read over
     /// REST instead.
     async fn on_envelope(&mut self, payload: &[u8]) -> bool {
+        let mut verdict = self.judge(payload);
+        if let UpdateVerdict::Ignore(IgnoreReason::Invalid(EnvelopeError::UnknownKey(key))) =
+            &verdict
+        {
+            // Signed by a key not trusted (yet): the manager may have rotated its key. Learn
+            // its rotation statements over REST; a key is trusted only through them.
+            let key = key.clone();
+            if !self.learn_rotations_over_rest(&key).await {
+                self.reject_untrusted(payload, &key);
+                return false;
+            }
+            verdict = self.judge(payload);
+        }
         let service = self.shared.service.as_str();
-        let receiver = Receiver {
-            service,
-            epoch: self.epoch,
-            version: self.seen,
-            trusted: &self.keys,
-        };
-        let envelope = match judge_update(payload, &receiver, OffsetDateTime::now_utc()) {
+        let envelope = match verdict {
             UpdateVerdict::Apply(envelope) => envelope,
             UpdateVerdict::Ignore(reason) => {
                 match reason {
@@ -380,6 +418,86 @@ where
         };
         self.apply(envelope.version, envelope.epoch, config).await;
         false
+    }
+
+    /// The verdict on an MQTT update, under the keys trusted now.
+    fn judge(&self, payload: &[u8]) -> UpdateVerdict {
+        let receiver = Receiver {
+            service: self.shared.service.as_str(),
+            epoch: self.epoch,
+            version: self.seen,
+            trusted: &self.keys,
+        };
+        judge_update(payload, &receiver, OffsetDateTime::now_utc())
+    }
+
+    /// Follows a rotation chain received on `config/keys`: only statements signed by a key
+    /// already trusted count (a stranger on the broker can introduce nothing).
+    fn on_rotation_chain(&mut self, payload: &[u8]) {
+        if payload.is_empty() {
+            return;
+        }
+        match RotationChain::parse(payload) {
+            Ok(chain) => self.learn(&chain.rotations),
+            Err(e) => tracing::warn!(
+                target: SECURITY, service = %self.shared.service, error = %e,
+                "ignored a signing-key rotation chain that does not parse"
+            ),
+        }
+    }
+
+    /// Adds the keys the statements introduce from a trusted key.
+    fn learn(&mut self, statements: &[dials_wire::rotation::RotationStatement]) {
+        for key_id in extend_trust(&mut self.keys, statements) {
+            tracing::info!(
+                service = %self.shared.service, key_id,
+                "now trusting a new signing key, introduced by a rotation statement from a trusted key"
+            );
+        }
+    }
+
+    /// Reads the rotation statements over REST (at most every [`KEY_REFRESH_EVERY`]) and
+    /// answers whether `key` is trusted afterwards.
+    async fn learn_rotations_over_rest(&mut self, key: &str) -> bool {
+        let due = self
+            .rotations_read_at
+            .is_none_or(|at| at.elapsed() >= KEY_REFRESH_EVERY);
+        if due {
+            self.rotations_read_at = Some(Instant::now());
+            match self.manager.read_rotations(self.request_timeout).await {
+                Ok(statements) => self.learn(&statements),
+                Err(e) => tracing::warn!(
+                    service = %self.shared.service, error = %e,
+                    "cannot read the manager's signing-key rotations"
+                ),
+            }
+        }
+        self.keys.iter().any(|k| envelope_key_id(k) == key)
+    }
+
+    /// Reports an update signed by a key no trusted chain leads to as `rejected`; the config in
+    /// force stays.
+    fn reject_untrusted(&mut self, payload: &[u8], key: &str) {
+        let service = self.shared.service.to_string();
+        let version = serde_json::from_slice::<Value>(payload)
+            .ok()
+            .and_then(|v| v.get("version").and_then(Value::as_u64))
+            .unwrap_or(0);
+        let reason = format!(
+            "untrusted signing key {key}: no rotation statement from a trusted key names it; \
+             the config in force stays"
+        );
+        tracing::error!(target: SECURITY, service, version, "{reason}");
+        if version <= self.seen {
+            return;
+        }
+        self.report_pending = true;
+        self.last_report = Some(Report {
+            version,
+            status: AppliedStatus::Rejected,
+            error: Some(reason),
+            overrides: self.schema.active_overrides(&self.env),
+        });
     }
 
     /// Resolves, runs the callbacks, swaps the config in, reports, writes the LKG file.
@@ -479,6 +597,20 @@ where
                 false
             }
         }
+    }
+}
+
+/// The report that says this instance is gone: its last will, and what a clean stop publishes.
+pub(crate) fn offline_report<T>(shared: &Shared<T>) -> AppliedReport {
+    AppliedReport {
+        service: shared.service.clone(),
+        instance: shared.instance.clone(),
+        version: 0,
+        status: AppliedStatus::Offline,
+        error: None,
+        at: None,
+        schema_hash: None,
+        overrides: None,
     }
 }
 

@@ -66,8 +66,10 @@
 //!   parses as the key's type, else as a string. Every value is validated against the schema
 //!   and deserialized into the struct before the service sees it; a version that does not fit
 //!   is reported `rejected` and the previous config stays.
-//! - **Every MQTT update is checked**: Ed25519 signature under a pinned key (pin two during a
-//!   rotation), checksum, service name, the known epoch, a version newer than the one held.
+//! - **Every MQTT update is checked**: Ed25519 signature under a trusted key — a pinned one, or
+//!   one a chain of rotation statements leads to from a pinned one (each signed by the key it
+//!   replaces, received on `config/keys` or read from `GET /api/v1/keys` when an update names an
+//!   unknown key; an update no chain vouches for is reported `rejected`) — checksum, service name, the known epoch, a version newer than the one held.
 //!   An update older than 5 minutes, from an unknown epoch, or naming a secret version the
 //!   client does not hold is not applied from MQTT; the config is re-read over REST instead, as
 //!   after every broker (re)connect. Secrets the client holds are filled into an update's
@@ -82,7 +84,8 @@
 //! - **Status**: each version's outcome (`applied`, `rejected`, `failed`, with `error`,
 //!   `schema_hash` and the overridden keys) is published retained on
 //!   `config/applied/{service}/{instance}`; the manager shows it at
-//!   `GET /api/v1/services/{service}/instances`.
+//!   `GET /api/v1/services/{service}/instances`. It is published again every minute while
+//!   connected; `offline` is the client's last will and what it publishes when it stops.
 //! - **Reconnects forever** with exponential backoff and jitter; [`Client::shutdown`] stops
 //!   cleanly.
 //!

@@ -1,4 +1,5 @@
-//! The manager's REST API, as far as a service needs it: register the schema, read the config.
+//! The manager's REST API, as far as a service needs it: register the schema, read the config,
+//! read the signing-key rotation statements.
 
 use std::time::Duration;
 
@@ -83,6 +84,32 @@ impl Manager {
             ));
         }
         Ok(config)
+    }
+}
+
+impl Manager {
+    /// `GET /api/v1/keys`: the signing-key rotation statements, oldest first. Sent with the
+    /// token (the route is public; the statements prove themselves by their signatures).
+    pub async fn read_rotations(
+        &self,
+        timeout: Duration,
+    ) -> Result<Vec<dials_wire::rotation::RotationStatement>, String> {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/keys", self.base))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        if !response.status().is_success() {
+            return Err(problem(response).await);
+        }
+        let keys: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("the manager's answer is not its keys: {e}"))?;
+        Ok(dials_wire::rotation::rotations_of(&keys))
     }
 }
 

@@ -1,5 +1,5 @@
 //! The broker connection: the contract's broker URL (`dials_wire::mqtt::BrokerUrl`) mapped to
-//! rumqttc's options, the two topics a service uses, and the order in which updates are
+//! rumqttc's options, the topics a service uses, and the order in which updates are
 //! acknowledged around the applied report (`AckOrder`).
 //!
 //! The manager's crate has the same few lines of mapping (`dials-mqtt/src/connection.rs`): the
@@ -40,6 +40,8 @@ pub(crate) fn options(broker: &BrokerUrl, client_id: String, ca_pem: Option<&[u8
 pub(crate) struct Topics {
     pub updated: String,
     pub applied: String,
+    /// The manager's retained chain of signing-key rotation statements.
+    pub keys: String,
 }
 
 impl Topics {
@@ -48,6 +50,7 @@ impl Topics {
         Self {
             updated: topics.updated(service),
             applied: topics.applied(service, instance),
+            keys: topics.keys(),
         }
     }
 }

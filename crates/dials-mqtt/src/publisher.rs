@@ -89,6 +89,9 @@ pub struct PublisherConfig {
     pub epoch: Uuid,
     /// PEM of the CA to trust for `mqtts://` instead of the system's roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// Other messages the manager keeps retained (topic, payload) — the signing-key rotation
+    /// chain — published again after every connect.
+    pub retained_extras: Vec<(String, Vec<u8>)>,
 }
 
 /// The broker connection as `/api/v1/status` shows it.
@@ -119,6 +122,8 @@ struct Fresh {
     items: BTreeMap<i64, Handed>,
     /// Set when changes were dropped for want of room: the store holds them.
     dropped: bool,
+    /// Retained topics to clear (an empty retained message), e.g. a forgotten instance's report.
+    clears: Vec<String>,
 }
 
 /// A change handed over, with its envelope when the writer signed it already.
@@ -194,6 +199,18 @@ impl PublisherHandle {
                 fresh.dropped = true;
             }
             fresh.items.insert(item.item.id, item);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Clears a retained topic (publishes an empty retained message to it) once connected:
+    /// what a forgotten instance last reported, so that it is not recorded again when the
+    /// subscription is made anew. Cheap; never waits.
+    pub fn clear_retained(&self, topic: String) {
+        if let Ok(mut fresh) = self.fresh.lock()
+            && fresh.clears.len() < FRESH_MAX
+        {
+            fresh.clears.push(topic);
         }
         self.wake.notify_one();
     }
@@ -413,6 +430,7 @@ impl Task {
                     None => break,
                 },
                 _ = wake.notified(), if self.connected => {
+                    self.queue_clears();
                     self.refill_fresh().await;
                     self.pump(&client);
                 }
@@ -524,6 +542,8 @@ impl Task {
                 self.clock.connected();
                 self.show_connected(None);
                 self.queue_health(true).await;
+                self.queue_extras();
+                self.queue_clears();
                 self.queue_latest().await;
                 self.refill().await;
                 self.pump(client);
@@ -750,6 +770,34 @@ impl Task {
         }
     }
 
+    /// Queues the clears `PublisherHandle::clear_retained` asked for.
+    fn queue_clears(&mut self) {
+        let clears = match self.fresh.lock() {
+            Ok(mut fresh) => std::mem::take(&mut fresh.clears),
+            Err(_) => return,
+        };
+        for topic in clears {
+            self.window.push_back(Msg {
+                topic,
+                payload: Vec::new(),
+                retain: true,
+                tag: Tag::Other,
+            });
+        }
+    }
+
+    /// Queues the other retained messages (`PublisherConfig::retained_extras`).
+    fn queue_extras(&mut self) {
+        for (topic, payload) in &self.config.retained_extras {
+            self.window.push_back(Msg {
+                topic: topic.clone(),
+                payload: payload.clone(),
+                retain: true,
+                tag: Tag::Other,
+            });
+        }
+    }
+
     async fn queue_health(&mut self, ok: bool) {
         let backlog = self.store.outbox_backlog().await;
         let schema_version = self.store.schema_version().await.unwrap_or(0);
@@ -839,6 +887,10 @@ impl Task {
     }
 
     fn on_report(&self, topic: &str, payload: &[u8]) {
+        if payload.is_empty() {
+            // A cleared retained report (a forgotten instance): nothing to record.
+            return;
+        }
         let parsed =
             match self.config.topics.parse_applied(topic) {
                 Some((service, instance)) => AppliedReport::parse(service, instance, payload)

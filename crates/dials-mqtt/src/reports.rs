@@ -152,7 +152,9 @@ impl Budget {
     fn admit(&self, report: &InstanceReport) -> Result<(), Dropped> {
         match self.known.get(&report.service) {
             Some(&(current, true)) => {
-                if report.version.0 == 0 || report.version.0 > current {
+                // An instance gone (its last will) names no version; the store keeps the last.
+                let offline = report.status == dials_wire::mqtt::AppliedStatus::Offline.as_str();
+                if !offline && (report.version.0 == 0 || report.version.0 > current) {
                     return Err(Dropped::ImpossibleVersion);
                 }
             }

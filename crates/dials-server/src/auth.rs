@@ -163,6 +163,21 @@ impl Principal {
         self.require(Role::Viewer)
     }
 
+    /// Fails with 403 unless this caller may read `service`'s config document: as
+    /// [`require_reader_of`](Self::require_reader_of), and also any service token reading
+    /// `global`, the settings every service shares (its secrets stay masked).
+    pub fn require_config_reader_of(&self, service: &str) -> Result<(), ApiError> {
+        if self.role == Role::Service && service == dials_domain::ServiceName::GLOBAL {
+            return Ok(());
+        }
+        self.require_reader_of(service)
+    }
+
+    /// Whether this is the service token of `service` itself (which reads its secrets).
+    pub fn is_own_service(&self, service: &str) -> bool {
+        self.role == Role::Service && self.service.as_deref() == Some(service)
+    }
+
     /// The actor name written to history.
     pub fn actor(&self) -> &str {
         &self.name
@@ -199,9 +214,12 @@ impl FromRequestParts<AppState> for Principal {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        if let Some(ip) = address {
-            state.guard.check_blocked(ip)?;
-        }
+        // The credential presented, by its hash: what the failure budget is kept for.
+        let credential = match parts.headers.get(header::AUTHORIZATION) {
+            Some(header) => bearer(header).map(hash_token),
+            None => session_cookie(&parts.headers).map(|c| hash_token(&c)),
+        };
+        state.guard.check_blocked(credential.as_ref(), address)?;
         let result = if let Some(header) = parts.headers.get(header::AUTHORIZATION) {
             match bearer(header) {
                 Some(secret) => authenticate(state, secret).await,
@@ -227,7 +245,7 @@ impl FromRequestParts<AppState> for Principal {
                 state.guard.touch(state, &principal);
                 Ok(principal)
             }
-            Err(e) => state.guard.judge(address, Err(e)),
+            Err(e) => state.guard.judge(credential.as_ref(), address, Err(e)),
         }
     }
 }

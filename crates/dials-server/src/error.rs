@@ -79,11 +79,13 @@ pub enum ApiError {
         /// One entry per violation.
         errors: Vec<FieldError>,
     },
-    /// Too many failed authentications from this address.
-    #[error("too many failed attempts from this address; try again in {retry_after} s")]
+    /// Too many failed authentications with this credential or from this address.
+    #[error("{reason}; try again in {retry_after} s")]
     TooManyRequests {
         /// Seconds until the next attempt is allowed.
         retry_after: u64,
+        /// Which budget is spent: the credential's or the address's.
+        reason: String,
     },
     /// The database cannot do the work now (busy, disk full, gone). Why is logged and shown
     /// in `/api/v1/status`.
@@ -213,10 +215,19 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::TooManyRequests { retry_after } = self
-            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        if let ApiError::TooManyRequests {
+            retry_after,
+            reason,
+        } = &self
         {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            // Rate-limited requests are denied requests too: the access log shows them, with
+            // which budget was spent.
+            response
+                .extensions_mut()
+                .insert(Denied(format!("rate limited: {reason}")));
         }
         if matches!(self, ApiError::Unauthorized(_) | ApiError::Forbidden(_)) {
             // For the layer that writes denied requests to the audit log.

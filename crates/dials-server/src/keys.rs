@@ -4,7 +4,9 @@
 //!   envelope; `DIALS_SIGNING_KEY` (same format) overrides it. Rotating it
 //!   ([`rotate_signing_key`]) writes a new seed and keeps the old *public* key in
 //!   `signing-retired.json`, listed at `GET /api/v1/keys` for [`SIGNING_GRACE`], so services can
-//!   pin both while they move over.
+//!   pin both while they move over. It also appends a rotation statement signed by the old
+//!   key naming the new one to `signing-rotations.json` (kept for good): the chain that lets a
+//!   service that pinned any earlier key follow the rotations (`dials_wire::rotation`).
 //! - `master.key` holds the AES-256 master key ring that seals secrets at rest: one base64 key
 //!   per line, the current key first, older keys after it only while values sealed with them
 //!   remain. `DIALS_MASTER_KEY` overrides it (keys separated by commas). Rotating it
@@ -20,6 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use dials_store::{Resealed, SecretRecord, Store};
 use dials_vault::{Aad, Keyring, MasterKey, SealedValue};
 use dials_wire::EnvelopeSigner;
+use dials_wire::rotation::RotationStatement;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -49,6 +52,8 @@ pub struct ServerKeys {
     pub signer: std::sync::Arc<EnvelopeSigner>,
     /// Signing keys replaced within their grace period, still listed as trusted.
     pub retired_signing: Vec<RetiredKey>,
+    /// Every rotation statement made in this data directory, oldest first.
+    pub rotations: Vec<RotationStatement>,
     /// Seals and opens secrets at rest.
     pub master: Keyring,
     /// The root of the per-service last-known-good keys.
@@ -77,6 +82,7 @@ impl ServerKeys {
         Ok(Self {
             signer,
             retired_signing,
+            rotations: signing_rotations(data_dir)?,
             master: master_keyring(data_dir, overrides.master.as_deref())?,
             lkg_root: lkg_root_key(data_dir, overrides.lkg_hmac.as_deref())?,
         })
@@ -97,11 +103,34 @@ pub fn retired_signing_keys(data_dir: &Path) -> anyhow::Result<Vec<RetiredKey>> 
     Ok(all.into_iter().filter(|k| k.retired_at > cutoff).collect())
 }
 
+/// Every rotation statement in `keys/signing-rotations.json`, oldest first.
+pub fn signing_rotations(data_dir: &Path) -> anyhow::Result<Vec<RotationStatement>> {
+    let path = data_dir.join("keys").join(ROTATIONS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Where the rotation statements are kept.
+const ROTATIONS_FILE: &str = "signing-rotations.json";
+
 /// Replaces `keys/signing.key` with a new key; the old public key stays trusted for
-/// [`SIGNING_GRACE`]. Returns (old key id, new key id). A running server signs with the new key
-/// after its next start.
+/// [`SIGNING_GRACE`], and a statement signed by the old key naming the new one joins the
+/// rotation chain (written before the new key, so a new key never exists without it). Returns
+/// (old key id, new key id). A running server signs with the new key after its next start.
 pub fn rotate_signing_key(data_dir: &Path) -> anyhow::Result<(String, String)> {
     let old = signing_key(data_dir, None)?;
+    let seed: [u8; 32] = rand::random();
+    let new = EnvelopeSigner::from_seed(&seed);
+    let mut rotations = signing_rotations(data_dir)?;
+    rotations.push(
+        RotationStatement::sign(&old, &new.verifying_key(), OffsetDateTime::now_utc())
+            .map_err(|e| anyhow::anyhow!("cannot sign the rotation statement: {e}"))?,
+    );
     let mut retired = retired_signing_keys(data_dir)?;
     retired.push(RetiredKey {
         key_id: old.key_id().to_owned(),
@@ -113,12 +142,14 @@ pub fn rotate_signing_key(data_dir: &Path) -> anyhow::Result<(String, String)> {
         &keys.join("signing-retired.json"),
         &serde_json::to_vec_pretty(&retired)?,
     )?;
-    let seed: [u8; 32] = rand::random();
+    replace_file(
+        &keys.join(ROTATIONS_FILE),
+        &serde_json::to_string_pretty(&rotations)?,
+    )?;
     replace_file(
         &keys.join("signing.key"),
         &format!("{}\n", STANDARD.encode(seed)),
     )?;
-    let new = EnvelopeSigner::from_seed(&seed);
     Ok((old.key_id().to_owned(), new.key_id().to_owned()))
 }
 

@@ -30,6 +30,6 @@ pub use auth::{Principal, Role, hash_token, new_token_secret};
 pub use data_dir::DataDirLock;
 pub use error::ApiError;
 pub use routes::router;
-pub use settings::{ServerSettings, TlsFiles};
+pub use settings::{DEFAULT_INSTANCE_TIMEOUT, ServerSettings, TlsFiles};
 pub use startup::{Application, open_store};
 pub use state::AppState;

@@ -37,6 +37,9 @@ pub struct ServerSettings {
     pub home_assistant: bool,
     /// Home Assistant's discovery prefix (`homeassistant` unless changed there).
     pub home_assistant_prefix: String,
+    /// An instance silent for longer than this is shown offline (clients report at least once a
+    /// minute while connected).
+    pub instance_timeout: std::time::Duration,
 }
 
 /// The PEM files of the API's TLS certificate.
@@ -47,6 +50,9 @@ pub struct TlsFiles {
     /// Private key.
     pub key: PathBuf,
 }
+
+/// How long an instance may be silent before it is shown offline, unless set.
+pub const DEFAULT_INSTANCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl ServerSettings {
     /// Settings for a server on loopback, a free port, SQLite in `data_dir`, and no MQTT.
@@ -67,6 +73,7 @@ impl ServerSettings {
             metrics_require_token: false,
             home_assistant: false,
             home_assistant_prefix: "homeassistant".into(),
+            instance_timeout: DEFAULT_INSTANCE_TIMEOUT,
         }
     }
 }

@@ -74,7 +74,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         let address = listener.local_addr()?;
-        let (publisher, broker) = start_mqtt(&settings, &store, &signer).await?;
+        let (publisher, broker) = start_mqtt(&settings, &store, &signer, &keys.rotations).await?;
         tracing::info!(
             %address, backend = store.backend(), epoch = %store.epoch(),
             data_dir = %settings.data_dir.display(), "dials is ready"
@@ -208,6 +208,7 @@ async fn start_mqtt(
     settings: &ServerSettings,
     store: &Arc<dyn Store>,
     signer: &Arc<dials_wire::EnvelopeSigner>,
+    rotations: &[dials_wire::rotation::RotationStatement],
 ) -> anyhow::Result<(
     Option<dials_mqtt::PublisherHandle>,
     Option<crate::homeassistant::HaBroker>,
@@ -245,6 +246,14 @@ async fn start_mqtt(
         client_id: format!("dials-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         topics: Topics::new(settings.mqtt_prefix.clone()),
         epoch: store.epoch().0,
+        // The rotation chain, so a service that pinned an earlier key follows the rotations.
+        retained_extras: if rotations.is_empty() {
+            Vec::new()
+        } else {
+            let topics = Topics::new(settings.mqtt_prefix.clone());
+            let chain = dials_wire::rotation::RotationChain::new(rotations.to_vec());
+            vec![(topics.keys(), chain.to_bytes())]
+        },
     };
     Ok((
         Some(Publisher::spawn(config, store.clone(), signer.clone())),

@@ -297,6 +297,10 @@ pub trait InstanceStore: Database {
 
     /// Every instance report of every service.
     async fn all_instances(&self) -> Result<Vec<InstanceReport>>;
+
+    /// Forgets one instance and what it reported (it is gone for good); answers whether it was
+    /// known. A later report of the same name records it again, as new.
+    async fn forget_instance(&self, service: &ServiceName, instance: &str) -> Result<bool>;
 }
 
 /// Tokens, browser sessions and the access log.

@@ -389,6 +389,10 @@ pub struct KeysResponse {
     pub public_key: String,
     /// Every trusted key, the current one included.
     pub keys: Vec<KeyInfo>,
+    /// Every signing-key rotation statement, oldest first, each signed by the key it replaces:
+    /// a receiver that trusts the first key follows them to the current one.
+    #[serde(default)]
+    pub rotations: Vec<crate::rotation::RotationStatement>,
 }
 
 /// What one running instance last reported.
@@ -398,7 +402,8 @@ pub struct InstanceInfo {
     pub instance: String,
     /// The version it reported on.
     pub version: u64,
-    /// `applied`, `rejected` or `failed`.
+    /// `applied`, `rejected` or `failed`; `offline` once it left (its last will, or a clean
+    /// stop) or has been silent for longer than the manager's `--instance-timeout`.
     pub status: String,
     /// Why, when not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -170,6 +170,11 @@ impl EnvelopeSigner {
         STANDARD.encode(self.key.verifying_key().to_bytes())
     }
 
+    /// Signs arbitrary bytes with this key (rotation statements use it).
+    pub(crate) fn sign_bytes(&self, bytes: &[u8]) -> Signature {
+        self.key.sign(bytes)
+    }
+
     /// Builds and signs the envelope for one version of a service's (already redacted) config.
     pub fn sign(
         &self,

@@ -5,6 +5,7 @@
 //! - [`mqtt`]: the rest of the MQTT contract: topics, applied reports, health, audit, the
 //!   broker URL, and the rule by which a receiver judges an update.
 //! - [`lkg`]: the format of a client's signed last-known-good file.
+//! - [`rotation`]: signing-key rotation statements and the chain a receiver follows.
 //!
 //! Field names and shapes here are the external contract; change them only with it.
 
@@ -15,6 +16,7 @@ pub mod lkg;
 pub mod mqtt;
 mod problem;
 mod profiles;
+pub mod rotation;
 pub mod strict;
 
 pub use api::*;

@@ -8,6 +8,7 @@
 //! | `config/updated/{service}` | manager | [`crate::Envelope`], retained |
 //! | `config/applied/{service}/{instance}` | client | [`AppliedReport`], retained |
 //! | `system/health/config-manager` | manager | [`Health`], retained, also the last will |
+//! | `config/keys` | manager | [`crate::rotation::RotationChain`], retained |
 //! | `audit/config/{action}` | manager | [`AuditEvent`] |
 
 use std::fmt;
@@ -55,6 +56,11 @@ impl Topics {
     /// `system/health/config-manager`: the manager's retained health, and its last will.
     pub fn health(&self) -> String {
         format!("{}system/health/config-manager", self.prefix)
+    }
+
+    /// `config/keys`: the retained chain of signing-key rotation statements.
+    pub fn keys(&self) -> String {
+        format!("{}config/keys", self.prefix)
     }
 
     /// `audit/config/{action}`: one event per change, not retained.
@@ -111,6 +117,9 @@ pub enum AppliedStatus {
     Rejected,
     /// A change callback refused the version or panicked; the previous config stays.
     Failed,
+    /// The instance is gone: its last will (a broken connection), or its clean stop. The
+    /// `version` of such a report means nothing; the manager keeps the one last reported.
+    Offline,
 }
 
 impl AppliedStatus {
@@ -120,6 +129,7 @@ impl AppliedStatus {
             AppliedStatus::Applied => "applied",
             AppliedStatus::Rejected => "rejected",
             AppliedStatus::Failed => "failed",
+            AppliedStatus::Offline => "offline",
         }
     }
 
@@ -129,6 +139,7 @@ impl AppliedStatus {
             "applied" => Some(AppliedStatus::Applied),
             "rejected" => Some(AppliedStatus::Rejected),
             "failed" => Some(AppliedStatus::Failed),
+            "offline" => Some(AppliedStatus::Offline),
             _ => None,
         }
     }
@@ -184,8 +195,8 @@ pub enum ReportError {
     /// Not JSON, or not the report's shape.
     #[error("not a report: {0}")]
     NotAReport(String),
-    /// A status other than `applied`, `rejected` or `failed`.
-    #[error("status must be applied, rejected or failed, not {0:?}")]
+    /// A status other than `applied`, `rejected`, `failed` or `offline`.
+    #[error("status must be applied, rejected, failed or offline, not {0:?}")]
     UnknownStatus(String),
     /// A `schema_hash` longer than [`MAX_SCHEMA_HASH_LEN`].
     #[error("schema_hash must be at most {MAX_SCHEMA_HASH_LEN} characters")]

@@ -155,9 +155,15 @@ pub enum Command {
 
     /// Load a folder of schemas and configs into a running dials.
     ///
-    /// Registers every `SERVICE.schema.json` as that service's schema, then writes every
-    /// `SERVICE.config.json` as its config. With no folder, loads the demo fleet shipped in
+    /// Creates what is missing — every `SERVICE.schema.json` as that service's schema, every
+    /// `SERVICE.config.json` as its config — and never clobbers what exists: a service whose
+    /// schema or config differs from the folder's is shown with its per-key differences and
+    /// left as it is unless --overwrite is given (try --dry-run first). A stored secret is never
+    /// replaced by the folder's example value. Each service is reported as created, unchanged
+    /// or differs (not applied). With no folder, loads the demo fleet shipped in
     /// `examples/tars` (a seven-service voice assistant).
+    ///
+    /// Example: dials seed --overwrite --dry-run
     Seed(SeedArgs),
 
     /// Show or rotate the keys in the data directory (works with the server stopped).
@@ -508,6 +514,20 @@ pub struct SeedArgs {
     /// Folder with SERVICE.schema.json and SERVICE.config.json files [default: examples/tars]
     pub dir: Option<PathBuf>,
 
+    /// Replace schemas and configs that differ from the folder's (stored secrets are kept)
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Write nothing: say what would be created or overwritten
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Register the folder's schemas even where the stored config no longer fits them,
+    /// repairing the config (keys the schema dropped go, values that no longer fit get their
+    /// default) in a new version
+    #[arg(long)]
+    pub migrate: bool,
+
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -549,6 +569,11 @@ pub struct ServeArgs {
     /// Days the access log keeps entries [env: DIALS_AUDIT_RETENTION_DAYS] [default: 90]
     #[arg(long, value_name = "DAYS")]
     pub audit_retention_days: Option<String>,
+
+    /// Seconds an instance may be silent before it shows as offline (clients report at least
+    /// once a minute) [env: DIALS_INSTANCE_TIMEOUT] [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub instance_timeout: Option<String>,
 
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key [env: DIALS_TLS_CERT]
     #[arg(long, value_name = "FILE")]

@@ -106,7 +106,8 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<bool> {
             } else {
                 crate::output::outln!("signing key rotated: {old} -> {new}");
                 crate::output::outln!(
-                    "restart dials to sign with the new key; {old} stays trusted for 7 days"
+                    "restart dials to sign with the new key; {old} stays listed for 7 days, and \
+                     services that trust it follow the rotation statement it signed"
                 );
             }
             Ok(true)

@@ -81,6 +81,7 @@ struct FileSettings {
     mqtt_prefix: Option<String>,
     mqtt_ca: Option<String>,
     audit_retention_days: Option<toml::Value>,
+    instance_timeout: Option<toml::Value>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
     metrics_require_token: Option<bool>,
@@ -334,6 +335,28 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
         },
     };
 
+    let timeout = pick(
+        args.instance_timeout.as_deref(),
+        "instance-timeout",
+        env,
+        "DIALS_INSTANCE_TIMEOUT",
+        file.instance_timeout.map(|v| v.to_string()),
+        "instance_timeout",
+        &file_path,
+    );
+    let instance_timeout = match timeout {
+        None => dials_server::DEFAULT_INSTANCE_TIMEOUT,
+        Some(s) => match s.value.parse::<u64>() {
+            Ok(secs) if (1..=31_536_000).contains(&secs) => std::time::Duration::from_secs(secs),
+            _ => {
+                return Err(SettingError(format!(
+                    "invalid instance timeout {:?} ({}): expected a number of seconds, 1 to 31536000",
+                    s.value, s.source
+                )));
+            }
+        },
+    };
+
     let cert = pick(
         args.tls_cert.as_ref().and_then(|p| p.to_str()),
         "tls-cert",
@@ -430,6 +453,7 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             metrics_require_token,
             home_assistant,
             home_assistant_prefix,
+            instance_timeout,
         },
         log_format,
     })

@@ -14,5 +14,7 @@ mod demo;
 mod envelopes;
 mod homeassistant;
 mod live;
+mod presence;
+mod rotation;
 mod startup;
 mod vectors;

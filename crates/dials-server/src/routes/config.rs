@@ -73,7 +73,7 @@ pub async fn list_services(
 }
 
 /// A service's current config. Secrets show as `"********"`, except to the service's own
-/// token, which reads them in clear. Answers `ETag: "<version>"`; `If-None-Match` with the
+/// token, which reads them in clear. Any service token may read `global` (secrets masked). Answers `ETag: "<version>"`; `If-None-Match` with the
 /// current ETag answers 304.
 #[utoipa::path(get, path = "/api/v1/services/{service}/config", tag = "config",
     security(("bearer" = [])),
@@ -91,8 +91,8 @@ pub async fn get_config(
     ServicePath(service): ServicePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    principal.require_reader_of(service.as_str())?;
-    let (etag, body) = if principal.role == Role::Service {
+    principal.require_config_reader_of(service.as_str())?;
+    let (etag, body) = if principal.is_own_service(service.as_str()) {
         // The service's own token reads its secrets in clear (`require_reader_of` let no other
         // service token through); that answer is built for each read and never cached.
         let response = ops::own_config(&state, &service).await?;

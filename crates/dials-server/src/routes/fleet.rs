@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use dials_domain::InstanceName;
+use dials_mqtt::Topics;
 use dials_wire::{
     InstanceInfo, InstancesResponse, InstancesSummary, KeyInfo, KeysResponse, Problem,
 };
@@ -15,8 +18,9 @@ use utoipa::IntoParams;
 use crate::extract::{Query, ServicePath};
 use crate::{ApiError, AppState, Principal, Role};
 
-/// The Ed25519 key that signs MQTT envelopes, and keys retired within the last 7 days (still
-/// trusted while services move over). Public: services pin them.
+/// The Ed25519 key that signs MQTT envelopes, keys retired within the last 7 days (still
+/// trusted while services move over), and every rotation statement, each signed by the key it
+/// replaced, so a service that pinned an earlier key can follow them. Public: services pin them.
 #[utoipa::path(get, path = "/api/v1/keys", tag = "fleet",
     responses((status = 200, body = KeysResponse)))]
 pub async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
@@ -36,6 +40,7 @@ pub async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
         keys,
         key_id,
         public_key,
+        rotations: state.keys.rotations.clone(),
     })
 }
 
@@ -51,7 +56,9 @@ pub struct InstancesParams {
 }
 
 /// What each running instance of a service last reported on `config/applied/{service}/{instance}`,
-/// by instance name. A service keeps at most 1000 instances: a new instance of a full service
+/// by instance name. `status` is `offline` for an instance that left (its last will or a clean
+/// stop) or has been silent for longer than `--instance-timeout` (it keeps the version it last
+/// reported). A service keeps at most 1000 instances: a new instance of a full service
 /// takes the place of one silent for a day, or is not recorded.
 #[utoipa::path(get, path = "/api/v1/services/{service}/instances", tag = "fleet",
     security(("bearer" = [])),
@@ -92,13 +99,25 @@ pub async fn instances(
     let version = current
         .filter(|s| s.document.is_some())
         .map_or(0, |s| s.version.0);
+    // Connected clients report at least once a minute: one silent for longer is gone without
+    // a last will (the broker restarted meanwhile, say).
+    let silent_before = time::OffsetDateTime::now_utc()
+        - time::Duration::try_from(state.settings.instance_timeout).unwrap_or(time::Duration::MAX);
     let instances = reports
         .into_iter()
-        .map(|r| InstanceInfo {
-            current: r.status == "applied" && r.version.0 == version,
+        .map(|r| {
+            let status = if r.received_at < silent_before {
+                OFFLINE.to_owned()
+            } else {
+                r.status.clone()
+            };
+            (r, status)
+        })
+        .map(|(r, status)| InstanceInfo {
+            current: status == "applied" && r.version.0 == version,
             instance: r.instance,
             version: r.version.0,
-            status: r.status,
+            status,
             error: r.error,
             schema_hash: r.schema_hash,
             overrides: r.overrides,
@@ -112,6 +131,57 @@ pub async fn instances(
         instances,
         next_cursor,
     }))
+}
+
+/// The status of an instance that is gone: its last will, or silence beyond the timeout.
+const OFFLINE: &str = "offline";
+
+/// Forgets one instance of a service (admin): what it reported is removed, and so is its
+/// retained report on the broker, so it is not recorded again. An instance that is still
+/// running reappears with its next report.
+#[utoipa::path(delete, path = "/api/v1/services/{service}/instances/{instance}", tag = "fleet",
+    security(("bearer" = [])),
+    params(
+        ("service" = String, Path, description = "Service name"),
+        ("instance" = String, Path, description = "Instance name"),
+    ),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn forget_instance(
+    State(state): State<AppState>,
+    principal: Principal,
+    ServicePath(service): ServicePath,
+    Path(params): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    principal.require(Role::Admin)?;
+    let instance = InstanceName::parse(&params.1)
+        .map_err(|e| ApiError::BadRequest(format!("bad instance name: {e}")))?;
+    if !state
+        .store
+        .forget_instance(&service, instance.as_str())
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "service {service} has no instance {instance}"
+        )));
+    }
+    if let Some(publisher) = &state.publisher {
+        let topics = Topics::new(state.settings.mqtt_prefix.clone());
+        publisher.clear_retained(topics.applied(service.as_str(), instance.as_str()));
+    }
+    super::security::audit(
+        &state,
+        &principal,
+        "instance.forget",
+        Some(format!("{service}/{instance}")),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The cursor is the last instance name of a page, in hex: opaque, and safe in a query string

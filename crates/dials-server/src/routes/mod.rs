@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(security::audit_log))
         .routes(routes!(fleet::keys))
         .routes(routes!(fleet::instances))
+        .routes(routes!(fleet::forget_instance))
         .routes(routes!(watch::watch))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::lkg_key))

@@ -238,12 +238,13 @@ pub async fn create_session(
     slot: Option<axum::Extension<ActorSlot>>,
     JsonBody(body): JsonBody<SessionRequest>,
 ) -> Result<Response, ApiError> {
-    if let Some(ip) = ip {
-        state.guard.check_blocked(ip)?;
-    }
-    let mut principal = state
-        .guard
-        .judge(ip, authenticate(&state, body.token.trim()).await)?;
+    let credential = hash_token(body.token.trim());
+    state.guard.check_blocked(Some(&credential), ip)?;
+    let mut principal = state.guard.judge(
+        Some(&credential),
+        ip,
+        authenticate(&state, body.token.trim()).await,
+    )?;
     principal.address = ip;
     // A service token is a machine's credential, scoped to one service: it never opens a
     // browser session, so a leaked one cannot be used to browse the fleet.

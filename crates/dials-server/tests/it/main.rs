@@ -11,6 +11,7 @@ mod errors;
 mod history;
 mod hostile;
 mod hostile_broker;
+mod instances;
 mod lifecycle;
 mod mqtt;
 mod openapi;

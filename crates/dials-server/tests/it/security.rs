@@ -228,6 +228,67 @@ async fn a_service_token_reads_only_its_own_service() {
 }
 
 #[tokio::test]
+async fn a_service_token_reads_global_with_its_secrets_masked_and_cannot_change_it() {
+    let app = spawn_app().await;
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "log_level": {"type": "string", "default": "INFO"},
+            "mqtt": {"type": "object", "properties": {
+                "host": {"type": "string"},
+                "password": {"type": "string", "x-secret": true}
+            }}
+        }
+    });
+    let r = app
+        .req(Method::PUT, "/api/v1/services/global/schema")
+        .json(&schema)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .req(Method::PUT, "/api/v1/services/global/config")
+        .json(&json!({"config": {"mqtt": {"host": "broker.lan", "password": "hunter2-broker"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let own = token(&app, "router-svc", "service", Some("router")).await;
+    let r = app
+        .client
+        .get(app.url("/api/v1/services/global/config"))
+        .bearer_auth(&own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("hunter2-broker"), "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["config"],
+        json!({"log_level": "INFO", "mqtt": {"host": "broker.lan", "password": "********"}})
+    );
+    // Reading is all: no write, and nothing else of global.
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            "/api/v1/services/global/config",
+            Some(json!({"config": {"log_level": "DEBUG"}})),
+        ),
+        (Method::GET, "/api/v1/services/global/versions/1", None),
+        (Method::GET, "/api/v1/services/global/secrets", None),
+    ] {
+        assert_eq!(
+            call(&app, Some(&own), method.clone(), path, body).await,
+            StatusCode::FORBIDDEN,
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn tokens_are_shown_once_listed_without_secrets_and_validated() {
     let app = spawn_app().await;
     let secret = token(&app, "ci", "viewer", None).await;
@@ -528,21 +589,26 @@ async fn a_service_token_cannot_open_a_browser_session() {
 }
 
 #[tokio::test]
-async fn repeated_failures_from_one_address_are_rate_limited() {
+async fn a_bad_token_hammered_from_the_admins_address_is_blocked_without_blocking_the_admin() {
     let app = spawn_app().await;
+    app.create("router", json!({"a": 1})).await;
     let mut statuses = Vec::new();
-    for i in 0..12 {
+    for _ in 0..200 {
         let r = app
             .client
             .get(app.url("/api/v1/services"))
-            .bearer_auth(format!("dials_guess{i}"))
+            .bearer_auth("dials_stale-token-of-a-service")
             .send()
             .await
             .unwrap();
         statuses.push(r.status());
         if r.status() == StatusCode::TOO_MANY_REQUESTS {
             assert!(r.headers().contains_key("retry-after"));
-            problem(r, StatusCode::TOO_MANY_REQUESTS).await;
+            let body = problem(r, StatusCode::TOO_MANY_REQUESTS).await;
+            assert!(
+                body["detail"].as_str().unwrap().contains("credential"),
+                "{body}"
+            );
         }
     }
     assert!(
@@ -551,15 +617,79 @@ async fn repeated_failures_from_one_address_are_rate_limited() {
             .all(|s| *s == StatusCode::UNAUTHORIZED),
         "{statuses:?}"
     );
+    assert!(
+        statuses[10..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // The admin on the same address (127.0.0.1) is not held up, and neither is a sign-in.
+    let r = app.get_config("router").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app
+        .client
+        .post(app.url("/api/v1/session"))
+        .json(&json!({"token": app.token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Both the failures and the rate limiting are in the access log.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log: Value = app.get_json("/api/v1/audit?outcome=denied").await;
+        let reasons: Vec<String> = log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+            .collect();
+        if reasons.iter().any(|r| r.contains("not valid"))
+            && reasons.iter().any(|r| {
+                r.starts_with("rate limited: too many failed authentications with this credential")
+            })
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn guessing_with_many_tokens_from_one_address_is_rate_limited() {
+    let app = spawn_app().await;
+    let mut statuses = Vec::new();
+    for i in 0..102 {
+        let r = app
+            .client
+            .get(app.url("/api/v1/services"))
+            .bearer_auth(format!("dials_guess{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status());
+    }
+    assert!(
+        statuses[..100]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
     assert_eq!(
-        statuses[10..],
+        statuses[100..],
         [StatusCode::TOO_MANY_REQUESTS; 2],
         "{statuses:?}"
     );
-    // While blocked, even a right guess learns nothing.
+    // While the address is blocked, even a right guess learns nothing.
     let r = app.get_config("router").await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    // Requests without credentials are not counted as failures (a browser before sign-in).
+    let body = problem(r, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("address"),
+        "{body}"
+    );
+    // Requests without credentials to open routes still work.
     assert_eq!(
         app.client
             .get(app.url("/health"))

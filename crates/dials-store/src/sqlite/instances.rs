@@ -37,6 +37,18 @@ impl InstanceStore for SqliteStore {
         rows.iter().map(instance_report).collect()
     }
 
+    async fn forget_instance(&self, service: &ServiceName, instance: &str) -> Result<bool> {
+        let (service, instance) = (service.to_string(), instance.to_owned());
+        self.writer
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached("DELETE FROM instances WHERE service = ?1 AND instance = ?2")?
+                    .execute([&service, &instance])?
+                    > 0)
+            })
+            .await
+    }
+
     async fn all_instances(&self) -> Result<Vec<InstanceReport>> {
         let rows = sqlx::query(
             "SELECT service, instance, version, status, error, schema_hash, overrides, \
@@ -56,7 +68,32 @@ fn record_instances_in(
     limits: &InstanceLimits,
 ) -> Result<RecordedReports> {
     let mut out = RecordedReports::default();
+    // An instance gone: the row keeps what it last reported and is marked offline; an instance
+    // never recorded stays unknown.
+    let (offline, reports): (Vec<&InstanceReport>, Vec<&InstanceReport>) =
+        reports.iter().partition(|r| r.status == OFFLINE);
+    for r in offline {
+        let marked = conn
+            .prepare_cached(
+                "UPDATE instances SET status = ?3, error = NULL, reported_at = ?4, \
+                 received_at = ?5 WHERE service = ?1 AND instance = ?2",
+            )?
+            .execute(rusqlite::params![
+                r.service.as_str(),
+                r.instance,
+                OFFLINE,
+                to_micros(r.reported_at),
+                to_micros(r.received_at),
+            ])?;
+        if marked > 0 {
+            out.recorded += 1;
+        } else {
+            out.refused += 1;
+        }
+    }
     // The last report of each instance wins; the earlier ones count as written and replaced.
+    let kept: Vec<InstanceReport> = reports.into_iter().cloned().collect();
+    let reports: &[InstanceReport] = &kept;
     let mut latest: HashMap<(&str, &str), &InstanceReport> = HashMap::new();
     let mut order = Vec::new();
     for r in reports {
@@ -209,6 +246,9 @@ fn record_instances_in(
     out.recorded += accepted.len() as u64;
     Ok(out)
 }
+
+/// The status of an instance that is gone (`dials_wire::mqtt::AppliedStatus::Offline`).
+const OFFLINE: &str = "offline";
 
 /// The rows of a two-column query, collected.
 fn pairs<A, B, C>(

@@ -492,8 +492,14 @@ fn applied_report_vectors_match_the_code() {
             r#"{"version":2,"status":"applied","uptime":12}"#.into(),
         ),
         (
+            "offline_last_will",
+            "The last will an instance leaves with the broker: status offline, version 0 (the receiver keeps the version last reported).",
+            topics.applied(SERVICE, "pi-kitchen"),
+            r#"{"version":0,"status":"offline"}"#.into(),
+        ),
+        (
             "unknown_status",
-            "status must be applied, rejected or failed.",
+            "status must be applied, rejected, failed or offline.",
             topics.applied(SERVICE, "pi-kitchen"),
             r#"{"version":2,"status":"great"}"#.into(),
         ),

@@ -15,4 +15,5 @@ mod mqtt;
 mod process;
 mod resilience;
 mod secrets;
+mod seed;
 mod serve;

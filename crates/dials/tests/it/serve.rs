@@ -191,7 +191,10 @@ async fn seed_loads_the_demo_fleet_into_a_running_manager_in_one_command() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        stdout.lines().filter(|l| l.contains("registered")).count(),
+        stdout
+            .lines()
+            .filter(|l| l.contains("created") && !l.contains("unchanged"))
+            .count(),
         7,
         "{stdout}"
     );
@@ -246,7 +249,10 @@ async fn seed_loads_the_demo_fleet_into_a_running_manager_in_one_command() {
     assert!(again.status.success());
     let rows: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert!(
-        rows.as_array().unwrap().iter().all(|r| r["version"] == 1),
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["version"] == 1 && r["schema"] == "unchanged" && r["config"] == "unchanged"),
         "{rows}"
     );
     running.signal("TERM").await;

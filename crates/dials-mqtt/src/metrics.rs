@@ -63,6 +63,9 @@ pub(crate) fn report(status: Option<AppliedStatus>) {
         Some(AppliedStatus::Failed) => {
             metrics::counter!("dials_applied_reports_total", "status" => "failed")
         }
+        Some(AppliedStatus::Offline) => {
+            metrics::counter!("dials_applied_reports_total", "status" => "offline")
+        }
         None => metrics::counter!("dials_applied_reports_total", "status" => "malformed"),
     };
     counter.increment(1);

@@ -31,6 +31,10 @@ pub struct ServerSettings {
     pub tls: Option<TlsFiles>,
     /// Create a new database even where the data directory shows an earlier one.
     pub init: bool,
+    /// Take a backup this often (into `<data-dir>/backups`), or never.
+    pub backup_every: Option<std::time::Duration>,
+    /// How many scheduled backups to keep (the oldest go first).
+    pub backup_keep: usize,
 }
 
 /// The PEM files of the API's TLS certificate.
@@ -58,6 +62,8 @@ impl ServerSettings {
             audit_retention: std::time::Duration::from_secs(90 * 24 * 3600),
             tls: None,
             init: false,
+            backup_every: None,
+            backup_keep: 7,
         }
     }
 }

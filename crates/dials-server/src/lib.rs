@@ -5,6 +5,7 @@
 //! [`router`] builds the whole HTTP surface from an [`AppState`] without a socket, for tests.
 
 mod auth;
+pub mod backup;
 mod cache;
 pub mod data_dir;
 pub mod denials;

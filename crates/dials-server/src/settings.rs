@@ -40,6 +40,10 @@ pub struct ServerSettings {
     /// An instance silent for longer than this is shown offline (clients report at least once a
     /// minute while connected).
     pub instance_timeout: std::time::Duration,
+    /// Take a backup this often (into `<data-dir>/backups`), or never.
+    pub backup_every: Option<std::time::Duration>,
+    /// How many scheduled backups to keep (the oldest go first).
+    pub backup_keep: usize,
 }
 
 /// The PEM files of the API's TLS certificate.
@@ -74,6 +78,8 @@ impl ServerSettings {
             home_assistant: false,
             home_assistant_prefix: "homeassistant".into(),
             instance_timeout: DEFAULT_INSTANCE_TIMEOUT,
+            backup_every: None,
+            backup_keep: 7,
         }
     }
 }

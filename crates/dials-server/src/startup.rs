@@ -37,6 +37,11 @@ impl Application {
         if !settings.init {
             refuse_a_lost_database(&settings.data_dir, &settings.database_url)?;
         }
+        {
+            let (data_dir, url) = (settings.data_dir.clone(), settings.database_url.clone());
+            tokio::task::spawn_blocking(move || crate::backup::before_migrating(&data_dir, &url))
+                .await??;
+        }
         let store = open_store(&settings.database_url).await?;
         let admin_token = if store.created() {
             Some(create_admin_token(store.as_ref(), &settings.data_dir).await?)
@@ -137,6 +142,7 @@ impl Application {
         let pruner = tokio::spawn(prune_forever(self.state.clone()));
         let upkeep = tokio::spawn(crate::metrics::upkeep_forever());
         let denials = tokio::spawn(flush_denials_forever(self.state.clone()));
+        let backups = scheduled_backups(&self.state.settings)?.map(tokio::spawn);
         let tls = self.tls.map(|config| config.get_inner());
         crate::serve::serve(self.listener, tls, app, shutdown)
             .await
@@ -144,6 +150,9 @@ impl Application {
         pruner.abort();
         upkeep.abort();
         denials.abort();
+        if let Some(backups) = backups {
+            backups.abort();
+        }
         // Whatever was still being counted is logged before the store closes.
         write_denials(
             &self.state,
@@ -164,6 +173,24 @@ impl Application {
 /// The access log's size bound: entries beyond the newest this many go at the hourly prune
 /// (about 30 MB of rows), whatever their age.
 pub const AUDIT_MAX_ROWS: u64 = 100_000;
+
+/// The backup schedule of `--backup-every`, when there is one.
+fn scheduled_backups(
+    settings: &ServerSettings,
+) -> anyhow::Result<Option<impl Future<Output = ()> + Send + 'static>> {
+    let Some(every) = settings.backup_every else {
+        return Ok(None);
+    };
+    let db = crate::backup::database_path(&settings.database_url)?;
+    let dir = crate::backup::default_dir(&settings.data_dir);
+    tracing::info!(every = ?every, keep = settings.backup_keep, dir = %dir.display(), "scheduled backups");
+    Ok(Some(crate::backup::backup_forever(
+        db,
+        dir,
+        every,
+        settings.backup_keep,
+    )))
+}
 
 /// Writes the summaries of aggregated denials as their windows end.
 async fn flush_denials_forever(state: AppState) {

@@ -11,6 +11,7 @@
 //! Backends: [`SqliteStore`] (WAL, `synchronous=FULL`, one writer connection). Every backend
 //! must pass the same conformance tests (`tests/it`).
 
+pub mod backup;
 mod sqlite;
 mod types;
 
@@ -52,6 +53,18 @@ pub enum StoreError {
     /// The caller's step inside a transaction failed, so nothing was written.
     #[error("{0}")]
     Aborted(String),
+    /// The database was written by a newer dials: its schema is ahead of what this binary
+    /// knows, so reading it could misread data and writing it could damage it.
+    #[error(
+        "the database schema is at version {found}, newer than this dials knows (version {known}): \
+         run the newer dials, or restore a backup taken by this version"
+    )]
+    NewerSchema {
+        /// The schema version the database holds.
+        found: i64,
+        /// The newest schema version this binary knows.
+        known: i64,
+    },
     /// The database URL names no backend this build has.
     #[error("unsupported database URL {0:?}: use sqlite://PATH")]
     UnsupportedUrl(String),

@@ -30,8 +30,9 @@ Exit codes:
 
 /// dials: live, typed, signed configuration for fleets of small services.
 ///
-/// `dials serve` runs the manager; every other command talks to it (or, for `keys` and
-/// `token create`, works directly on its data directory while it is stopped).
+/// `dials serve` runs the manager; every other command talks to it (or, for `keys`,
+/// `token create` and `backup restore`, works directly on its data directory while it is
+/// stopped; `backup create` reads the data directory whether or not it runs).
 #[derive(Debug, Parser)]
 #[command(
     name = "dials",
@@ -169,6 +170,17 @@ pub enum Command {
     /// Show or rotate the keys in the data directory (works with the server stopped).
     #[command(subcommand)]
     Keys(KeysCommand),
+
+    /// Back up the database (even while serving), list, verify and restore backups.
+    ///
+    /// Backups go to <data-dir>/backups unless --dir says otherwise: the database file and a
+    /// metadata file beside it (epoch, revision, time, dials version, SHA-256). Restore works
+    /// only with the server stopped; the restored database gets a new epoch, so every service
+    /// reads its config again.
+    ///
+    /// Examples: dials backup create; dials backup verify dials-data/backups/dials-….db
+    #[command(subcommand)]
+    Backup(BackupCommand),
 
     /// Print a shell completion script.
     ///
@@ -454,6 +466,50 @@ pub struct TokenCreateArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a consistent backup of the database, whether or not `dials serve` runs on it.
+    Create(BackupArgs),
+    /// The backups in the backup folder, oldest first.
+    List(BackupArgs),
+    /// Check a backup: checksum, SQLite's integrity check, and that its contents agree with
+    /// its metadata.
+    Verify {
+        /// The backup's database file (its metadata is FILE.json).
+        file: PathBuf,
+        #[command(flatten)]
+        args: BackupArgs,
+    },
+    /// Replace the database with a backup (server stopped): checks the backup, keeps the
+    /// replaced database aside as dials.db.replaced-<time>, and gives the restored one a new
+    /// epoch.
+    Restore {
+        /// The backup's database file (its metadata is FILE.json).
+        file: PathBuf,
+        #[command(flatten)]
+        args: BackupArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Data directory [env: DIALS_DATA_DIR] [default: ./dials-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL [env: DIALS_DATABASE_URL] [default: sqlite://<data-dir>/dials.db]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Backup folder [default: <data-dir>/backups]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Every key: the signing key and the retired ones still trusted, the master key ring
     /// (with how many secrets each key seals) and the root of the last-known-good keys.
@@ -610,6 +666,15 @@ pub struct ServeArgs {
     /// Home Assistant's discovery prefix [env: DIALS_HOME_ASSISTANT_PREFIX] [default: homeassistant]
     #[arg(long, value_name = "PREFIX")]
     pub home_assistant_prefix: Option<String>,
+    /// Take a backup this often into <data-dir>/backups, e.g. `6h`, `1d`, `30m`
+    /// [env: DIALS_BACKUP_EVERY] [default: never]
+    #[arg(long, value_name = "DURATION")]
+    pub backup_every: Option<String>,
+
+    /// How many scheduled backups to keep; older ones are deleted [env: DIALS_BACKUP_KEEP]
+    /// [default: 7]
+    #[arg(long, value_name = "N")]
+    pub backup_keep: Option<String>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! is a single line naming it and exit code 2. Every CLI command ends in one of the exit codes
 //! of [`client`]: 0 ok, 1 error, 2 usage, 3 conflict, 4 validation failed.
 
+mod backup;
 mod cli;
 mod client;
 mod docs;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         }
         Command::Seed(args) => run_client(seed::run(args)),
         Command::Keys(command) => run_client(keys::run(command)),
+        Command::Backup(command) => run_client(backup::run(command)),
         Command::Status(args) => run_client(done(read::status(args))),
         Command::Services(args) => run_client(done(read::services(args))),
         Command::Get(args) => run_client(done(read::get(args))),

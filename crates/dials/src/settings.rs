@@ -432,6 +432,29 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
         }
         Some(s) => s.value.trim_end_matches('/').to_owned(),
     };
+    let backup_every = match args
+        .backup_every
+        .clone()
+        .or_else(|| env.get("DIALS_BACKUP_EVERY").map(str::to_owned))
+    {
+        None => None,
+        Some(text) => Some(parse_every(&text).map_err(SettingError)?),
+    };
+    let backup_keep = match args
+        .backup_keep
+        .clone()
+        .or_else(|| env.get("DIALS_BACKUP_KEEP").map(str::to_owned))
+    {
+        None => 7,
+        Some(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(SettingError(format!(
+                    "invalid --backup-keep {text:?}: expected a number of backups, at least 1"
+                )));
+            }
+        },
+    };
 
     Ok(Resolved {
         server: ServerSettings {
@@ -454,6 +477,8 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
             home_assistant,
             home_assistant_prefix,
             instance_timeout,
+            backup_every,
+            backup_keep,
         },
         log_format,
     })
@@ -490,6 +515,27 @@ fn read_named_file(path: &Path) -> Result<FileSettings, SettingError> {
         )));
     }
     read_file(path)
+}
+
+/// Parses a schedule such as `30m`, `6h`, `1d` or `90s` (seconds allowed, for tests and small fleets).
+fn parse_every(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if scale > 0 && n > 0 => Ok(std::time::Duration::from_secs(n.saturating_mul(scale))),
+        _ => Err(format!(
+            "invalid --backup-every {text:?}: expected a duration such as \
+             30m, 6h or 1d"
+        )),
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, SettingError> {
@@ -720,5 +766,29 @@ mod tests {
             ..with_dir(dir.path())
         };
         assert!(resolve(&a, &Environment::default()).is_err());
+    }
+
+    #[test]
+    fn a_backup_schedule_reads_seconds_minutes_hours_and_days() {
+        assert_eq!(
+            super::parse_every("30m"),
+            Ok(std::time::Duration::from_secs(1800))
+        );
+        assert_eq!(
+            super::parse_every("6h"),
+            Ok(std::time::Duration::from_secs(21_600))
+        );
+        assert_eq!(
+            super::parse_every("1d"),
+            Ok(std::time::Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            super::parse_every("60s"),
+            Ok(std::time::Duration::from_secs(60))
+        );
+        assert!(super::parse_every("0s").is_err());
+        assert!(super::parse_every("6").is_err());
+        assert!(super::parse_every("h").is_err());
+        assert!(super::parse_every("1w").is_err());
     }
 }

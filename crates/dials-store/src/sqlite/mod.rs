@@ -129,6 +129,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         let prepared = async {
+            refuse_a_newer_schema(&setup).await?;
             MIGRATOR.run(&setup).await?;
             ensure_epoch(&setup).await
         }
@@ -190,6 +191,32 @@ fn check_file(file: &(std::path::PathBuf, FileId)) -> Result<()> {
             ),
             source: None,
         }),
+    }
+}
+
+/// The newest database schema version this binary knows (its latest migration).
+pub fn known_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The versions of every migration this binary knows, oldest first.
+pub fn known_migrations() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+/// Stops before migrating a database whose schema a newer dials wrote.
+async fn refuse_a_newer_schema(pool: &SqlitePool) -> Result<()> {
+    // A new database has no migrations table yet: nothing to compare.
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = 1")
+            .fetch_one(pool)
+            .await
+            .ok()
+            .flatten();
+    let known = known_schema_version();
+    match found {
+        Some(found) if found > known => Err(StoreError::NewerSchema { found, known }),
+        _ => Ok(()),
     }
 }
 

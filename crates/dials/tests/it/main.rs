@@ -1,6 +1,9 @@
 //! The real `dials` binary, run as a user runs it: settings, first start, signals, exit codes.
 
+#[path = "../../../dials-store/tests/it/aged.rs"]
+mod aged;
 mod architecture;
+mod backup;
 #[path = "../../../dials-server/tests/it/broker.rs"]
 mod broker;
 mod cli;

@@ -1,11 +1,8 @@
 //! Per-key differences between two documents: what history records and `diff` shows.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use serde_json::Value;
 
-use serde_json::{Map, Value};
-
-use crate::document::{collect_leaves, is_branch};
 use crate::{Document, KeyPath};
 
 /// One key whose value differs between two documents. `old` is `None` for an added key, `new`
@@ -37,80 +34,17 @@ impl KeyChange {
 /// a write that changes one key of a large document is that of comparing it, not of naming
 /// every leaf of both versions.
 pub fn diff(old: &Document, new: &Document) -> Vec<KeyChange> {
-    let mut out = Vec::new();
-    diff_maps(&KeyPath::root(), old.as_map(), new.as_map(), &mut out);
+    let mut out: Vec<KeyChange> = old
+        .differing_leaves(new)
+        .into_iter()
+        .map(|(key, old, new)| KeyChange {
+            key,
+            old: old.cloned(),
+            new: new.cloned(),
+        })
+        .collect();
     out.sort_by(|a, b| a.key.cmp(&b.key));
     out
-}
-
-fn diff_maps(
-    prefix: &KeyPath,
-    old: &Map<String, Value>,
-    new: &Map<String, Value>,
-    out: &mut Vec<KeyChange>,
-) {
-    for (name, before) in old {
-        match new.get(name) {
-            Some(after) if before == after => {}
-            Some(after) => {
-                let path = prefix.child(name);
-                match (before, after) {
-                    (Value::Object(a), Value::Object(b))
-                        if is_branch(before) && is_branch(after) =>
-                    {
-                        diff_maps(&path, a, b, out)
-                    }
-                    _ if !is_branch(before) && !is_branch(after) => out.push(KeyChange {
-                        key: path,
-                        old: Some(before.clone()),
-                        new: Some(after.clone()),
-                    }),
-                    // A leaf became a subtree or the other way round: the old leaves go, the
-                    // new ones come.
-                    _ => {
-                        leaves_of(&path, before, out, Side::Old);
-                        leaves_of(&path, after, out, Side::New);
-                    }
-                }
-            }
-            None => leaves_of(&prefix.child(name), before, out, Side::Old),
-        }
-    }
-    for (name, after) in new {
-        if !old.contains_key(name) {
-            leaves_of(&prefix.child(name), after, out, Side::New);
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Old,
-    New,
-}
-
-/// Every leaf at or under `path` as removed (`Side::Old`) or added (`Side::New`).
-fn leaves_of(path: &KeyPath, value: &Value, out: &mut Vec<KeyChange>, side: Side) {
-    let change = |key: KeyPath, v: &Value| match side {
-        Side::Old => KeyChange {
-            key,
-            old: Some(v.clone()),
-            new: None,
-        },
-        Side::New => KeyChange {
-            key,
-            old: None,
-            new: Some(v.clone()),
-        },
-    };
-    match value {
-        Value::Object(inner) if is_branch(value) => {
-            let mut leaves = BTreeMap::new();
-            collect_leaves(path, inner, &mut leaves);
-            out.extend(leaves.into_iter().map(|(key, v)| change(key, v)));
-        }
-        leaf => out.push(change(path.clone(), leaf)),
-    }
 }
 
 #[cfg(test)]

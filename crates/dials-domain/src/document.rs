@@ -62,6 +62,16 @@ impl Document {
         out
     }
 
+    /// The leaves whose values differ from `other`'s, as (key, value here, value there), in no
+    /// particular order. Walks both documents together and descends only into subtrees that
+    /// differ; a leaf that became a subtree (or the other way round) is its old leaves gone and
+    /// its new ones come.
+    pub fn differing_leaves<'a>(&'a self, other: &'a Document) -> Vec<LeafChange<'a>> {
+        let mut out = Vec::new();
+        diff_maps(&KeyPath::root(), &self.0, &other.0, &mut out);
+        out
+    }
+
     /// The value at `key`, if present.
     pub fn get(&self, key: &KeyPath) -> Option<&Value> {
         if key.as_str().is_empty() {
@@ -135,14 +145,72 @@ fn remove_in(map: &mut Map<String, Value>, tokens: &[String]) -> Option<Value> {
 
 /// Whether `value` is an inner node of a document: a non-empty object that is not a secret
 /// placeholder. Everything else is a leaf.
-pub(crate) fn is_branch(value: &Value) -> bool {
+fn is_branch(value: &Value) -> bool {
     matches!(value, Value::Object(inner) if !inner.is_empty())
         && crate::secret::placeholder_version(value).is_none()
 }
 
+/// A leaf that differs: its key, its value before (if any), its value after (if any).
+pub type LeafChange<'a> = (KeyPath, Option<&'a Value>, Option<&'a Value>);
+
+fn diff_maps<'a>(
+    prefix: &KeyPath,
+    old: &'a Map<String, Value>,
+    new: &'a Map<String, Value>,
+    out: &mut Vec<LeafChange<'a>>,
+) {
+    for (name, before) in old {
+        match new.get(name) {
+            Some(after) if before == after => {}
+            Some(after) => {
+                let path = prefix.child(name);
+                match (before, after) {
+                    (Value::Object(a), Value::Object(b))
+                        if is_branch(before) && is_branch(after) =>
+                    {
+                        diff_maps(&path, a, b, out)
+                    }
+                    _ if !is_branch(before) && !is_branch(after) => {
+                        out.push((path, Some(before), Some(after)))
+                    }
+                    _ => {
+                        leaves_of(&path, before, out, true);
+                        leaves_of(&path, after, out, false);
+                    }
+                }
+            }
+            None => leaves_of(&prefix.child(name), before, out, true),
+        }
+    }
+    for (name, after) in new {
+        if !old.contains_key(name) {
+            leaves_of(&prefix.child(name), after, out, false);
+        }
+    }
+}
+
+/// Every leaf at or under `path`, as removed (`old`) or added.
+fn leaves_of<'a>(path: &KeyPath, value: &'a Value, out: &mut Vec<LeafChange<'a>>, old: bool) {
+    let change = |key: KeyPath, v: &'a Value| {
+        if old {
+            (key, Some(v), None)
+        } else {
+            (key, None, Some(v))
+        }
+    };
+    match value {
+        Value::Object(inner) if is_branch(value) => {
+            let mut leaves = BTreeMap::new();
+            collect_leaves(path, inner, &mut leaves);
+            out.extend(leaves.into_iter().map(|(key, v)| change(key, v)));
+        }
+        leaf => out.push(change(path.clone(), leaf)),
+    }
+}
+
 static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
 
-pub(crate) fn collect_leaves<'a>(
+fn collect_leaves<'a>(
     prefix: &KeyPath,
     map: &'a Map<String, Value>,
     out: &mut BTreeMap<KeyPath, &'a Value>,

@@ -21,7 +21,7 @@ pub mod secret;
 mod version;
 
 pub use diff::{KeyChange, diff};
-pub use document::{Document, json_type};
+pub use document::{Document, LeafChange, json_type};
 pub use error::DomainError;
 pub use limits::MAX_DEPTH;
 pub use name::{InstanceName, InstanceNameError, ProfileName, ServiceName};

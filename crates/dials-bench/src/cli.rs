@@ -25,6 +25,9 @@ pub enum Command {
     Get(GetArgs),
     /// Replace one service's config N times in a row; each write is a new, durable version.
     Put(PutArgs),
+    /// Concurrent writers for a fixed time, each on its own connection: to a service each, or
+    /// all to one shared service (`--shared`).
+    Writers(WritersArgs),
     /// Time from spawning `dials serve` to its first answered `GET /health`.
     Startup(StartupArgs),
     /// Resident memory of an idle server that has served a few requests.
@@ -147,6 +150,29 @@ pub struct PutArgs {
     /// Writes to make, one after the other on one connection
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub requests: u64,
+
+    /// The server's process id, to report the CPU it used beside the client's
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct WritersArgs {
+    /// The server; `--service` is not used (the services are `bench-0`… or `bench-shared`)
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Concurrent writers, each on a connection of its own
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub writers: u32,
+
+    /// How long they write
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+
+    /// Every writer writes one shared service instead of its own
+    #[arg(long)]
+    pub shared: bool,
 
     /// The server's process id, to report the CPU it used beside the client's
     #[arg(long, value_name = "PID")]

@@ -24,6 +24,7 @@ mod server;
 mod startup;
 mod stats;
 mod versus;
+mod writers;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,17 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Put(args) => {
             let api = api::Api::from_url(&args.target.url, &args.target.token)?;
             let report = put::run(&api, &args.target.service, args.requests, args.server_pid)?;
+            println!("{report}");
+        }
+        Command::Writers(args) => {
+            let api = api::Api::from_url(&args.target.url, &args.target.token)?;
+            let report = writers::run(
+                &api,
+                args.writers,
+                args.seconds,
+                args.shared,
+                args.server_pid,
+            )?;
             println!("{report}");
         }
         Command::Startup(args) => {

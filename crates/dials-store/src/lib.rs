@@ -242,6 +242,10 @@ pub trait ConfigReads: Database {
     async fn changes_since(&self, after: u64, limit: u32) -> Result<Vec<ChangeRecord>>;
 }
 
+/// A commit queued by [`ConfigWrites::enqueue`]: resolves once it is durable or refused.
+pub type QueuedCommit =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Committed>> + Send + 'static>>;
+
 /// Writing configs and schemas: compare-and-swap commits, each in one transaction with its history, outbox row, sealed secrets and audit row.
 #[async_trait]
 pub trait ConfigWrites: Database {
@@ -249,6 +253,17 @@ pub trait ConfigWrites: Database {
     /// Deleting a service (a change without a document) also removes its schema. The change is
     /// written to the access log in the same transaction.
     async fn commit(&self, change: NewChange) -> Result<Committed>;
+
+    /// Queues `change` for commit before returning, and answers as [`ConfigWrites::commit`]
+    /// does once it is durable. Changes are committed in the order they were queued, so a
+    /// caller may compute the next change of a service on top of this one (its
+    /// `base_version` this one's version) and queue it before this one is on disk: writes to
+    /// one service then share a transaction instead of taking one each. Gives the change back
+    /// when the backend cannot promise that order; the caller then uses
+    /// [`ConfigWrites::commit`].
+    fn enqueue(&self, change: NewChange) -> std::result::Result<QueuedCommit, Box<NewChange>> {
+        Err(Box::new(change))
+    }
 
     /// Commits several changes in one transaction, each a compare-and-swap with its own
     /// history, outbox and audit rows as [`ConfigWrites::commit`] writes them: all of them or,

@@ -21,57 +21,10 @@ use crate::extract::IfMatch;
 use crate::{ApiError, AppState, Principal};
 
 /// How many times a write without an expected version is recomputed after losing a race.
-/// Writes through this process never race each other (see [`WriteLocks`]); only a writer
-/// outside it could make a write lose, so running out of attempts means "busy", not a bug.
+/// Writes through this process never race each other (see [`super::WriteLocks`]); only a
+/// writer outside it, or a queued write before it failing, could make a write lose, so running
+/// out of attempts means "busy", not a bug.
 const MAX_ATTEMPTS: usize = 32;
-
-/// Lock stripes: writes to services hashing to one stripe wait for each other.
-const STRIPES: usize = 64;
-
-/// Serialises the writes to each service, in arrival order (tokio's mutex is fair), from the
-/// read of the current state to the cache update after the commit. Concurrent writers to one
-/// service then queue instead of losing compare-and-swaps to each other and retrying until they
-/// give up, and the caches see one service's versions in order. Writers to different services
-/// rarely share a stripe, so they proceed in parallel. Memory is fixed however many services
-/// a caller names.
-#[derive(Debug)]
-pub struct WriteLocks {
-    stripes: Box<[tokio::sync::Mutex<()>]>,
-}
-
-impl Default for WriteLocks {
-    fn default() -> Self {
-        Self {
-            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-        }
-    }
-}
-
-impl WriteLocks {
-    /// Waits for the right to write `service`.
-    pub async fn lock(&self, service: &ServiceName) -> tokio::sync::MutexGuard<'_, ()> {
-        self.stripes[Self::stripe(service)].lock().await
-    }
-
-    /// Waits for the right to write every service named, taking their stripes in one order
-    /// (ascending) so two writers of overlapping sets cannot wait on each other.
-    pub async fn lock_all(&self, services: &[ServiceName]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = services.iter().map(Self::stripe).collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let mut turns = Vec::with_capacity(stripes.len());
-        for stripe in stripes {
-            turns.push(self.stripes[stripe].lock().await);
-        }
-        turns
-    }
-
-    fn stripe(service: &ServiceName) -> usize {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(service.as_str());
-        (hash % STRIPES as u64) as usize
-    }
-}
 
 /// What a write does to the document.
 #[derive(Debug, Clone)]
@@ -211,11 +164,6 @@ pub async fn write(
     pre: Preconditions,
     reason: Option<String>,
 ) -> Result<Option<ConfigResponse>, ApiError> {
-    // The turn comes first: the schema read below must be the one in force when this write
-    // commits, not one a registration waiting ahead of it is about to replace.
-    let _turn = state.write_locks.lock(service).await;
-    let schema = crate::schemas::schema_of(state, service).await?;
-    let secret_keys = crate::secrets::keys_of(schema.as_deref());
     let reserved = match &intent {
         Intent::Put(doc) => secret::reserved_member_in(doc),
         Intent::Patch(value) | Intent::SetSecret(_, value) => secret::reserved_member(value),
@@ -224,128 +172,256 @@ pub async fn write(
     if let Some(at) = reserved {
         return Err(crate::secrets::reserved(at));
     }
+    // An ordinary write may be computed on top of the service's queued writes and queue
+    // behind them (see `super::turns`); one with a precondition is checked against durable
+    // state only.
+    let ordinary = matches!(intent, Intent::Put(_) | Intent::Patch(_))
+        && pre.if_match.is_none()
+        && pre.expected_version.is_none()
+        && !pre.create_only;
     for _ in 0..MAX_ATTEMPTS {
-        let current = state.store.service(service).await?;
-        let version = current.as_ref().map_or(Version::NONE, |s| s.version);
-        let live_doc = current.as_ref().and_then(|s| s.document.as_ref());
-        pre.check(version, live_doc.is_some())?;
-
-        let stored_before = live_doc.cloned().unwrap_or_default();
-        let before = crate::secrets::unsealed(state, service, &stored_before).await?;
-        let after = match (&intent, live_doc) {
-            (Intent::Delete, None) => return Err(not_found(service)),
-            (Intent::Delete, Some(_)) => None,
-            (Intent::Put(_) | Intent::Patch(_), None) if !pre.create_only && schema.is_none() => {
-                return Err(ApiError::NotFound(format!(
-                    "service {service} does not exist; create it with the header `If-None-Match: *`"
-                )));
-            }
-            (Intent::Put(doc), _) => Some(secret::keep_secrets(doc.clone(), &before, &secret_keys)),
-            (Intent::Patch(patch), _) => {
-                let mut patch = patch.clone();
-                secret::keep_secrets_in_patch(&mut patch, &secret_keys);
-                Some(merge_patch(&before, &patch)?)
-            }
-            (Intent::RestoreVersion(v), _) => {
-                let old = restorable(state.store.version(service, *v).await?, || {
-                    format!("service {service} has no version {v}")
-                })?;
-                Some(restored(state, service, &old, &before, &secret_keys).await?)
-            }
-            (Intent::RestoreAt(at), _) => {
-                let old = restorable(state.store.version_at(service, *at).await?, || {
-                    format!("service {service} had no version at or before {at}")
-                })?;
-                Some(restored(state, service, &old, &before, &secret_keys).await?)
-            }
-            (Intent::SetSecret(key, value), _) => {
-                let mut doc = before.clone();
-                doc.set(key, value.clone());
-                Some(doc)
-            }
-            (Intent::DeleteSecret(key), _) => {
-                let mut doc = before.clone();
-                if doc.remove(key).is_none() {
-                    return Err(ApiError::NotFound(format!(
-                        "service {service} has no secret set at {key}"
-                    )));
-                }
-                Some(doc)
+        // The turn comes first: the schema read below must be the one in force when this write
+        // commits, not one a registration waiting ahead of it is about to replace.
+        let turn = state.write_locks.turn(service).await;
+        let schema = crate::schemas::schema_of(state, service).await?;
+        let secret_keys = crate::secrets::keys_of(schema.as_deref());
+        // A secret a queued write seals is not in the store until it commits, so a service
+        // with secrets is always written on its durable state.
+        let queue = ordinary && secret_keys.is_empty();
+        let mut pending = None;
+        if queue {
+            pending = turn.pending();
+        } else {
+            turn.drain().await;
+        }
+        let change = loop {
+            let on_pending = pending.is_some();
+            let current = match pending.take() {
+                Some(queued) => Some(queued),
+                None => state.store.service(service).await?,
+            };
+            let base = current.as_ref().map(|c| (c.version, c.revision));
+            match compute(
+                state,
+                service,
+                principal,
+                &intent,
+                &pre,
+                schema.as_deref(),
+                &secret_keys,
+                current,
+                reason.clone(),
+            )
+            .await?
+            {
+                // "Nothing changes" is answered from durable state only.
+                Computed::Unchanged(_) if on_pending => turn.drain().await,
+                Computed::Unchanged(response) => return Ok(Some(response)),
+                Computed::Change(change) => break (change, base),
             }
         };
-        if current.is_none() && matches!(intent, Intent::RestoreVersion(_) | Intent::RestoreAt(_)) {
-            return Err(not_found(service));
-        }
-
-        if let (Some(schema), Some(document)) = (&schema, &after) {
-            schema
-                .check(document)
-                .map_err(|violations| invalid(service, violations))?;
-        }
-
-        let base = Before {
-            version,
-            stored: &stored_before,
-            effective: &before,
-        };
-        let at = now();
-        let change = stage(
-            state,
-            service,
-            &base,
-            after.as_ref(),
-            &secret_keys,
-            intent.kind(),
-            principal,
-            reason.clone(),
+        let (change, base) = change;
+        // What the service will be once this change commits, for the writes queued behind it.
+        let after = queue.then(|| ServiceState {
+            name: service.clone(),
+            version: base.map_or(Version::NONE, |(v, _)| v).next(),
+            revision: base.map_or(dials_domain::Revision(0), |(_, r)| r),
+            document: change.document.clone(),
+            updated_at: change.at,
+            updated_by: change.actor.clone(),
+        });
+        let (kind, actor, at, document) = (
+            change.kind,
+            change.actor.clone(),
+            change.at,
+            change.document.clone(),
+        );
+        let done = |committed| Applied {
+            service: service.clone(),
+            committed,
+            kind,
+            actor,
+            reason: reason.clone(),
             at,
-        )?;
-        if let (Some(state_now), true) = (
-            &current,
-            change.changes.is_empty() && after.is_some() && live_doc.is_some(),
-        ) {
-            // Nothing changes: no new version, no history, nothing to publish.
-            return Ok(Some(response_of(state, state_now, schema.as_deref())?));
-        }
-        let (actor, stored_after) = (change.actor.clone(), change.document.clone());
+            document,
+        };
         let started = std::time::Instant::now();
-        let result = state.store.commit(change).await;
-        crate::metrics::store_commit(started.elapsed());
-        match result {
-            Ok(committed) => {
-                state.write_failure(None);
-                let done = Applied {
-                    service: service.clone(),
-                    committed,
-                    kind: intent.kind(),
-                    actor,
-                    reason,
-                    at,
-                    document: stored_after,
-                };
-                return after_commit(state, done, schema.as_deref());
+        let step = if let Some(after) = after {
+            match state.store.enqueue(change) {
+                Ok(commit) => {
+                    let mut queued = turn.queued(after);
+                    let result = commit.await;
+                    crate::metrics::store_commit(started.elapsed());
+                    if result.is_err() {
+                        queued.failed();
+                    }
+                    queued.in_order().await;
+                    settle(state, result, done, &pre, schema.as_deref())?
+                }
+                Err(change) => {
+                    let result = state.store.commit(*change).await;
+                    crate::metrics::store_commit(started.elapsed());
+                    settle(state, result, done, &pre, schema.as_deref())?
+                }
             }
-            Err(StoreError::Conflict { current }) if pre.pinned() => {
-                // The version matched when read but another writer committed first: the same
-                // precondition, checked against the version that won, names the failure.
-                return Err(pre.check(current, true).err().unwrap_or_else(|| {
-                    ApiError::Internal(anyhow::anyhow!("a pinned write lost to its own version"))
-                }));
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::Unavailable { reason, source }) => {
-                state.write_failure(Some(reason.clone()));
-                return Err(ApiError::Unavailable(StoreError::Unavailable {
-                    reason,
-                    source,
-                }));
-            }
-            Err(other) => return Err(other.into()),
+        } else {
+            let result = state.store.commit(change).await;
+            crate::metrics::store_commit(started.elapsed());
+            settle(state, result, done, &pre, schema.as_deref())?
+        };
+        if let Step::Done(answer) = step {
+            return Ok(answer);
         }
     }
     Err(ApiError::Busy(format!(
         "service {service} is being written by another process too often to get a turn"
     )))
+}
+
+/// What a write computed from the service's current state.
+enum Computed {
+    /// Nothing changes: no new version, no history, nothing to publish; the current state.
+    Unchanged(ConfigResponse),
+    /// The change to commit.
+    Change(NewChange),
+}
+
+/// Checks the caller's preconditions against `current`, computes the new document, validates
+/// it and stages it.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of one write, each used once"
+)]
+async fn compute(
+    state: &AppState,
+    service: &ServiceName,
+    principal: &Principal,
+    intent: &Intent,
+    pre: &Preconditions,
+    schema: Option<&CompiledSchema>,
+    secret_keys: &[KeyPath],
+    current: Option<ServiceState>,
+    reason: Option<String>,
+) -> Result<Computed, ApiError> {
+    let version = current.as_ref().map_or(Version::NONE, |s| s.version);
+    let live_doc = current.as_ref().and_then(|s| s.document.as_ref());
+    pre.check(version, live_doc.is_some())?;
+
+    let stored_before = live_doc.cloned().unwrap_or_default();
+    let before = crate::secrets::unsealed(state, service, &stored_before).await?;
+    let after = match (intent, live_doc) {
+        (Intent::Delete, None) => return Err(not_found(service)),
+        (Intent::Delete, Some(_)) => None,
+        (Intent::Put(_) | Intent::Patch(_), None) if !pre.create_only && schema.is_none() => {
+            return Err(ApiError::NotFound(format!(
+                "service {service} does not exist; create it with the header `If-None-Match: *`"
+            )));
+        }
+        (Intent::Put(doc), _) => Some(secret::keep_secrets(doc.clone(), &before, secret_keys)),
+        (Intent::Patch(patch), _) => {
+            let mut patch = patch.clone();
+            secret::keep_secrets_in_patch(&mut patch, secret_keys);
+            Some(merge_patch(&before, &patch)?)
+        }
+        (Intent::RestoreVersion(v), _) => {
+            let old = restorable(state.store.version(service, *v).await?, || {
+                format!("service {service} has no version {v}")
+            })?;
+            Some(restored(state, service, &old, &before, secret_keys).await?)
+        }
+        (Intent::RestoreAt(at), _) => {
+            let old = restorable(state.store.version_at(service, *at).await?, || {
+                format!("service {service} had no version at or before {at}")
+            })?;
+            Some(restored(state, service, &old, &before, secret_keys).await?)
+        }
+        (Intent::SetSecret(key, value), _) => {
+            let mut doc = before.clone();
+            doc.set(key, value.clone());
+            Some(doc)
+        }
+        (Intent::DeleteSecret(key), _) => {
+            let mut doc = before.clone();
+            if doc.remove(key).is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "service {service} has no secret set at {key}"
+                )));
+            }
+            Some(doc)
+        }
+    };
+    if current.is_none() && matches!(intent, Intent::RestoreVersion(_) | Intent::RestoreAt(_)) {
+        return Err(not_found(service));
+    }
+
+    if let (Some(schema), Some(document)) = (schema, &after) {
+        schema
+            .check(document)
+            .map_err(|violations| invalid(service, violations))?;
+    }
+
+    let base = Before {
+        version,
+        stored: &stored_before,
+        effective: &before,
+    };
+    let change = stage(
+        state,
+        service,
+        &base,
+        after.as_ref(),
+        secret_keys,
+        intent.kind(),
+        principal,
+        reason,
+        now(),
+    )?;
+    if let (Some(state_now), true) = (
+        &current,
+        change.changes.is_empty() && after.is_some() && live_doc.is_some(),
+    ) {
+        return Ok(Computed::Unchanged(response_of(state, state_now, schema)?));
+    }
+    Ok(Computed::Change(change))
+}
+
+/// What comes of a commit: the answer, or another attempt.
+enum Step {
+    Done(Option<ConfigResponse>),
+    Retry,
+}
+
+/// Turns a commit's outcome into the write's answer: after a commit the rest of the process
+/// hears of it; a lost race fails a pinned write and sends an ordinary one round again.
+fn settle(
+    state: &AppState,
+    result: Result<dials_store::Committed, StoreError>,
+    done: impl FnOnce(dials_store::Committed) -> Applied,
+    pre: &Preconditions,
+    schema: Option<&CompiledSchema>,
+) -> Result<Step, ApiError> {
+    match result {
+        Ok(committed) => {
+            state.write_failure(None);
+            after_commit(state, done(committed), schema).map(Step::Done)
+        }
+        Err(StoreError::Conflict { current }) if pre.pinned() => {
+            // The version matched when read but another writer committed first: the same
+            // precondition, checked against the version that won, names the failure.
+            Err(pre.check(current, true).err().unwrap_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("a pinned write lost to its own version"))
+            }))
+        }
+        Err(StoreError::Conflict { .. }) => Ok(Step::Retry),
+        Err(StoreError::Unavailable { reason, source }) => {
+            state.write_failure(Some(reason.clone()));
+            Err(ApiError::Unavailable(StoreError::Unavailable {
+                reason,
+                source,
+            }))
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// A service as it is before a write: its version, its stored document (placeholders where

@@ -72,3 +72,80 @@ async fn concurrent_patches_without_a_version_all_land() {
         "no patch lost another's key"
     );
 }
+
+/// Writers of one service do not wait for each other's commits (a write is computed on top of
+/// the one queued before it), yet each gets a version of its own, in the order they were
+/// answered; history holds each write as answered, and a watcher sees every version in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_writers_of_one_service_each_get_their_own_version_in_order() {
+    const WRITERS: u64 = 16;
+    const EACH: u64 = 10;
+    let app = Arc::new(spawn_app().await);
+    app.create("counter", json!({})).await;
+    let events = crate::watch::watch(&app, "?service=counter").await;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut answered = Vec::new();
+                for i in 0..EACH {
+                    // PUT and PATCH both queue; a PUT keeps nothing of the others' keys.
+                    let r = if i % 3 == 2 {
+                        app.put_config("counter", json!({"config": {format!("w{w}"): i}}))
+                            .await
+                    } else {
+                        app.patch_config("counter", json!({"config": {format!("w{w}"): i}}))
+                            .await
+                    };
+                    assert_eq!(r.status(), StatusCode::OK);
+                    let body: Value = r.json().await.unwrap();
+                    assert_eq!(
+                        body["config"][format!("w{w}")],
+                        i,
+                        "the answer shows its write"
+                    );
+                    answered.push((body["version"].as_u64().unwrap(), body["config"].clone()));
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        let answered = t.await.unwrap();
+        assert!(
+            answered.windows(2).all(|p| p[0].0 < p[1].0),
+            "one writer's writes land in its order: {:?}",
+            answered.iter().map(|a| a.0).collect::<Vec<_>>()
+        );
+        all.extend(answered);
+    }
+    all.sort_by_key(|(v, _)| *v);
+    let versions: Vec<u64> = all.iter().map(|(v, _)| *v).collect();
+    assert_eq!(
+        versions,
+        (2..=1 + WRITERS * EACH).collect::<Vec<_>>(),
+        "every write its own version, none reused or skipped"
+    );
+    for (version, config) in &all {
+        let stored = app
+            .get_json(&format!("/api/v1/services/counter/versions/{version}"))
+            .await;
+        assert_eq!(
+            &stored["config"], config,
+            "version {version} as it was answered"
+        );
+    }
+    let seen = crate::watch::read_events(events, all.len()).await;
+    let seen_versions: Vec<u64> = seen
+        .iter()
+        .map(|(_, e)| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seen_versions, versions,
+        "the watcher sees every version, in order"
+    );
+    for ((_, event), (_, config)) in seen.iter().zip(&all) {
+        assert_eq!(&event["config"], config);
+    }
+}

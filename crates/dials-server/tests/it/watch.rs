@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, problem, spawn_app};
 
 /// Reads SSE `change` events from a response until `count` arrived.
-async fn read_events(response: reqwest::Response, count: usize) -> Vec<(u64, Value)> {
+pub(crate) async fn read_events(response: reqwest::Response, count: usize) -> Vec<(u64, Value)> {
     let mut stream = response.bytes_stream();
     let mut buffer = String::new();
     let mut events = Vec::new();
@@ -40,7 +40,7 @@ async fn read_events(response: reqwest::Response, count: usize) -> Vec<(u64, Val
     events
 }
 
-async fn watch(app: &TestApp, query: &str) -> reqwest::Response {
+pub(crate) async fn watch(app: &TestApp, query: &str) -> reqwest::Response {
     let r = app
         .req(Method::GET, &format!("/api/v1/watch{query}"))
         .send()

@@ -144,26 +144,12 @@ impl ConfigReads for SqliteStore {
 #[async_trait]
 impl ConfigWrites for SqliteStore {
     async fn commit(&self, change: NewChange) -> Result<Committed> {
-        let service = change.service.clone();
-        let written = self
-            .writer
-            .write(move |conn| {
-                let committed = commit_in(conn, &change)?;
-                Ok((committed, head_of(change, committed)))
-            })
-            .await;
-        match written {
-            Ok((committed, state)) => {
-                self.heads.offer(state);
-                Ok(committed)
-            }
-            Err(e) => {
-                // A lost compare-and-swap means the known state is behind (a commit whose
-                // caller went away before it was noted): the next read asks the database.
-                self.heads.forget(&service);
-                Err(e)
-            }
-        }
+        self.queue_commit(change).await
+    }
+
+    fn enqueue(&self, change: NewChange) -> std::result::Result<QueuedCommit, Box<NewChange>> {
+        // The writer thread takes jobs in the order they are sent, and this sends now.
+        Ok(Box::pin(self.queue_commit(change)))
     }
 
     async fn commit_many(&self, changes: Vec<NewChange>) -> Result<Vec<Committed>> {
@@ -486,6 +472,36 @@ impl SqliteStore {
                     self.heads.forget(service);
                 }
                 Err(e)
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Sends `change` to the writer now; the future answers once it is durable, keeping the
+    /// known state of its service up to date.
+    fn queue_commit(
+        &self,
+        change: NewChange,
+    ) -> impl std::future::Future<Output = Result<Committed>> + Send + 'static {
+        let service = change.service.clone();
+        let heads = self.heads.clone();
+        let queued = self.writer.queue(move |conn| {
+            let committed = commit_in(conn, &change)?;
+            Ok((committed, head_of(change, committed)))
+        });
+        async move {
+            match Writer::answer(queued?).await {
+                Ok((committed, state)) => {
+                    heads.offer(state);
+                    Ok(committed)
+                }
+                Err(e) => {
+                    // A lost compare-and-swap means the known state is behind (a commit whose
+                    // caller went away before it was noted): the next read asks the database.
+                    heads.forget(&service);
+                    Err(e)
+                }
             }
         }
     }

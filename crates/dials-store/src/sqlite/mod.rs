@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, AuditRecord, ChangeRecord, Committed, HistoryQuery, HistoryRecord, InstanceLimits,
-    InstanceReport, NewChange, OutboxItem, RecordedReports, Redaction, ResealFn, Result,
-    SchemaRecord, SecretRecord, ServiceState, SessionRecord, StoreError, TokenRecord,
+    InstanceReport, NewChange, OutboxItem, QueuedCommit, RecordedReports, Redaction, ResealFn,
+    Result, SchemaRecord, SecretRecord, ServiceState, SessionRecord, StoreError, TokenRecord,
     VersionRecord,
 };
 use crate::{

@@ -188,12 +188,27 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        Self::answer(self.queue(work)?).await
+    }
+
+    /// Sends `work` to the writer now, behind every job sent before it; [`Writer::answer`]
+    /// waits for its outcome.
+    pub(super) fn queue<T, F>(&self, work: F) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Job(Box::new(Task {
             work: Some(work),
             result: None,
             reply,
         })))?;
+        Ok(answer)
+    }
+
+    /// The outcome of a job [`Writer::queue`] sent.
+    pub(super) async fn answer<T>(answer: oneshot::Receiver<Result<T>>) -> Result<T> {
         answer.await.unwrap_or_else(|_| Err(closed()))
     }
 

@@ -70,6 +70,11 @@ const FRESH_MAX: usize = 4096;
 /// How often the outbox is read even when no change was handed over: a change whose writer
 /// went away between its commit and the hand-over is published within this.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long a change handed over in memory waits for one committed before it that has not
+/// been handed over yet (its writer is still on its way, on the other core) before the outbox
+/// is read instead. Concurrent writers hand over in whatever order their tasks run; reading the
+/// store at every such gap would read and sign again what is about to arrive signed.
+const GAP_WAIT: Duration = Duration::from_millis(50);
 /// How often repairs that had to wait are looked at.
 const REPAIR_TICK: Duration = Duration::from_millis(250);
 /// Reconnect backoff bounds.
@@ -133,6 +138,42 @@ struct Handed {
     envelope: Option<Vec<u8>>,
 }
 
+/// What handing a committed change over takes: the signer, and the publisher's memory.
+struct HandOver {
+    signer: Arc<EnvelopeSigner>,
+    epoch: Uuid,
+    fresh: Arc<Mutex<Fresh>>,
+    wake: Arc<Notify>,
+}
+
+impl HandOver {
+    /// Signs the change's envelope and leaves it for the publishing task.
+    fn give(self, item: OutboxItem) {
+        let envelope = item.document.as_ref().and_then(|doc| {
+            self.signer
+                .sign_to_bytes(
+                    item.service.as_str(),
+                    item.version.0,
+                    item.revision.0,
+                    doc.as_map(),
+                    self.epoch,
+                    OffsetDateTime::now_utc(),
+                )
+                .ok()
+        });
+        let item = Handed { item, envelope };
+        if let Ok(mut fresh) = self.fresh.lock() {
+            if fresh.items.len() >= FRESH_MAX {
+                // The broker is away or slow: the store holds every row, and the task reads it.
+                fresh.items.clear();
+                fresh.dropped = true;
+            }
+            fresh.items.insert(item.item.id, item);
+        }
+        self.wake.notify_one();
+    }
+}
+
 impl Fresh {
     /// The changes right after `cursor`, in outbox order, when memory holds an unbroken run of
     /// them; `None` when the store must be read instead (a gap: a change committed earlier has
@@ -175,32 +216,20 @@ impl PublisherHandle {
     }
 
     /// Hands the publisher a change just committed (its outbox row is already durable), so it
-    /// can publish without reading it back. Never waits. The envelope is signed here, on the
-    /// writer's own task, so that writers sign in parallel rather than in turn in the one
-    /// publishing task.
+    /// can publish without reading it back. Never waits. The envelope is signed on a task of
+    /// its own: writers sign in parallel rather than in turn in the one publishing task, and
+    /// the writer's answer does not wait for the signature (most of a write's CPU).
     pub fn committed(&self, item: OutboxItem) {
-        let envelope = item.document.as_ref().and_then(|doc| {
-            self.signer
-                .sign_to_bytes(
-                    item.service.as_str(),
-                    item.version.0,
-                    item.revision.0,
-                    doc.as_map(),
-                    self.epoch,
-                    OffsetDateTime::now_utc(),
-                )
-                .ok()
-        });
-        let item = Handed { item, envelope };
-        if let Ok(mut fresh) = self.fresh.lock() {
-            if fresh.items.len() >= FRESH_MAX {
-                // The broker is away or slow: the store holds every row, and the task reads it.
-                fresh.items.clear();
-                fresh.dropped = true;
-            }
-            fresh.items.insert(item.item.id, item);
+        let hand = HandOver {
+            signer: self.signer.clone(),
+            epoch: self.epoch,
+            fresh: self.fresh.clone(),
+            wake: self.wake.clone(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(async move { hand.give(item) })),
+            Err(_) => hand.give(item),
         }
-        self.wake.notify_one();
     }
 
     /// Clears a retained topic (publishes an empty retained message to it) once connected:
@@ -315,6 +344,9 @@ struct Task {
     /// Whether the outbox may hold rows after the cursor that memory will not hand over (after
     /// a (re)connect, a full page read, or changes dropped from memory).
     store_behind: bool,
+    /// Since a gap was seen in what memory holds: when to stop waiting for it and read the
+    /// outbox.
+    gap_deadline: Option<tokio::time::Instant>,
     state: watch::Sender<BrokerState>,
     /// The publishing connection is up.
     connected: bool,
@@ -349,6 +381,7 @@ impl Task {
             wake,
             fresh,
             store_behind: true,
+            gap_deadline: None,
             state,
             connected: false,
             sub: SubState::default(),
@@ -432,6 +465,11 @@ impl Task {
                 _ = wake.notified(), if self.connected => {
                     self.queue_clears();
                     self.refill_fresh().await;
+                    self.pump(&client);
+                }
+                _ = until(self.gap_deadline), if self.connected => {
+                    self.gap_deadline = None;
+                    self.refill().await;
                     self.pump(&client);
                 }
                 _ = sweep.tick(), if self.connected => {
@@ -603,7 +641,8 @@ impl Task {
     }
 
     /// Queues the changes handed over in memory when they follow on from what is queued; reads
-    /// the store when memory cannot vouch for the order (a gap) or may lack rows.
+    /// the store when memory cannot vouch for the order or may lack rows. A gap (a change
+    /// committed earlier not handed over yet) is waited for up to [`GAP_WAIT`] first.
     async fn refill_fresh(&mut self) {
         if !self.connected {
             return;
@@ -614,19 +653,34 @@ impl Task {
                 if self.store_behind {
                     None
                 } else {
-                    fresh.take_after(self.window.cursor(), WINDOW)
+                    Some(fresh.take_after(self.window.cursor(), WINDOW))
                 }
             }
             Err(_) => None,
         };
         match run {
-            Some(items) => {
+            Some(Some(items)) => {
+                self.gap_deadline = None;
                 for Handed { item, envelope } in items {
                     self.window.advance(item.id);
                     self.queue_signed(&item, envelope);
                 }
             }
-            None => self.refill().await,
+            Some(None) => {
+                let now = tokio::time::Instant::now();
+                match self.gap_deadline {
+                    Some(deadline) if deadline <= now => {
+                        self.gap_deadline = None;
+                        self.refill().await;
+                    }
+                    Some(_) => {}
+                    None => self.gap_deadline = Some(now + GAP_WAIT),
+                }
+            }
+            None => {
+                self.gap_deadline = None;
+                self.refill().await;
+            }
         }
     }
 

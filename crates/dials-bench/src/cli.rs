@@ -42,6 +42,11 @@ pub enum Command {
     /// MQTT distribution with a Mosquitto of its own: PUT → subscriber latency, outbox drain
     /// after an outage, one update fanned out to many subscribers.
     Mqtt(MqttArgs),
+    /// One change to `global` taken by a fleet: services × instances simulated subscribers
+    /// (one MQTT connection each, subscribed as the client library is), each reporting the
+    /// global version it merged; what the manager sent, and the time to the last report
+    /// recorded.
+    Layers(LayersArgs),
     /// What secrets cost, side by side on one server: writes that keep or seal a secret
     /// against writes without one, and the service's own reads (secrets opened per read)
     /// against the cached, masked reads.
@@ -272,6 +277,21 @@ pub struct MqttArgs {
     /// Updates fanned out to all of them
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub fanout_updates: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct LayersArgs {
+    /// The `dials` binary to measure
+    #[arg(long, value_name = "PATH")]
+    pub binary: PathBuf,
+
+    /// Services whose schema takes a key from global
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub services: u32,
+
+    /// Simulated instances of each service (one MQTT connection each)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub instances: u32,
 }
 
 #[derive(Debug, Args)]

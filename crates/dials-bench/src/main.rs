@@ -16,6 +16,7 @@ mod floor;
 mod fsync;
 mod get;
 mod http;
+mod layers;
 mod mqtt;
 mod put;
 mod rss;
@@ -106,6 +107,18 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Compare(args) => compare::run(&args)?,
         Command::Client(args) => client::run(&args)?,
         Command::VersusEtcd(args) => versus::run(&args)?,
+        Command::Layers(args) => {
+            let options = layers::LayersOptions {
+                binary: args.binary,
+                services: args.services,
+                instances: args.instances,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(layers::run(&options))?;
+            print!("{}", layers::markdown(&report));
+        }
         Command::Mqtt(args) => {
             let options = mqtt::MqttOptionsArgs {
                 binary: args.binary,

@@ -138,7 +138,7 @@ async fn wait_port(port: u16) -> anyhow::Result<()> {
 }
 
 /// A `dials serve` publishing to `mqtt`.
-struct Dials {
+pub(crate) struct Dials {
     child: Child,
     base: String,
     token: String,
@@ -146,7 +146,7 @@ struct Dials {
 }
 
 impl Dials {
-    async fn start(binary: &Path, data_dir: &Path, mqtt: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn start(binary: &Path, data_dir: &Path, mqtt: &str) -> anyhow::Result<Self> {
         let log = std::fs::File::create(data_dir.with_extension("log"))?;
         let mut child = Command::new(binary)
             .args([
@@ -188,7 +188,57 @@ impl Dials {
         })
     }
 
-    async fn put(&self, service: &str, config: Value, create: bool) -> anyhow::Result<u64> {
+    /// `PUT …/schema` (admin).
+    pub(crate) async fn put_schema(&self, service: &str, schema: &Value) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .put(format!("{}/api/v1/services/{service}/schema", self.base))
+            .bearer_auth(&self.token)
+            .json(schema)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("PUT {service}'s schema answered {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// `PATCH …/config`; answers the new version.
+    pub(crate) async fn patch(&self, service: &str, patch: Value) -> anyhow::Result<u64> {
+        let r = self
+            .http
+            .patch(format!("{}/api/v1/services/{service}/config", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "config": patch }))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("PATCH {service} answered {}", r.status());
+        }
+        let body: Value = r.json().await?;
+        body["version"].as_u64().context("no version")
+    }
+
+    /// A GET of `path` (under the server's base URL) as JSON.
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("GET {path} answered {}", r.status());
+        }
+        Ok(r.json().await?)
+    }
+
+    pub(crate) async fn put(
+        &self,
+        service: &str,
+        config: Value,
+        create: bool,
+    ) -> anyhow::Result<u64> {
         let mut req = self
             .http
             .put(format!("{}/api/v1/services/{service}/config", self.base))
@@ -205,7 +255,7 @@ impl Dials {
         body["version"].as_u64().context("no version")
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),

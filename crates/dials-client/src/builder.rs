@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::client::{ConfigInfo, Origin, Shared};
-use crate::driver::{Driver, Mqtt, Report};
+use crate::driver::{Driver, LayerState, Mqtt, Report};
 use crate::layers::{EnvLookup, ServiceSchema};
 use crate::lkg::{self, LkgFile};
 use crate::manager::Manager;
@@ -401,7 +401,7 @@ where
             .connect_timeout(self.start_timeout)
             .build()
             .map_err(|e| setting("server", e.to_string()))?;
-        let manager = Manager::new(http, &server, &self.service, &token);
+        let manager = Manager::new(http, &server, &self.service, instance.as_str(), &token);
         let lkg = self.lkg_path.clone().map(|path| {
             let key = self
                 .lkg_key
@@ -420,6 +420,7 @@ where
             write_lkg,
             manager_ok,
             held,
+            layers,
         } = start;
         let schema_hash = schema.hash();
         tracing::info!(
@@ -438,6 +439,7 @@ where
                 info.version,
                 info.epoch,
                 config,
+                layers.lkg(&schema),
             )
             .await;
         }
@@ -493,6 +495,7 @@ where
             manager_ok,
             held,
             rotations_read_at: None,
+            layers,
         };
         let task = tokio::spawn(driver.run(mqtt, stop_rx, commands_rx));
         Ok(Client::from_parts(shared, stop_tx, commands_tx, task))
@@ -530,40 +533,72 @@ where
             manager.read_config(self.start_timeout).await
         };
         let mut rejected = None;
+        let takes_global = schema.takes_global();
         let manager_reason = match tokio::time::timeout(self.start_timeout, read).await {
-            Ok(Ok(response)) => match schema.resolve::<T>(&response.config, &self.env) {
-                Ok(resolved) => {
-                    crate::driver::warn_masked(&self.service, &resolved.masked);
-                    return Ok(Initial {
-                        value: resolved.value,
-                        info: ConfigInfo {
-                            version: response.version,
-                            epoch: Some(response.epoch),
-                            origin: Origin::Manager,
-                            overrides: resolved.overrides,
-                        },
-                        report: report(response.version, AppliedStatus::Applied, None),
-                        epoch: Some(response.epoch),
-                        seen: response.version,
-                        held: crate::layers::HeldSecrets::from_response(&response),
-                        write_lkg: Some(response.config),
-                        manager_ok: true,
+            Ok(Ok(read)) => {
+                let response = read.service;
+                let mut layers = LayerState {
+                    takes_global,
+                    service: response.config.clone(),
+                    ..LayerState::default()
+                };
+                if let Some(g) = read.global.filter(|_| takes_global) {
+                    layers.global_version = g.version;
+                    layers.global = g.config;
+                }
+                if let Some(i) = read.instance {
+                    layers.instance_version = i.version;
+                    if let Some(config) = &i.config {
+                        layers.instance_held =
+                            crate::layers::HeldSecrets::from_parts(&i.secrets, config);
+                    }
+                    layers.instance = i.config;
+                }
+                let merged = schema
+                    .merge(
+                        layers.global.as_ref(),
+                        &response.config,
+                        layers.instance.as_ref(),
+                    )
+                    .and_then(|(merged, applied)| {
+                        layers.applied = applied;
+                        schema.resolve::<T>(&merged, &self.env)
                     });
+                match merged {
+                    Ok(resolved) => {
+                        crate::driver::warn_masked(&self.service, &resolved.masked);
+                        return Ok(Initial {
+                            value: resolved.value,
+                            info: ConfigInfo {
+                                version: response.version,
+                                epoch: Some(response.epoch),
+                                origin: Origin::Manager,
+                                overrides: resolved.overrides,
+                            },
+                            report: report(response.version, AppliedStatus::Applied, None),
+                            epoch: Some(response.epoch),
+                            seen: response.version,
+                            held: crate::layers::HeldSecrets::from_response(&response),
+                            write_lkg: Some(response.config),
+                            manager_ok: true,
+                            layers,
+                        });
+                    }
+                    Err(reason) => {
+                        tracing::error!(
+                            service = %self.service,
+                            version = response.version,
+                            "the manager's config does not fit this service: {reason}"
+                        );
+                        let why = format!(
+                            "the manager's config version {} does not fit: {reason}",
+                            response.version
+                        );
+                        rejected = Some((response.version, response.epoch, reason));
+                        why
+                    }
                 }
-                Err(reason) => {
-                    tracing::error!(
-                        service = %self.service,
-                        version = response.version,
-                        "the manager's config does not fit this service: {reason}"
-                    );
-                    let why = format!(
-                        "the manager's config version {} does not fit: {reason}",
-                        response.version
-                    );
-                    rejected = Some((response.version, response.epoch, reason));
-                    why
-                }
-            },
+            }
             Ok(Err(e)) => format!("the manager at {} gave no config: {e}", manager.base()),
             Err(_) => format!(
                 "the manager at {} did not answer within {:?}",
@@ -592,41 +627,66 @@ where
         let lkg_reason = match lkg {
             None => "no last-known-good file is configured (.lkg_path)".to_owned(),
             Some(file) => match file.load(&self.service) {
-                Ok(l) => match schema.resolve::<T>(&l.config, &self.env) {
-                    Ok(resolved) => {
-                        tracing::info!(
-                            service = %self.service,
-                            version = l.version,
-                            path = %file.path().display(),
-                            "starting from the last-known-good file"
-                        );
-                        return Ok(Initial {
-                            value: resolved.value,
-                            info: ConfigInfo {
-                                version: l.version,
-                                epoch: l.epoch,
-                                origin: Origin::Lkg,
-                                overrides: resolved.overrides,
-                            },
-                            report: first_report
-                                .unwrap_or_else(|| report(l.version, AppliedStatus::Applied, None)),
-                            epoch: epoch_seen.or(l.epoch),
-                            seen: seen.max(l.version),
-                            write_lkg: None,
-                            manager_ok,
-                            held: Default::default(),
+                Ok(l) => {
+                    let mut layers = LayerState {
+                        takes_global,
+                        service: l.config.clone(),
+                        ..LayerState::default()
+                    };
+                    if let Some(kept) = &l.layers {
+                        if let Some(g) = kept.global.as_ref().filter(|_| takes_global) {
+                            layers.global_version = g.version;
+                            layers.global = Some(g.config.clone());
+                        }
+                        if let Some(i) = &kept.instance {
+                            layers.instance_version = i.version;
+                            layers.instance = Some(i.config.clone());
+                        }
+                    }
+                    let merged = schema
+                        .merge(layers.global.as_ref(), &l.config, layers.instance.as_ref())
+                        .and_then(|(merged, applied)| {
+                            layers.applied = applied;
+                            schema.resolve::<T>(&merged, &self.env)
                         });
+                    match merged {
+                        Ok(resolved) => {
+                            tracing::info!(
+                                service = %self.service,
+                                version = l.version,
+                                path = %file.path().display(),
+                                "starting from the last-known-good file"
+                            );
+                            return Ok(Initial {
+                                value: resolved.value,
+                                info: ConfigInfo {
+                                    version: l.version,
+                                    epoch: l.epoch,
+                                    origin: Origin::Lkg,
+                                    overrides: resolved.overrides,
+                                },
+                                report: first_report.unwrap_or_else(|| {
+                                    report(l.version, AppliedStatus::Applied, None)
+                                }),
+                                epoch: epoch_seen.or(l.epoch),
+                                seen: seen.max(l.version),
+                                write_lkg: None,
+                                manager_ok,
+                                held: Default::default(),
+                                layers,
+                            });
+                        }
+                        Err(reason) => {
+                            let why = format!(
+                                "the last-known-good file {} (version {}) does not fit: {reason}",
+                                file.path().display(),
+                                l.version
+                            );
+                            tracing::error!(service = %self.service, "{why}");
+                            why
+                        }
                     }
-                    Err(reason) => {
-                        let why = format!(
-                            "the last-known-good file {} (version {}) does not fit: {reason}",
-                            file.path().display(),
-                            l.version
-                        );
-                        tracing::error!(service = %self.service, "{why}");
-                        why
-                    }
-                },
+                }
                 Err(e) => {
                     if e.is_loud() {
                         tracing::error!(service = %self.service, "{e}");
@@ -670,6 +730,11 @@ where
             write_lkg: None,
             manager_ok,
             held: Default::default(),
+            layers: LayerState {
+                takes_global,
+                service: json!({}),
+                ..LayerState::default()
+            },
         })
     }
 }
@@ -689,6 +754,8 @@ struct Initial<T> {
     manager_ok: bool,
     /// The secret values the manager's answer held.
     held: crate::layers::HeldSecrets,
+    /// The layers besides the service's document the config was merged from.
+    layers: LayerState,
 }
 
 /// The host name, as an instance name.

@@ -5,13 +5,14 @@
 //! Everything that changes the config in force happens here, one thing at a time, so versions
 //! apply in order and a callback never runs twice at once.
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dials_wire::ConfigResponse;
 use dials_wire::EnvelopeError;
 use dials_wire::envelope::key_id as envelope_key_id;
+use dials_wire::lkg::{LkgLayer, LkgLayers};
 use dials_wire::mqtt::{
     AppliedReport, AppliedStatus, IgnoreReason, Receiver, RereadReason, UpdateVerdict, judge_update,
 };
@@ -31,7 +32,7 @@ use crate::Error;
 use crate::client::{Command, Origin, Shared, lock};
 use crate::layers::{EnvLookup, HeldSecrets, ServiceSchema, has_secret_placeholder};
 use crate::lkg::LkgFile;
-use crate::manager::Manager;
+use crate::manager::{LayerRead, Manager};
 use crate::mqtt::{AckOrder, Topics};
 use crate::reads::{Backoff, Reads};
 
@@ -108,13 +109,64 @@ pub(crate) struct Driver<T> {
     pub held: HeldSecrets,
     /// When the rotation statements were last read over REST.
     pub rotations_read_at: Option<Instant>,
+    /// The layers besides the service's document.
+    pub layers: LayerState,
+}
+
+/// The documents merged with the service's: `global` and the instance's override, each with
+/// the version held, and the service's document the config in force was merged from.
+#[derive(Debug, Default)]
+pub(crate) struct LayerState {
+    /// Whether the schema takes keys from `global` (else `global` is neither read nor heard).
+    pub takes_global: bool,
+    /// The service's document (secret values in), as last applied or tried.
+    pub service: Value,
+    /// `global`'s document, if any.
+    pub global: Option<Value>,
+    /// The version of `global` held (0: none heard).
+    pub global_version: u64,
+    /// The instance's override document (secret values in), if any.
+    pub instance: Option<Value>,
+    /// The version of the override held (0: none heard).
+    pub instance_version: u64,
+    /// The secret values of the override, as last read over REST.
+    pub instance_held: HeldSecrets,
+    /// The layer of each key of the config in force that comes from `global` or the
+    /// override.
+    pub applied: BTreeMap<String, String>,
+}
+
+impl LayerState {
+    /// The layers to keep in the LKG file, secret values left out.
+    pub fn lkg(&self, schema: &ServiceSchema) -> Option<LkgLayers> {
+        if self.global.is_none() && self.instance.is_none() {
+            return None;
+        }
+        Some(LkgLayers {
+            global: self.global.as_ref().map(|config| LkgLayer {
+                version: self.global_version,
+                config: schema.without_secrets(config),
+            }),
+            instance: self.instance.as_ref().map(|config| LkgLayer {
+                version: self.instance_version,
+                config: schema.without_secrets(config),
+            }),
+        })
+    }
+}
+
+/// Which layer an envelope belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LayerKind {
+    Global,
+    Instance,
 }
 
 /// Who waits for a REST read.
 type Waiter = oneshot::Sender<Result<(), Error>>;
 
 /// The channel on which finished REST reads come back to the loop.
-type ReadResults = mpsc::UnboundedSender<Result<ConfigResponse, String>>;
+type ReadResults = mpsc::UnboundedSender<Result<LayerRead, String>>;
 
 impl<T> Driver<T>
 where
@@ -171,6 +223,16 @@ where
                             if let Err(e) = m.client.try_subscribe(&m.topics.keys, QoS::AtLeastOnce) {
                                 tracing::warn!(error = %e, "cannot subscribe to signing-key rotations");
                             }
+                            if let Err(e) = m.client.try_subscribe(&m.topics.instance_override, QoS::AtLeastOnce) {
+                                tracing::warn!(error = %e, "cannot subscribe to this instance's overrides");
+                            }
+                            // One publish on `global` reaches every service that takes from
+                            // it; the others never hear of it.
+                            if self.layers.takes_global
+                                && let Err(e) = m.client.try_subscribe(&m.topics.global, QoS::AtLeastOnce)
+                            {
+                                tracing::warn!(error = %e, "cannot subscribe to global settings");
+                            }
                             self.report_pending = true;
                             // Whatever was missed while disconnected comes from REST.
                             if reads.want(None) {
@@ -178,12 +240,19 @@ where
                             }
                         }
                         Ok(Event::Incoming(Incoming::Publish(p))) => {
-                            if p.topic == m.topics.keys {
+                            let reread = if p.topic == m.topics.keys {
                                 self.on_rotation_chain(&p.payload);
-                            } else if p.topic == m.topics.updated
-                                && self.on_envelope(&p.payload).await
-                                && reads.want(None)
-                            {
+                                false
+                            } else if p.topic == m.topics.updated {
+                                self.on_envelope(&p.payload).await
+                            } else if p.topic == m.topics.instance_override {
+                                self.on_layer_envelope(LayerKind::Instance, &p.payload).await
+                            } else if self.layers.takes_global && p.topic == m.topics.global {
+                                self.on_layer_envelope(LayerKind::Global, &p.payload).await
+                            } else {
+                                false
+                            };
+                            if reread && reads.want(None) {
                                 self.start_read(&results_tx);
                             }
                             m.acks.received(p);
@@ -276,7 +345,7 @@ where
         &mut self,
         reads: &mut Reads<Waiter>,
         results: &ReadResults,
-        result: Result<ConfigResponse, String>,
+        result: Result<LayerRead, String>,
     ) {
         let answer = match result {
             Ok(response) => {
@@ -306,9 +375,47 @@ where
         }
     }
 
-    /// A config read over REST: applied if it is newer, or from another epoch.
-    async fn on_rest(&mut self, response: ConfigResponse) {
+    /// A config read over REST: applied if any layer of it is newer, or from another epoch.
+    async fn on_rest(&mut self, read: LayerRead) {
+        let LayerRead {
+            service: response,
+            global,
+            instance,
+        } = read;
         let same_epoch = self.epoch == Some(response.epoch);
+        let mut layer_changed = false;
+        if let Some(g) = global.filter(|g| {
+            self.layers.takes_global && (!same_epoch || g.version > self.layers.global_version)
+        }) {
+            self.layers.global_version = g.version;
+            self.layers.global = g.config;
+            layer_changed = true;
+        }
+        if let Some(i) =
+            instance.filter(|i| !same_epoch || i.version > self.layers.instance_version)
+        {
+            if i.config.as_ref().is_some_and(has_secret_placeholder) {
+                tracing::warn!(
+                    service = %self.shared.service,
+                    version = i.version,
+                    "the manager answered this instance's override with secret placeholders; not applied"
+                );
+            } else {
+                self.layers.instance_held = match &i.config {
+                    Some(config) => HeldSecrets::from_parts(&i.secrets, config),
+                    None => HeldSecrets::default(),
+                };
+                self.layers.instance_version = i.version;
+                self.layers.instance = i.config;
+                layer_changed = true;
+            }
+        }
+        if same_epoch && response.version <= self.seen && layer_changed {
+            // Only another layer is newer: merge it with the service's document in force.
+            let (version, config) = (self.seen, self.layers.service.clone());
+            self.apply(version, response.epoch, config).await;
+            return;
+        }
         if same_epoch && response.version <= self.seen {
             tracing::debug!(
                 service = %self.shared.service,
@@ -420,6 +527,89 @@ where
         false
     }
 
+    /// Checks an MQTT update of `global` or of this instance's override and merges it with the
+    /// service's document in force. Returns whether the layers must be re-read over REST.
+    async fn on_layer_envelope(&mut self, kind: LayerKind, payload: &[u8]) -> bool {
+        let service = self.shared.service.to_string();
+        let name = match kind {
+            LayerKind::Global => dials_domain::ServiceName::GLOBAL.to_owned(),
+            LayerKind::Instance => dials_domain::ServiceName::instance_layer(
+                &self.shared.service,
+                &self.shared.instance,
+            )
+            .to_string(),
+        };
+        let held = match kind {
+            LayerKind::Global => self.layers.global_version,
+            LayerKind::Instance => self.layers.instance_version,
+        };
+        let receiver = Receiver {
+            service: &name,
+            epoch: self.epoch,
+            version: held,
+            trusted: &self.keys,
+        };
+        let envelope = match judge_update(payload, &receiver, OffsetDateTime::now_utc()) {
+            UpdateVerdict::Apply(envelope) => envelope,
+            UpdateVerdict::Ignore(IgnoreReason::Deleted) => {
+                let had = match kind {
+                    LayerKind::Global => self.layers.global.take(),
+                    LayerKind::Instance => self.layers.instance.take(),
+                };
+                if had.is_some() && self.epoch.is_some() {
+                    tracing::info!(service, layer = %name, "a layer was removed; merging without it");
+                    let (version, epoch, config) =
+                        (self.seen, self.epoch, self.layers.service.clone());
+                    if let Some(epoch) = epoch {
+                        self.apply(version, epoch, config).await;
+                    }
+                }
+                return false;
+            }
+            UpdateVerdict::Ignore(IgnoreReason::Invalid(e)) => {
+                tracing::warn!(
+                    target: SECURITY, service, layer = %name, error = %e,
+                    "ignored an MQTT update of a layer that does not verify"
+                );
+                // A key this client does not trust yet is learnt through the service's own
+                // updates; a re-read brings the layer meanwhile.
+                return matches!(e, EnvelopeError::UnknownKey(_));
+            }
+            UpdateVerdict::Ignore(IgnoreReason::OtherService(claimed)) => {
+                tracing::warn!(
+                    target: SECURITY, service, layer = %name, claimed = %claimed,
+                    "ignored an MQTT update of a layer that names another document"
+                );
+                return false;
+            }
+            UpdateVerdict::Ignore(_) => return false,
+            UpdateVerdict::Reread(_) => return true,
+        };
+        let config = match kind {
+            LayerKind::Global => envelope.config,
+            LayerKind::Instance if has_secret_placeholder(&envelope.config) => {
+                match self.layers.instance_held.fill(&envelope.config) {
+                    Some(filled) => filled,
+                    None => return true,
+                }
+            }
+            LayerKind::Instance => envelope.config,
+        };
+        match kind {
+            LayerKind::Global => {
+                self.layers.global_version = envelope.version;
+                self.layers.global = Some(config);
+            }
+            LayerKind::Instance => {
+                self.layers.instance_version = envelope.version;
+                self.layers.instance = Some(config);
+            }
+        }
+        let (version, config) = (self.seen, self.layers.service.clone());
+        self.apply(version, envelope.epoch, config).await;
+        false
+    }
+
     /// The verdict on an MQTT update, under the keys trusted now.
     fn judge(&self, payload: &[u8]) -> UpdateVerdict {
         let receiver = Receiver {
@@ -500,13 +690,32 @@ where
         });
     }
 
-    /// Resolves, runs the callbacks, swaps the config in, reports, writes the LKG file.
+    /// Merges the service's document `config` with the other layers held, resolves, runs the
+    /// callbacks, swaps the config in, reports, writes the LKG file.
     async fn apply(&mut self, version: u64, epoch: Uuid, config: Value) {
         let service = self.shared.service.to_string();
         self.epoch = Some(epoch);
         self.seen = version;
+        self.layers.service = config.clone();
         let overrides = self.schema.active_overrides(&self.env);
-        let resolved = match self.schema.resolve::<T>(&config, &self.env) {
+        let merged = self
+            .schema
+            .merge(
+                self.layers
+                    .global
+                    .as_ref()
+                    .filter(|_| self.layers.takes_global),
+                &config,
+                self.layers.instance.as_ref(),
+            )
+            .and_then(|(merged, layers)| {
+                let resolved = self.schema.resolve::<T>(&merged, &self.env)?;
+                Ok((resolved, layers))
+            });
+        let resolved = match merged.map(|(resolved, layers)| {
+            self.layers.applied = layers;
+            resolved
+        }) {
             Ok(r) => r,
             Err(reason) => {
                 tracing::error!(service, version, "rejected config version: {reason}");
@@ -566,6 +775,7 @@ where
                 version,
                 Some(epoch),
                 config,
+                self.layers.lkg(&self.schema),
             )
             .await;
         }
@@ -585,6 +795,17 @@ where
             at: Some(OffsetDateTime::now_utc()),
             schema_hash: Some(self.shared.schema_hash.clone()),
             overrides: Some(report.overrides.clone()),
+            layers: Some(self.layers.applied.clone()),
+            global_version: self
+                .layers
+                .takes_global
+                .then_some(self.layers.global_version),
+            // 0 while no override is merged (none yet, or removed).
+            override_version: Some(if self.layers.instance.is_some() {
+                self.layers.instance_version
+            } else {
+                0
+            }),
         };
         let payload = wire.to_bytes();
         match m
@@ -611,6 +832,9 @@ pub(crate) fn offline_report<T>(shared: &Shared<T>) -> AppliedReport {
         at: None,
         schema_hash: None,
         overrides: None,
+        layers: None,
+        global_version: None,
+        override_version: None,
     }
 }
 
@@ -622,13 +846,14 @@ pub(crate) async fn write_lkg(
     version: u64,
     epoch: Option<Uuid>,
     config: Value,
+    layers: Option<LkgLayers>,
 ) {
     let config = schema.without_secrets(&config);
     let hash = schema.hash();
     let owned_service = service.to_owned();
     let path = file.path().display().to_string();
     let written = tokio::task::spawn_blocking(move || {
-        file.store(&owned_service, version, epoch, &hash, config)
+        file.store(&owned_service, version, epoch, &hash, config, layers)
     })
     .await;
     match written {

@@ -1,10 +1,13 @@
-//! From a document to the typed config: schema defaults, then the manager's document, then the
-//! environment (`x-env`), then validation against the derived schema and deserialization into
-//! the service's struct. Plain functions over values; no I/O except the injected env lookup.
+//! From documents to the typed config: schema defaults, then `global` (only the keys the schema
+//! takes from it, `x-global`), then the service's document, then the instance's override
+//! document (merged by `dials_schema::layers`, as the manager's effective view merges them),
+//! then the environment (`x-env`), then validation against the derived schema and
+//! deserialization into the service's struct. Plain functions over values; no I/O except the
+//! injected env lookup.
 
 use std::sync::Arc;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use dials_domain::{Document, KeyPath, Version, secret};
 use dials_schema::CompiledSchema;
@@ -86,6 +89,52 @@ impl ServiceSchema {
     /// Hex SHA-256 of the schema (keys sorted), the same hash the manager computes.
     pub fn hash(&self) -> String {
         self.compiled.hash()
+    }
+
+    /// Whether the schema takes any key from `global` (`x-global`).
+    pub fn takes_global(&self) -> bool {
+        !self.compiled.global_keys().is_empty()
+    }
+
+    /// Merges the layers: `global` (its keys named by `x-global`; secrets of `global` are never
+    /// delivered, so its placeholders and masks count as absent) < `service` < `instance`.
+    /// Answers the merged document (defaults not filled) and the layer of every key that
+    /// comes from `global` or `instance`, by JSON Pointer.
+    pub fn merge(
+        &self,
+        global: Option<&Value>,
+        service: &Value,
+        instance: Option<&Value>,
+    ) -> Result<(Value, BTreeMap<String, String>), String> {
+        let as_doc = |v: &Value| Document::from_value(v.clone()).map_err(|e| e.to_string());
+        let global = match global {
+            Some(g) => {
+                let mut g = g.clone();
+                strip_placeholders(&mut g);
+                strip_masks(&mut g);
+                Some(as_doc(&g)?)
+            }
+            None => None,
+        };
+        let service = as_doc(service)?;
+        let instance = instance.map(as_doc).transpose()?;
+        let merged = self.compiled.merge_layers(dials_schema::Layers {
+            global: global.as_ref(),
+            service: Some(&service),
+            instance: instance.as_ref(),
+        });
+        let layers = merged
+            .sources
+            .iter()
+            .filter(|(_, l)| {
+                matches!(
+                    l,
+                    dials_schema::Layer::Global | dials_schema::Layer::Instance
+                )
+            })
+            .map(|(k, l)| (k.to_string(), l.as_str().to_owned()))
+            .collect();
+        Ok((merged.document.into_value(), layers))
     }
 
     /// The keys the environment overrides right now.
@@ -194,12 +243,17 @@ impl HeldSecrets {
     /// The secrets of a config read over REST: each key the manager lists with its version,
     /// valued as the config has it (a masked value is not a value, and is not kept).
     pub fn from_response(response: &dials_wire::ConfigResponse) -> Self {
+        Self::from_parts(&response.secrets, &response.config)
+    }
+
+    /// The secrets of one document read over REST, given the versions the manager lists.
+    pub fn from_parts(secrets: &BTreeMap<String, u64>, config: &Value) -> Self {
         let mut held = HashMap::new();
-        for (key, version) in &response.secrets {
+        for (key, version) in secrets {
             let Ok(key) = KeyPath::parse(key) else {
                 continue;
             };
-            match key.lookup(&response.config) {
+            match key.lookup(config) {
                 Some(Value::String(s)) if s == dials_wire::SECRET_MASK => {}
                 Some(value) => {
                     held.insert((key, Version(*version)), value.clone());
@@ -232,6 +286,14 @@ pub(crate) fn has_secret_placeholder(value: &Value) -> bool {
         }
         Value::Array(items) => items.iter().any(has_secret_placeholder),
         _ => false,
+    }
+}
+
+/// Removes every value that is the manager's mask.
+fn strip_masks(value: &mut Value) {
+    if let Value::Object(map) = value {
+        map.retain(|_, v| v.as_str() != Some(dials_wire::SECRET_MASK));
+        map.values_mut().for_each(strip_masks);
     }
 }
 

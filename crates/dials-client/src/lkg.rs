@@ -35,6 +35,8 @@ pub(crate) struct Lkg {
     pub version: u64,
     pub epoch: Option<Uuid>,
     pub config: Value,
+    /// `global` and the instance's override, when the config was merged from them.
+    pub layers: Option<dials_wire::lkg::LkgLayers>,
 }
 
 /// Why an LKG file was not used.
@@ -93,6 +95,7 @@ impl LkgFile {
             version: contents.version,
             epoch: contents.epoch,
             config: contents.config,
+            layers: contents.layers,
         })
     }
 
@@ -104,6 +107,7 @@ impl LkgFile {
         epoch: Option<Uuid>,
         schema_hash: &str,
         config: Value,
+        layers: Option<dials_wire::lkg::LkgLayers>,
     ) -> Result<(), String> {
         let contents = LkgContents {
             format: FORMAT,
@@ -115,6 +119,7 @@ impl LkgFile {
                 .format(&Rfc3339)
                 .map_err(|e| e.to_string())?,
             config,
+            layers,
         };
         let bytes = contents.seal(&self.key).map_err(|e| e.to_string())?;
 
@@ -156,7 +161,7 @@ mod tests {
         let f = file(dir.path(), b"k");
         assert!(matches!(f.load("svc"), Err(LkgError::Missing(_))));
         let epoch = Uuid::new_v4();
-        f.store("svc", 3, Some(epoch), "h", json!({"a": 1}))
+        f.store("svc", 3, Some(epoch), "h", json!({"a": 1}), None)
             .unwrap();
         let lkg = f.load("svc").unwrap();
         assert_eq!(
@@ -174,7 +179,7 @@ mod tests {
     fn a_tampered_foreign_or_garbled_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let f = file(dir.path(), b"k");
-        f.store("svc", 3, None, "h", json!({"a": 1})).unwrap();
+        f.store("svc", 3, None, "h", json!({"a": 1}), None).unwrap();
         let text = std::fs::read_to_string(f.path()).unwrap();
 
         std::fs::write(f.path(), text.replace("\"a\":1", "\"a\":2")).unwrap();

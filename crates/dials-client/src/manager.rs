@@ -1,5 +1,7 @@
-//! The manager's REST API, as far as a service needs it: register the schema, read the config,
-//! read the signing-key rotation statements.
+//! The manager's REST API, as far as a service needs it: register the schema, read the config
+//! (every layer of this instance in one call, `…/instances/{instance}/effective`; a manager
+//! from before layers answers the service's document only), read the signing-key rotation
+//! statements.
 
 use std::time::Duration;
 
@@ -13,7 +15,30 @@ pub(crate) struct Manager {
     http: reqwest::Client,
     base: String,
     service: String,
+    instance: String,
     token: String,
+}
+
+/// One layer besides the service's document, as read over REST.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerDoc {
+    /// The document's version (0: never written; a removed document keeps its last version).
+    pub version: u64,
+    /// The document, `None` when there is none (never written, or removed).
+    pub config: Option<Value>,
+    /// The version of each secret it sets, by key.
+    pub secrets: std::collections::BTreeMap<String, u64>,
+}
+
+/// Everything a read over REST brings: the service's document as `GET …/config` answers it
+/// (without defaults when the manager knows layers), and the other layers.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerRead {
+    pub service: ConfigResponse,
+    /// `global`, when the schema takes keys from it (and the manager knows layers).
+    pub global: Option<LayerDoc>,
+    /// The instance's override (when the manager knows layers).
+    pub instance: Option<LayerDoc>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -26,11 +51,18 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
-    pub fn new(http: reqwest::Client, base: &str, service: &str, token: &str) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        base: &str,
+        service: &str,
+        instance: &str,
+        token: &str,
+    ) -> Self {
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             service: service.to_owned(),
+            instance: instance.to_owned(),
             token: token.to_owned(),
         }
     }
@@ -60,8 +92,68 @@ impl Manager {
         Err(problem(response).await)
     }
 
+    /// Every layer of this instance: `GET …/instances/{instance}/effective` (its `documents`,
+    /// secrets in clear for the service's own token), or, from a manager that does not know
+    /// layers (404 there, but the service exists), `GET …/config`.
+    pub async fn read_config(&self, timeout: Duration) -> Result<LayerRead, String> {
+        let instance = utf8_percent_encode(&self.instance);
+        let response = self
+            .http
+            .get(self.url(&format!("instances/{instance}/effective")))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        if response.status() == StatusCode::NOT_FOUND {
+            let service = self.read_service(timeout).await?;
+            return Ok(LayerRead {
+                service,
+                global: None,
+                instance: None,
+            });
+        }
+        if !response.status().is_success() {
+            return Err(problem(response).await);
+        }
+        let effective: dials_wire::EffectiveResponse = response
+            .json()
+            .await
+            .map_err(|e| format!("the manager's answer is not an effective config: {e}"))?;
+        if effective.service != self.service || effective.instance != self.instance {
+            return Err(format!(
+                "the manager answered with the config of {:?} instance {:?}",
+                effective.service, effective.instance
+            ));
+        }
+        let documents = effective.documents;
+        let versions = effective.versions;
+        Ok(LayerRead {
+            service: ConfigResponse {
+                service: effective.service,
+                version: versions.service,
+                revision: 0,
+                epoch: effective.epoch,
+                updated_at: None,
+                updated_by: None,
+                config: documents.service,
+                secrets: documents.service_secrets,
+            },
+            global: versions.global.map(|version| LayerDoc {
+                version,
+                config: documents.global,
+                secrets: Default::default(),
+            }),
+            instance: Some(LayerDoc {
+                version: versions.instance,
+                config: documents.instance,
+                secrets: documents.instance_secrets,
+            }),
+        })
+    }
+
     /// `GET …/config`.
-    pub async fn read_config(&self, timeout: Duration) -> Result<ConfigResponse, String> {
+    async fn read_service(&self, timeout: Duration) -> Result<ConfigResponse, String> {
         let response = self
             .http
             .get(self.url("config"))
@@ -111,6 +203,21 @@ impl Manager {
             .map_err(|e| format!("the manager's answer is not its keys: {e}"))?;
         Ok(dials_wire::rotation::rotations_of(&keys))
     }
+}
+
+/// An instance name as one URL path segment: every byte outside the unreserved set
+/// percent-encoded (instance names may hold spaces, `?`, `%`, non-ASCII letters…).
+fn utf8_percent_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// A transport error as a short sentence (reqwest's Display hides the cause).

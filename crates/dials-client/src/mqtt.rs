@@ -39,6 +39,10 @@ pub(crate) fn options(broker: &BrokerUrl, client_id: String, ca_pem: Option<&[u8
 #[derive(Debug, Clone)]
 pub(crate) struct Topics {
     pub updated: String,
+    /// `global`'s envelopes (subscribed only when the schema takes keys from global).
+    pub global: String,
+    /// This instance's override envelopes.
+    pub instance_override: String,
     pub applied: String,
     /// The manager's retained chain of signing-key rotation statements.
     pub keys: String,
@@ -49,6 +53,8 @@ impl Topics {
         let topics = dials_wire::mqtt::Topics::new(prefix);
         Self {
             updated: topics.updated(service),
+            global: topics.updated(dials_domain::ServiceName::GLOBAL),
+            instance_override: topics.instance_override(service, instance),
             applied: topics.applied(service, instance),
             keys: topics.keys(),
         }

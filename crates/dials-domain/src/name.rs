@@ -52,6 +52,41 @@ impl ServiceName {
     pub fn is_global(&self) -> bool {
         self.0 == Self::GLOBAL
     }
+
+    /// The internal id under which the store keeps the override document of one instance of
+    /// `service`: `{service}/{instance}`. No service name can take it (`/` is not allowed in
+    /// one, nor in an instance name, so the split is unambiguous), and [`ServiceName::parse`]
+    /// refuses it, so no request path or body can name it as a service.
+    pub fn instance_layer(service: &ServiceName, instance: &InstanceName) -> Self {
+        Self(format!("{}/{}", service.0, instance.as_str()))
+    }
+
+    /// Reads a name as the store keeps it: a service name, or the id of an instance override
+    /// ([`ServiceName::instance_layer`]).
+    pub fn parse_stored(input: &str) -> Result<Self, DomainError> {
+        match input.split_once('/') {
+            None => Self::parse(input),
+            Some((service, instance)) => {
+                let service = Self::parse(service)?;
+                let instance =
+                    InstanceName::parse(instance).map_err(|e| DomainError::InvalidServiceName {
+                        name: input.to_owned(),
+                        reason: e.reason,
+                    })?;
+                Ok(Self::instance_layer(&service, &instance))
+            }
+        }
+    }
+
+    /// Service and instance of an instance override's id; `None` for a service.
+    pub fn instance_layer_parts(&self) -> Option<(&str, &str)> {
+        self.0.split_once('/')
+    }
+
+    /// Whether this is the id of an instance override rather than a service.
+    pub fn is_instance_layer(&self) -> bool {
+        self.0.contains('/')
+    }
 }
 
 impl fmt::Display for ServiceName {
@@ -107,6 +142,22 @@ mod tests {
                 ServiceName::parse(bad).is_err(),
                 "{bad:?} should be rejected"
             );
+        }
+    }
+
+    #[test]
+    fn an_instance_layer_id_is_no_service_name_and_reads_back_from_the_store() {
+        let service = ServiceName::parse("echo").unwrap();
+        let instance = InstanceName::parse("Kitchen.Pi_2").unwrap();
+        let id = ServiceName::instance_layer(&service, &instance);
+        assert_eq!(id.as_str(), "echo/Kitchen.Pi_2");
+        assert!(id.is_instance_layer() && !service.is_instance_layer());
+        assert_eq!(id.instance_layer_parts(), Some(("echo", "Kitchen.Pi_2")));
+        assert!(ServiceName::parse(id.as_str()).is_err());
+        assert_eq!(ServiceName::parse_stored(id.as_str()).unwrap(), id);
+        assert_eq!(ServiceName::parse_stored("echo").unwrap(), service);
+        for bad in ["Echo/a", "echo/", "echo/a/b", "echo/a+b"] {
+            assert!(ServiceName::parse_stored(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -730,7 +730,7 @@ impl Task {
             // An empty retained message removes the retained envelope of a deleted service.
             (None, _) => Vec::new(),
         };
-        let topic = self.config.topics.updated(service);
+        let topic = self.config.topics.envelope(service);
         let version = item.document.as_ref().map(|_| item.version.0);
         self.retained.published(&topic, &payload, version);
         self.window.push_back(Msg {
@@ -812,7 +812,7 @@ impl Task {
                 },
                 None => Vec::new(),
             };
-            let topic = self.config.topics.updated(service.name.as_str());
+            let topic = self.config.topics.envelope(service.name.as_str());
             let version = service.document.as_ref().map(|_| service.version.0);
             self.retained.published(&topic, &payload, version);
             self.window.push_back(Msg {
@@ -1058,6 +1058,28 @@ fn drive(mut eventloop: EventLoop) -> (Events, JoinHandle<()>) {
     (rx, task)
 }
 
+/// What the store keeps in an instance's `overrides`: the list of keys its environment
+/// overrides, as reported; or, when the report also names layers (keys from `global` or the
+/// instance's override document) or their versions, one object holding all of it:
+/// `{"env": [...], "layers": {...}, "global_version": n, "override_version": m}`.
+fn report_overrides(
+    env: Option<Vec<String>>,
+    layers: Option<std::collections::BTreeMap<String, String>>,
+    global_version: Option<u64>,
+    override_version: Option<u64>,
+) -> Option<Value> {
+    let env = env.map(|keys| Value::Array(keys.into_iter().map(Value::String).collect()));
+    if layers.is_none() && global_version.is_none() && override_version.is_none() {
+        return env;
+    }
+    Some(serde_json::json!({
+        "env": env.unwrap_or(Value::Array(Vec::new())),
+        "layers": layers.unwrap_or_default(),
+        "global_version": global_version,
+        "override_version": override_version,
+    }))
+}
+
 /// A checked applied report as the store records it; `now` stands in for a missing `at`.
 fn to_record(report: AppliedReport, now: OffsetDateTime) -> dials_store::InstanceReport {
     dials_store::InstanceReport {
@@ -1067,9 +1089,12 @@ fn to_record(report: AppliedReport, now: OffsetDateTime) -> dials_store::Instanc
         status: report.status.as_str().to_owned(),
         error: report.error,
         schema_hash: report.schema_hash,
-        overrides: report
-            .overrides
-            .map(|keys| Value::Array(keys.into_iter().map(Value::String).collect())),
+        overrides: report_overrides(
+            report.overrides,
+            report.layers,
+            report.global_version,
+            report.override_version,
+        ),
         reported_at: report.at.unwrap_or(now),
         received_at: now,
     }

@@ -87,6 +87,11 @@ pub struct Setting {
     pub restart_required: bool,
     /// `x-env`: the environment variable that overrides this key in the client.
     pub env: Option<String>,
+    /// `x-global`: the key (JSON Pointer) of the `global` document this key takes its value
+    /// from when the service's own document does not set it. `x-global: true` names the same
+    /// pointer as the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<KeyPath>,
     /// Whether the enclosing object lists the key in `required`.
     pub required: bool,
     /// The value used when a document lacks the key: the key's own `default`, else its entry
@@ -201,6 +206,15 @@ fn walk(
             .as_ref()
             .or_else(|| inherited.default.and_then(|d| d.get(name)));
         let annotations = annotate(&child, &child_key, inherited, default)?;
+        let global = global_source(&child, &child_key)?;
+        if global.is_some() && child.is_container() {
+            return Err(SchemaError::InvalidAnnotation {
+                key: child_key.to_string(),
+                message: "x-global belongs on a leaf key, not on an object: annotate each key \
+                          the service takes from global"
+                    .into(),
+            });
+        }
         let nullable = child.nullable || (child.get("type").is_some() && child.allows_type("null"));
         let object = if child.is_container() {
             let mut child_open = open.to_vec();
@@ -214,12 +228,9 @@ fn walk(
                 settings,
             )?)
         } else {
-            settings.push(setting(
-                &child,
-                child_key,
-                annotations,
-                required.contains(name),
-            ));
+            let mut one = setting(&child, child_key, annotations, required.contains(name));
+            one.global = global;
+            settings.push(one);
             None
         };
         shape.properties.push(PropertyShape {
@@ -230,6 +241,44 @@ fn walk(
         });
     }
     Ok(shape)
+}
+
+/// The key of `global` that `x-global` at `key` names: a JSON Pointer string (not the root),
+/// `true` for the key's own pointer, `false` or absent for none.
+fn global_source(view: &View, key: &KeyPath) -> Result<Option<KeyPath>, SchemaError> {
+    let invalid = |message: String| SchemaError::InvalidAnnotation {
+        key: key.to_string(),
+        message,
+    };
+    match view.get("x-global") {
+        None | Some(Value::Bool(false)) => Ok(None),
+        Some(Value::Bool(true)) => Ok(Some(key.clone())),
+        Some(Value::String(pointer)) if !pointer.is_empty() && !pointer.starts_with('/') => {
+            Err(invalid(format!(
+                "x-global must be a JSON Pointer into the global document, starting with '/' \
+                 (\"/{pointer}\"), or true (got {pointer:?})"
+            )))
+        }
+        Some(Value::String(pointer)) => {
+            let parsed = KeyPath::parse(pointer).map_err(|e| {
+                invalid(format!(
+                    "x-global must be a JSON Pointer into the global document such as \
+                     \"/mqtt/host\", or true (got {pointer:?}: {e})"
+                ))
+            })?;
+            if parsed.as_str().is_empty() {
+                return Err(invalid(
+                    "x-global must name a key of the global document (\"/log/level\"), not \
+                     the whole document (\"\")"
+                        .into(),
+                ));
+            }
+            Ok(Some(parsed))
+        }
+        Some(other) => Err(invalid(format!(
+            "x-global must be a JSON Pointer string such as \"/mqtt/host\", or true (got {other})"
+        ))),
+    }
 }
 
 /// The annotations in force at `key`: the view's own, combined with its parent's.
@@ -303,6 +352,7 @@ fn setting(view: &View, key: KeyPath, annotations: Inherited<'_>, required: bool
         secret: annotations.secret,
         restart_required: annotations.restart_required,
         env: text("x-env"),
+        global: None,
         required,
         default: annotations.default.cloned(),
         enum_values,
@@ -537,6 +587,10 @@ mod tests {
             ("x-complexity", json!("expert")),
             ("x-env", json!(["A"])),
             ("x-help", json!(false)),
+            ("x-global", json!("mqtt/host")),
+            ("x-global", json!("")),
+            ("x-global", json!("/a~2")),
+            ("x-global", json!(3)),
         ] {
             let schema =
                 json!({"properties": {"mqtt": {"properties": {"k": {annotation: value}}}}});

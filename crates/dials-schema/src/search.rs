@@ -453,6 +453,7 @@ mod tests {
             secret: true,
             restart_required: false,
             env: None,
+            global: None,
             required: false,
             default: Some(json!("")),
             enum_values: None,

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "secrets", description = "Secret values: set, remove, reveal; last-known-good keys"),
         (name = "profiles", description = "Named snapshots of services, applied atomically"),
         (name = "transfer", description = "Export and import of every service, schema and profile"),
+        (name = "layers", description = "Instance override documents and each instance's effective config"),
     )
 )]
 pub struct ApiDoc;

@@ -133,6 +133,7 @@ pub async fn search_index(state: &AppState) -> Result<Arc<SearchIndex>, ApiError
     let services = state.store.services().await?;
     let mut documents: HashMap<ServiceName, Document> = services
         .into_iter()
+        .filter(|s| !s.name.is_instance_layer())
         .filter_map(|s| s.document.map(|d| (s.name, d)))
         .collect();
     let mut items = Vec::new();

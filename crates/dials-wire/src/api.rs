@@ -417,12 +417,114 @@ pub struct InstanceInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
     pub overrides: Option<Value>,
+    /// Keys whose value came from a layer other than the service's document or the schema's
+    /// defaults (`global`, `instance`), as the instance reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<BTreeMap<String, String>>,
+    /// The version of `global` it applied, if it takes keys from global.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_version: Option<u64>,
+    /// The version of its override document it applied (0: none), if it reported one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_version: Option<u64>,
     /// The instance's own time of the report.
     #[serde(with = "time::serde::rfc3339")]
     pub reported_at: OffsetDateTime,
     /// When the manager received it.
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+}
+
+/// `GET /api/v1/services/{s}/instances/{i}/config`, and the answer to every write of it: one
+/// instance's override document, a partial document merged over the service's.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InstanceConfigResponse {
+    /// The service name.
+    pub service: String,
+    /// The instance name.
+    pub instance: String,
+    /// The override document's own version (its versions count apart from the service's).
+    pub version: u64,
+    /// The global revision of the change that produced this version.
+    pub revision: u64,
+    /// The database's epoch.
+    pub epoch: Uuid,
+    /// When this version was written.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub updated_at: Option<OffsetDateTime>,
+    /// Who wrote it.
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    /// The override document, as written (no defaults filled). Secrets show as `"********"`,
+    /// except to the service's own token.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// The version of each secret set in the override, by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, u64>,
+}
+
+/// The version of each layer an effective config was merged from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LayerVersions {
+    /// The service document's version (0: none).
+    pub service: u64,
+    /// The `global` document's version, when the schema takes keys from global.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<u64>,
+    /// The instance override's version: 0 when it never had one; a removed override keeps
+    /// the version of its removal (`documents.instance` is then absent).
+    pub instance: u64,
+}
+
+/// The documents of the layers of one instance (see [`EffectiveResponse`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct LayerDocuments {
+    /// The service's document (`{}` when it has none).
+    #[schema(value_type = Object)]
+    pub service: Value,
+    /// The version of each secret set in the service's document, by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_secrets: BTreeMap<String, u64>,
+    /// The `global` document, when the schema takes keys from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub global: Option<Value>,
+    /// The instance's override document, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub instance: Option<Value>,
+    /// The version of each secret set in the override document, by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instance_secrets: BTreeMap<String, u64>,
+}
+
+/// `GET /api/v1/services/{s}/instances/{i}/effective`: what one instance runs with, merged
+/// from its layers (schema defaults < global < service < instance), with each key's layer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EffectiveResponse {
+    /// The service name.
+    pub service: String,
+    /// The instance name.
+    pub instance: String,
+    /// The database's epoch.
+    pub epoch: Uuid,
+    /// The merged document, defaults filled. Secrets show as `"********"`.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// The layer of every key: `default`, `global`, `service`, `instance`, or `env` for the
+    /// keys the instance's last report says its environment overrides (their values are only
+    /// known to the instance; `config` shows the manager's).
+    pub layers: BTreeMap<String, String>,
+    /// The version of each layer merged.
+    pub versions: LayerVersions,
+    /// Each layer's document as stored (no defaults), for a client that merges them itself
+    /// when one of them changes. Secrets masked, except the service's and the instance's to
+    /// the service's own token; `global`'s stay masked for every reader.
+    pub documents: LayerDocuments,
+    /// The instance's last report, if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<InstanceInfo>,
 }
 
 /// `GET /api/v1/services/{s}/instances`.

@@ -8,6 +8,12 @@
 //! `config` is the manager's document without the values of `x-secret` keys; `epoch` is a UUID
 //! or `null`; `written_at` is RFC 3339 UTC; `mac` is lowercase hex HMAC-SHA256 over the RFC 8785
 //! canonical form of the object without `mac`. Unknown fields make the file invalid.
+//!
+//! A client whose config is made of more layers than the service's document adds `layers`:
+//! `{"global": {"version", "config"}?, "instance": {"version", "config"}?}`, the `global`
+//! document and the instance's override document it merged (secret values left out), under
+//! the same MAC. A file without `layers` (every file written before layers existed) reads as
+//! it always did.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -37,6 +43,31 @@ pub struct LkgContents {
     pub written_at: String,
     /// The manager's document, without secret values.
     pub config: Value,
+    /// The other layers merged with `config`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<LkgLayers>,
+}
+
+/// The layers besides the service's document that an LKG file keeps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LkgLayers {
+    /// The `global` document (only read for the keys the schema takes from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<LkgLayer>,
+    /// The instance's override document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<LkgLayer>,
+}
+
+/// One layer's document and version in an LKG file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LkgLayer {
+    /// The document's version.
+    pub version: u64,
+    /// The document, without secret values.
+    pub config: Value,
 }
 
 /// The file as stored: the contents and their MAC. (Not `#[serde(flatten)]`: it does not mix
@@ -51,6 +82,8 @@ struct Signed {
     schema_hash: String,
     written_at: String,
     config: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layers: Option<LkgLayers>,
     #[serde(default)]
     mac: String,
 }
@@ -128,6 +161,7 @@ impl LkgContents {
             schema_hash: c.schema_hash,
             written_at: c.written_at,
             config: c.config,
+            layers: c.layers,
             mac,
         };
         let mut bytes =
@@ -149,6 +183,7 @@ impl LkgContents {
             schema_hash: signed.schema_hash,
             written_at: signed.written_at,
             config: signed.config,
+            layers: signed.layers,
         };
         if contents.format != FORMAT {
             return Err(LkgError::UnknownFormat(contents.format));
@@ -182,7 +217,35 @@ mod tests {
             schema_hash: "h".into(),
             written_at: "2026-11-22T10:00:00Z".into(),
             config: json!({"a": 1}),
+            layers: None,
         }
+    }
+
+    #[test]
+    fn layers_are_kept_under_the_mac() {
+        let mut contents = sample();
+        contents.layers = Some(LkgLayers {
+            global: Some(LkgLayer {
+                version: 4,
+                config: json!({"log": {"level": "debug"}}),
+            }),
+            instance: Some(LkgLayer {
+                version: 2,
+                config: json!({"gain": 3}),
+            }),
+        });
+        let text = String::from_utf8(contents.seal(b"k").unwrap()).unwrap();
+        assert_eq!(
+            LkgContents::open(text.as_bytes(), b"k", "svc").unwrap(),
+            contents
+        );
+        let altered = text.replace("\"gain\":3", "\"gain\":4");
+        assert_eq!(
+            LkgContents::open(altered.as_bytes(), b"k", "svc")
+                .unwrap_err()
+                .code(),
+            "bad_mac"
+        );
     }
 
     #[test]

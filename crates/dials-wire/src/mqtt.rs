@@ -6,6 +6,7 @@
 //! | topic (after the prefix) | from | payload |
 //! |---|---|---|
 //! | `config/updated/{service}` | manager | [`crate::Envelope`], retained |
+//! | `config/override/{service}/{instance}` | manager | [`crate::Envelope`] of the instance's override (`service`: `{service}/{instance}`), retained |
 //! | `config/applied/{service}/{instance}` | client | [`AppliedReport`], retained |
 //! | `system/health/config-manager` | manager | [`Health`], retained, also the last will |
 //! | `config/keys` | manager | [`crate::rotation::RotationChain`], retained |
@@ -46,6 +47,23 @@ impl Topics {
     /// `config/updated/{service}`: the retained signed envelope of a service.
     pub fn updated(&self, service: &str) -> String {
         format!("{}config/updated/{service}", self.prefix)
+    }
+
+    /// `config/override/{service}/{instance}`: the retained signed envelope of one instance's
+    /// override document. Its `service` member is `{service}/{instance}`, so the signature
+    /// binds the instance too.
+    pub fn instance_override(&self, service: &str, instance: &str) -> String {
+        format!("{}config/override/{service}/{instance}", self.prefix)
+    }
+
+    /// The topic of the envelope the manager publishes for a stored document: a service's
+    /// `config/updated/{service}`, or for an instance override's id (`{service}/{instance}`)
+    /// `config/override/{service}/{instance}`.
+    pub fn envelope(&self, name: &str) -> String {
+        match name.split_once('/') {
+            Some((service, instance)) => self.instance_override(service, instance),
+            None => self.updated(name),
+        }
     }
 
     /// `config/applied/{service}/{instance}`: the retained report of one instance.
@@ -178,6 +196,16 @@ pub struct AppliedReport {
     /// The keys the instance's environment overrides (JSON Pointers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overrides: Option<Vec<String>>,
+    /// The keys whose value comes from a layer other than the service's own document or the
+    /// schema's defaults: `{"/mqtt/host": "global", "/mic/gain": "instance"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<std::collections::BTreeMap<String, String>>,
+    /// The version of `global` the instance applied (when its schema takes keys from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global_version: Option<u64>,
+    /// The version of its override document the instance applied (0: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub override_version: Option<u64>,
 }
 
 /// Why a received applied report was refused. [`ReportError::code`] is stable.
@@ -204,6 +232,9 @@ pub enum ReportError {
     /// `overrides` that is not a list of strings.
     #[error("overrides must be a list of keys")]
     BadOverrides,
+    /// `layers` that is not an object of strings.
+    #[error("layers must be an object of key to layer name")]
+    BadLayers,
 }
 
 impl ReportError {
@@ -217,6 +248,7 @@ impl ReportError {
             ReportError::UnknownStatus(_) => "unknown_status",
             ReportError::SchemaHashTooLong => "schema_hash_too_long",
             ReportError::BadOverrides => "bad_overrides",
+            ReportError::BadLayers => "bad_layers",
         }
     }
 }
@@ -239,6 +271,12 @@ impl AppliedReport {
             schema_hash: Option<String>,
             #[serde(default)]
             overrides: Option<serde_json::Value>,
+            #[serde(default)]
+            layers: Option<serde_json::Value>,
+            #[serde(default)]
+            global_version: Option<u64>,
+            #[serde(default)]
+            override_version: Option<u64>,
         }
         if payload.len() > MAX_REPORT_BYTES {
             return Err(ReportError::TooLarge);
@@ -264,6 +302,10 @@ impl AppliedReport {
                 Some(serde_json::from_value(value).map_err(|_| ReportError::BadOverrides)?)
             }
         };
+        let layers = match body.layers {
+            None => None,
+            Some(value) => Some(serde_json::from_value(value).map_err(|_| ReportError::BadLayers)?),
+        };
         Ok(Self {
             service,
             instance,
@@ -275,6 +317,9 @@ impl AppliedReport {
             at: body.at,
             schema_hash: body.schema_hash,
             overrides,
+            layers,
+            global_version: body.global_version,
+            override_version: body.override_version,
         })
     }
 
@@ -690,6 +735,9 @@ mod tests {
             at: Some(datetime!(2026-11-22 10:00 UTC)),
             schema_hash: Some("ab".into()),
             overrides: Some(vec!["/voice".into()]),
+            layers: None,
+            global_version: None,
+            override_version: None,
         };
         let bytes = report.to_bytes();
         assert_eq!(

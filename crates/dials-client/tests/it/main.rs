@@ -13,6 +13,7 @@ mod boundaries;
 mod demo;
 mod envelopes;
 mod homeassistant;
+mod layers;
 mod live;
 mod presence;
 mod rotation;

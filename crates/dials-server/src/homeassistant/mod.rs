@@ -255,7 +255,7 @@ impl Bridge {
         match self.state.store.services().await {
             Ok(all) => names.extend(
                 all.into_iter()
-                    .filter(|s| s.document.is_some())
+                    .filter(|s| s.document.is_some() && !s.name.is_instance_layer())
                     .map(|s| s.name.to_string()),
             ),
             Err(e) => {

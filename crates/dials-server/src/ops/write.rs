@@ -105,7 +105,7 @@ impl Preconditions {
             || matches!(self.if_match, Some(IfMatch::Versions(_) | IfMatch::Weak(_)))
     }
 
-    fn check(&self, current: Version, live: bool) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, current: Version, live: bool) -> Result<(), ApiError> {
         match &self.if_match {
             Some(IfMatch::Versions(tags)) if !tags.contains(&current) => {
                 let asked: Vec<String> = tags.iter().map(|v| format!("\"{v}\"")).collect();
@@ -597,7 +597,7 @@ pub fn now() -> OffsetDateTime {
 
 /// What restoring a stored version writes: its secrets opened, and where it holds the mask (a
 /// value redacted when its key became secret) the secret in force now.
-pub(super) async fn restored(
+pub(crate) async fn restored(
     state: &AppState,
     service: &ServiceName,
     old: &Document,
@@ -608,7 +608,7 @@ pub(super) async fn restored(
     Ok(secret::keep_masked_secrets(opened, current, secret_keys))
 }
 
-fn restorable(
+pub(crate) fn restorable(
     record: Option<dials_store::VersionRecord>,
     missing: impl FnOnce() -> String,
 ) -> Result<Document, ApiError> {

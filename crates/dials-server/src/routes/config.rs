@@ -37,6 +37,8 @@ pub async fn list_services(
         .services()
         .await?
         .into_iter()
+        // Instance overrides are kept like documents but are no services.
+        .filter(|s| !s.name.is_instance_layer())
         .filter(|s| s.document.is_some() || with_schema.contains(&s.name))
         .collect();
     let mut rows: Vec<ServiceInfo> = listed
@@ -209,7 +211,8 @@ pub async fn patch_config(
     Ok(config_answer(&state, &service, written))
 }
 
-/// Removes a service. Its history stays, and its versions are never reused.
+/// Removes a service, and the override documents of its instances. Its history stays, and
+/// its versions are never reused.
 #[utoipa::path(delete, path = "/api/v1/services/{service}", tag = "config",
     security(("bearer" = [])),
     params(
@@ -238,6 +241,8 @@ pub async fn delete_service(
     }
     let pre = Preconditions::new(None, Conditions::from_headers(&headers)?)?;
     ops::write(&state, &service, &principal, Intent::Delete, pre, None).await?;
+    // Its instances' override documents go with it (each a deletion of its own, published).
+    ops::delete_overrides(&state, &service, &principal).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,9 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use dials_domain::InstanceName;
 use dials_mqtt::Topics;
-use dials_wire::{
-    InstanceInfo, InstancesResponse, InstancesSummary, KeyInfo, KeysResponse, Problem,
-};
+use dials_wire::{InstancesResponse, InstancesSummary, KeyInfo, KeysResponse, Problem};
 
 use dials_mqtt::MAX_INSTANCES_PER_SERVICE;
 use serde::Deserialize;
@@ -113,17 +111,7 @@ pub async fn instances(
             };
             (r, status)
         })
-        .map(|(r, status)| InstanceInfo {
-            current: status == "applied" && r.version.0 == version,
-            instance: r.instance,
-            version: r.version.0,
-            status,
-            error: r.error,
-            schema_hash: r.schema_hash,
-            overrides: r.overrides,
-            reported_at: r.reported_at,
-            received_at: r.received_at,
-        })
+        .map(|(r, status)| crate::ops::instance_info(r, status, version))
         .collect();
     Ok(Json(InstancesResponse {
         service: service.to_string(),
@@ -138,7 +126,9 @@ const OFFLINE: &str = "offline";
 
 /// Forgets one instance of a service (admin): what it reported is removed, and so is its
 /// retained report on the broker, so it is not recorded again. An instance that is still
-/// running reappears with its next report.
+/// running reappears with its next report. The instance's override document, if it has one,
+/// is kept (a report is what an instance says; an override is what an operator decided):
+/// remove it with `DELETE …/instances/{instance}/config`.
 #[utoipa::path(delete, path = "/api/v1/services/{service}/instances/{instance}", tag = "fleet",
     security(("bearer" = [])),
     params(

@@ -21,6 +21,8 @@ use crate::{ApiError, AppState, Principal, Role};
 pub struct HistoryParams {
     /// Only this service.
     service: Option<String>,
+    /// With `service`: only the override document of this instance of it.
+    instance: Option<String>,
     /// Only this key (a JSON Pointer) and the keys below it.
     key: Option<String>,
     /// Only changes at or after this instant (RFC 3339).
@@ -54,6 +56,17 @@ pub async fn history(
 ) -> Result<Json<HistoryPage>, ApiError> {
     principal.require(Role::Viewer)?;
     let service = params.service.as_deref().map(service_name).transpose()?;
+    let service = match (service, params.instance.as_deref()) {
+        (Some(service), Some(instance)) => {
+            Some(ops::override_id(&service, &ops::instance_name(instance)?))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "`instance` names an instance of a service: send `service` too".into(),
+            ));
+        }
+        (service, None) => service,
+    };
     if let Some(service) = &service
         && state.store.service(service).await?.is_none()
     {
@@ -78,7 +91,9 @@ pub async fn history(
     let mut items = Vec::with_capacity(records.len());
     for r in records {
         if !secret_keys.contains_key(&r.service) {
-            let schema = crate::schemas::schema_of(&state, &r.service).await?;
+            // An instance override's secrets are its service's.
+            let owner = ops::owner_of(&r.service);
+            let schema = crate::schemas::schema_of(&state, &owner).await?;
             secret_keys.insert(
                 r.service.clone(),
                 crate::secrets::keys_of(schema.as_deref()),

@@ -38,7 +38,7 @@ pub async fn metrics(
     if let Ok(all) = state.store.services().await {
         let versions: HashMap<String, u64> = all
             .iter()
-            .filter(|s| s.document.is_some())
+            .filter(|s| s.document.is_some() && !s.name.is_instance_layer())
             .map(|s| (s.name.to_string(), s.version.0))
             .collect();
         let summaries = super::fleet::summaries(&state, &versions)

@@ -4,6 +4,7 @@
 mod config;
 mod fleet;
 mod history;
+mod layers;
 mod metrics;
 mod profiles;
 mod schema;
@@ -61,6 +62,16 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(fleet::keys))
         .routes(routes!(fleet::instances))
         .routes(routes!(fleet::forget_instance))
+        .routes(routes!(
+            layers::get_override,
+            layers::put_override,
+            layers::patch_override,
+            layers::delete_override
+        ))
+        .routes(routes!(layers::get_override_version))
+        .routes(routes!(layers::diff_override))
+        .routes(routes!(layers::restore_override))
+        .routes(routes!(layers::effective))
         .routes(routes!(watch::watch))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::lkg_key))

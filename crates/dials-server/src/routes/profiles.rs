@@ -82,7 +82,11 @@ pub async fn save_profile(
             }
         }
         None => {
+            // Instance overrides are no services: a profile holds services only.
             for s in state.store.services().await? {
+                if s.name.is_instance_layer() {
+                    continue;
+                }
                 if let Some(document) = s.document {
                     members.push(ProfileMember {
                         service: s.name,
@@ -221,6 +225,7 @@ pub async fn fleet_restore(
             .await?
             .into_iter()
             .map(|s| s.name)
+            .filter(|name| !name.is_instance_layer())
             .collect(),
     };
     let mut members = Vec::with_capacity(services.len());

@@ -61,7 +61,11 @@ pub async fn export(
         .map(|s| (s.service, s.schema))
         .collect();
     let mut services = Vec::new();
+    // Instance overrides are no services and are not exported.
     for s in state.store.services().await? {
+        if s.name.is_instance_layer() {
+            continue;
+        }
         let schema = schemas.get(&s.name).cloned();
         let Some(stored) = s.document else {
             if schema.is_some() {

@@ -103,6 +103,10 @@ pub async fn watch(
                         let full = page.len() == REPLAY_PAGE as usize;
                         for record in page {
                             cursor = record.revision.0;
+                            // Instance overrides are no services; the stream shows services.
+                            if record.service.is_instance_layer() {
+                                continue;
+                            }
                             let secret_keys = match crate::schemas::schema_of(&shared, &record.service).await {
                                 Ok(schema) => crate::secrets::keys_of(schema.as_deref()),
                                 Err(e) => {

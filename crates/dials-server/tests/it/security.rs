@@ -125,6 +125,48 @@ async fn every_route_answers_each_role_as_the_contract_prescribes() {
             [u, ok, ok, ok, f, f],
         ),
         (
+            Method::PUT,
+            "/api/v1/services/router/instances/pi/config",
+            Some(json!({"config": {"a": 5}})),
+            [u, f, ok, ok, f, f],
+        ),
+        (
+            Method::GET,
+            "/api/v1/services/router/instances/pi/config",
+            None,
+            [u, ok, ok, ok, ok, f],
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/services/router/instances/pi/config",
+            Some(json!({"config": {"a": 6}})),
+            [u, f, ok, ok, f, f],
+        ),
+        (
+            Method::GET,
+            "/api/v1/services/router/instances/pi/config/versions/1",
+            None,
+            [u, ok, ok, ok, f, f],
+        ),
+        (
+            Method::GET,
+            "/api/v1/services/router/instances/pi/config/diff",
+            None,
+            [u, ok, ok, ok, f, f],
+        ),
+        (
+            Method::POST,
+            "/api/v1/services/router/instances/pi/config/restore",
+            Some(json!({"version": 1})),
+            [u, f, ok, ok, f, f],
+        ),
+        (
+            Method::GET,
+            "/api/v1/services/router/instances/pi/effective",
+            None,
+            [u, ok, ok, ok, ok, f],
+        ),
+        (
             Method::GET,
             "/api/v1/services/router/secrets",
             None,

@@ -298,7 +298,8 @@ fn history_record(row: &SqliteRow) -> Result<HistoryRecord> {
 }
 
 fn service_name(raw: String) -> Result<ServiceName> {
-    ServiceName::parse(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+    // Instance override documents are kept under an id no service name can take.
+    ServiceName::parse_stored(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn change_kind(raw: String) -> Result<ChangeKind> {

@@ -656,6 +656,7 @@ fn lkg_vectors_match_the_code() {
         schema_hash: "5f1e0c".into(),
         written_at: rfc3339(NOW),
         config: json!({"voice": "amy", "volume": 80}),
+        layers: None,
     };
     let sealed = contents.seal(&key).expect("seals");
     let valid: Value = serde_json::from_slice(&sealed).expect("JSON");
@@ -786,4 +787,101 @@ fn lkg_vectors_match_the_code() {
         "vectors": vectors,
     });
     check("lkg.json", &file);
+}
+
+#[test]
+fn instance_override_vectors_match_the_code() {
+    const INSTANCE: &str = "pi-kitchen";
+    let signer = manager();
+    let trusted = [signer.verifying_key()];
+    let id = format!("{SERVICE}/{INSTANCE}");
+    let receiver = Receiver {
+        service: &id,
+        epoch: Some(EPOCH),
+        version: HELD,
+        trusted: &trusted,
+    };
+    let fresh = NOW - time::Duration::minutes(1);
+    let valid = sign(&signer, &id, 3, EPOCH, fresh);
+    let mut moved = valid.clone();
+    moved["service"] = json!(format!("{SERVICE}/pi-hall"));
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        (
+            "valid",
+            "A fresh override envelope of the next version for this very instance.",
+            bytes_of(&valid),
+        ),
+        (
+            "other_instance",
+            "Signed correctly for another instance of the same service.",
+            bytes_of(&sign(
+                &signer,
+                &format!("{SERVICE}/pi-hall"),
+                3,
+                EPOCH,
+                fresh,
+            )),
+        ),
+        (
+            "service_envelope",
+            "The service's own envelope replayed on the override topic: it names the service, not the instance.",
+            bytes_of(&sign(&signer, SERVICE, 3, EPOCH, fresh)),
+        ),
+        (
+            "moved_to_another_instance",
+            "The valid envelope with `service` changed to another instance after signing.",
+            bytes_of(&moved),
+        ),
+        (
+            "removed",
+            "An empty retained message: the override was removed; drop the layer.",
+            Vec::new(),
+        ),
+    ];
+    let as_service = Receiver {
+        service: SERVICE,
+        ..receiver
+    };
+    let vectors: Vec<Value> = cases
+        .into_iter()
+        .map(|(name, description, payload)| {
+            let verdict = judge_update(&payload, &receiver, NOW);
+            let mut v = json!({
+                "name": name,
+                "description": description,
+                "payload": text(&payload),
+                "verdict": verdict.code(),
+                "verdict_as_service_envelope": judge_update(&payload, &as_service, NOW).code(),
+            });
+            if let dials_wire::mqtt::UpdateVerdict::Apply(e) = &verdict {
+                v["applies"] = json!({"version": e.version, "config": e.config});
+            }
+            v
+        })
+        .collect();
+    let topics: Vec<Value> = ["", "home/"]
+        .iter()
+        .map(|prefix| {
+            let t = Topics::new(*prefix);
+            json!({
+                "prefix": prefix,
+                "instance_override": t.instance_override(SERVICE, INSTANCE),
+                "envelope_of_id": t.envelope(&id),
+                "envelope_of_service": t.envelope(SERVICE),
+            })
+        })
+        .collect();
+    let file = json!({
+        "description": "Instance override envelopes (format 1, unchanged) as instance pi-kitchen of tts-worker sees them on config/override/tts-worker/pi-kitchen. The envelope's `service` is `{service}/{instance}`, so the signature binds the instance; a receiver runs the same check as for its service's envelopes (see envelopes.json, same keys and clock) with `service` = `tts-worker/pi-kitchen` and the override version it holds, and reaches `verdict`. An empty payload removes the layer (the instance merges without it). `verdict_as_service_envelope` is what the same payload gets from a receiver of the service's own envelopes (service `tts-worker`): an override envelope never passes for a service's. `topics`: the override topic under each prefix, and the topic a stored document's id is published on.",
+        "receiver": {
+            "service": id,
+            "epoch": EPOCH,
+            "version": HELD,
+            "trusted_public_keys_base64": [signer.public_key_base64()],
+            "now": rfc3339(NOW),
+        },
+        "vectors": vectors,
+        "topics": topics,
+    });
+    check("overrides.json", &file);
 }

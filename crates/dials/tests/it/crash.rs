@@ -71,7 +71,7 @@ async fn crash_no_acknowledged_write_is_lost_when_the_manager_is_killed_again_an
     let client_token = service_token(&http, &base, &token, &own(0)).await;
     let follower = Follower::start(&own(0), &base, client_token, &mqtt, &key, dir.path()).await;
 
-    let writers = Writers::start(WRITERS, &base, &token, &mut rng);
+    let writers = Writers::start(WRITERS, &base, &token, Duration::ZERO, &mut rng);
     let started = Instant::now();
     for round in 0..rounds {
         // Let writes land for a while, then kill at a random moment.
@@ -105,7 +105,7 @@ async fn crash_no_acknowledged_write_is_lost_when_the_manager_is_killed_again_an
     let applied = check_follower(&follower, &all[&own(0)]);
     eprintln!(
         "crash harness: {rounds} rounds of kill -9 in {:.1} s, {} writes acknowledged, lost {}, \
-         {} answers cut off by a kill, {} refused by If-Match, {} versions in history (contiguous), \
+         {} requests unanswered (manager killed under them or down), {} refused by If-Match, {} versions in history (contiguous), \
          {} envelopes delivered in order and verified ({} sent again, at-least-once), client applied {applied} \
          configs in order, LKG valid",
         started.elapsed().as_secs_f64(),
@@ -139,7 +139,7 @@ async fn crash_writes_go_on_while_the_broker_is_stopped_and_every_service_conver
     let client_token = service_token(&http, &base, &token, &own(0)).await;
     let follower = Follower::start(&own(0), &base, client_token, &mqtt, &key, dir.path()).await;
 
-    let writers = Writers::start(WRITERS, &base, &token, &mut rng);
+    let writers = Writers::start(WRITERS, &base, &token, Duration::ZERO, &mut rng);
     let mut outage_total = Duration::ZERO;
     let mut converge = Vec::new();
     for _ in 0..outages {

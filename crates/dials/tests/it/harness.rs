@@ -347,7 +347,8 @@ pub struct WriteLog {
 
 /// Writers: writer `i` owns service `own-{i}` and all share `shared`. Each writes PUT or PATCH,
 /// with or without `If-Match`, a rising sequence number of its own, and records what was
-/// acknowledged. They run until `stop` says so, through crashes and partitions.
+/// acknowledged, pausing `pause` after each write (zero: as fast as the manager answers). They
+/// run until `stop` says so, through crashes and partitions.
 pub struct Writers {
     pub log: Arc<Mutex<WriteLog>>,
     stop: watch::Sender<bool>,
@@ -361,7 +362,7 @@ pub fn own(i: usize) -> String {
 }
 
 impl Writers {
-    pub fn start(n: usize, base: &str, token: &str, rng: &mut Rng) -> Writers {
+    pub fn start(n: usize, base: &str, token: &str, pause: Duration, rng: &mut Rng) -> Writers {
         let log = Arc::new(Mutex::new(WriteLog::default()));
         let (stop, _) = watch::channel(false);
         let http = reqwest::Client::builder()
@@ -379,6 +380,7 @@ impl Writers {
                     log: log.clone(),
                     known: HashMap::new(),
                     seq: 0,
+                    pause,
                 };
                 let stop = stop.subscribe();
                 tokio::spawn(w.run(stop))
@@ -410,6 +412,7 @@ struct Writer {
     /// The version last seen of each service, for `If-Match`.
     known: HashMap<String, u64>,
     seq: u64,
+    pause: Duration,
 }
 
 impl Writer {
@@ -418,6 +421,8 @@ impl Writer {
             if self.once().await.is_err() {
                 // No manager to talk to (killed, restarting, cut off): try again shortly.
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            } else if !self.pause.is_zero() {
+                tokio::time::sleep(self.pause).await;
             }
         }
     }

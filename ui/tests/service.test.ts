@@ -8,6 +8,9 @@ import { configOf, schemaOf } from './tars'
 const json = (status: number, body: unknown, type = 'application/json') =>
   new Response(JSON.stringify(body), { status, headers: { 'Content-Type': type } })
 
+// What the instances endpoint answers.
+let reported: unknown[] = []
+
 async function open(onPut: (body: any, headers: Record<string, string>) => Response) {
   auth.session = { name: 'ops', role: 'operator', csrf: 'csrf-1', expiresAt: '2099-01-01T00:00:00Z' }
   const config = { ...(configOf('router') as object) }
@@ -15,7 +18,7 @@ async function open(onPut: (body: any, headers: Record<string, string>) => Respo
   vi.stubGlobal('fetch', async (url: string, init: RequestInit = {}) => {
     const u = String(url)
     if (u.endsWith('/schema')) return json(200, { service: 'router', hash: 'h', schema: schemaOf('router') })
-    if (u.endsWith('/instances')) return json(200, { service: 'router', version: 4, instances: [] })
+    if (u.endsWith('/instances')) return json(200, { service: 'router', version: 4, instances: reported })
     if (u.endsWith('/config') && (init.method ?? 'GET') === 'GET')
       return json(200, { service: 'router', version: 4, revision: 9, epoch: 'e', updated_at: null, updated_by: null, config })
     if (u.endsWith('/config') && init.method === 'PUT') {
@@ -34,6 +37,7 @@ async function open(onPut: (body: any, headers: Record<string, string>) => Respo
 }
 
 afterEach(() => {
+  reported = []
   vi.unstubAllGlobals()
   document.body.innerHTML = ''
 })
@@ -77,6 +81,21 @@ describe('saving a service', () => {
     expect(puts[0].body.reason).toBe('shorter')
     expect(wrapper.find('[data-testid="version"]').text()).toBe('v5')
     expect(wrapper.find('[aria-label="Pending changes"]').exists()).toBe(false)
+    wrapper.unmount()
+  })
+})
+
+describe('the instance list', () => {
+  it('marks an instance that refused the update for its signing key as stale, with the reason', async () => {
+    const at = new Date().toISOString()
+    reported = [
+      { instance: 'pi-kitchen', version: 3, status: 'rejected', current: false, reported_at: at, received_at: at,
+        error: 'untrusted signing key 1f2e3d4c5b6a7988: no rotation statement from a trusted key names it' },
+      { instance: 'pi-hall', version: 4, status: 'applied', current: true, reported_at: at, received_at: at },
+    ]
+    const { wrapper } = await open(() => json(500, {}))
+    expect(wrapper.find('[data-instance="pi-kitchen"] [data-testid="stale"]').text()).toBe('stale: untrusted signing key')
+    expect(wrapper.find('[data-instance="pi-hall"] [data-testid="stale"]').exists()).toBe(false)
     wrapper.unmount()
   })
 })

@@ -12,40 +12,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use dials_wire::backup::BackupMetaError;
+
 use crate::data_dir::{DataDirLock, replace_file};
 
-/// The format of the metadata file.
-pub const METADATA_FORMAT: u32 = 1;
-
-/// What the metadata file beside a backup says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackupMeta {
-    /// Always [`METADATA_FORMAT`].
-    pub format: u32,
-    /// The backup's file name (in the same folder).
-    pub file: String,
-    /// The epoch of the database the backup was taken from.
-    pub epoch: Uuid,
-    /// The latest revision the backup holds.
-    pub revision: u64,
-    /// The database schema version (latest migration) of the backup.
-    pub schema_version: i64,
-    /// When the backup was taken (RFC 3339, UTC).
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// The version of dials that took it.
-    pub dials_version: String,
-    /// The file's size in bytes.
-    pub size: u64,
-    /// The file's SHA-256, lowercase hex.
-    pub sha256: String,
-}
+pub use dials_wire::backup::{BackupMeta, METADATA_FORMAT};
 
 /// The file a backup's metadata lives in: the backup's path with `.json` added.
 pub fn metadata_path(file: &Path) -> PathBuf {
@@ -187,15 +163,15 @@ pub fn read_metadata(file: &Path) -> anyhow::Result<BackupMeta> {
     let path = metadata_path(file);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the metadata {}", path.display()))?;
-    let meta: BackupMeta = serde_json::from_str(&text)
-        .with_context(|| format!("invalid metadata {}", path.display()))?;
-    if meta.format != METADATA_FORMAT {
-        bail!(
-            "the metadata {} has format {}; this dials reads format {METADATA_FORMAT}",
-            path.display(),
-            meta.format
-        );
-    }
+    let meta = BackupMeta::parse(text.as_bytes()).map_err(|e| match e {
+        BackupMetaError::Malformed(reason) => {
+            anyhow::anyhow!(reason).context(format!("invalid metadata {}", path.display()))
+        }
+        BackupMetaError::UnknownFormat(format) => anyhow::anyhow!(
+            "the metadata {} has format {format}; this dials reads format {METADATA_FORMAT}",
+            path.display()
+        ),
+    })?;
     Ok(meta)
 }
 

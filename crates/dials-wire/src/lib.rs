@@ -5,11 +5,13 @@
 //! - [`mqtt`]: the rest of the MQTT contract: topics, applied reports, health, audit, the
 //!   broker URL, and the rule by which a receiver judges an update.
 //! - [`lkg`]: the format of a client's signed last-known-good file.
+//! - [`backup`]: the metadata file beside a backup of the database.
 //! - [`rotation`]: signing-key rotation statements and the chain a receiver follows.
 //!
 //! Field names and shapes here are the external contract; change them only with it.
 
 mod api;
+pub mod backup;
 pub mod envelope;
 pub mod jcs;
 pub mod lkg;

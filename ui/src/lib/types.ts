@@ -32,7 +32,7 @@ export interface SchemaResponse {
 export interface InstanceInfo {
   instance: string
   version: number
-  status: 'applied' | 'rejected' | 'failed'
+  status: 'applied' | 'rejected' | 'failed' | 'offline'
   error?: string
   current: boolean
   overrides?: string[] | null

@@ -9,12 +9,16 @@ mod broker;
 mod cli;
 mod concurrency;
 mod container;
+mod crash;
 #[path = "../../../dials-store/tests/it/disk.rs"]
 mod disk;
+mod harness;
 mod junk;
+mod last_will;
 mod metadata;
 mod metrics;
 mod mqtt;
+mod partition;
 mod process;
 mod resilience;
 mod secrets;

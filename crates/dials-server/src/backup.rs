@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,29 +22,7 @@ use crate::data_dir::{DataDirLock, replace_file};
 /// The format of the metadata file.
 pub const METADATA_FORMAT: u32 = 1;
 
-/// What the metadata file beside a backup says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackupMeta {
-    /// Always [`METADATA_FORMAT`].
-    pub format: u32,
-    /// The backup's file name (in the same folder).
-    pub file: String,
-    /// The epoch of the database the backup was taken from.
-    pub epoch: Uuid,
-    /// The latest revision the backup holds.
-    pub revision: u64,
-    /// The database schema version (latest migration) of the backup.
-    pub schema_version: i64,
-    /// When the backup was taken (RFC 3339, UTC).
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// The version of dials that took it.
-    pub dials_version: String,
-    /// The file's size in bytes.
-    pub size: u64,
-    /// The file's SHA-256, lowercase hex.
-    pub sha256: String,
-}
+pub use dials_wire::BackupMeta;
 
 /// The file a backup's metadata lives in: the backup's path with `.json` added.
 pub fn metadata_path(file: &Path) -> PathBuf {

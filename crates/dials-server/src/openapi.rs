@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "secrets", description = "Secret values: set, remove, reveal; last-known-good keys"),
         (name = "profiles", description = "Named snapshots of services, applied atomically"),
         (name = "transfer", description = "Export and import of every service, schema and profile"),
+        (name = "backups", description = "Backups of the database, taken and listed by the server"),
     )
 )]
 pub struct ApiDoc;

@@ -653,3 +653,42 @@ pub struct AuditPage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// What the metadata file beside a backup says (`<backup>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupMeta {
+    /// The metadata's format, 1.
+    pub format: u32,
+    /// The backup's file name (in the same folder).
+    pub file: String,
+    /// The epoch of the database the backup was taken from.
+    pub epoch: Uuid,
+    /// The latest revision the backup holds.
+    pub revision: u64,
+    /// The database schema version (latest migration) of the backup.
+    pub schema_version: i64,
+    /// When the backup was taken (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// The version of dials that took it.
+    pub dials_version: String,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The file's SHA-256, lowercase hex.
+    pub sha256: String,
+}
+
+/// One backup as `POST /api/v1/backups` and `GET /api/v1/backups` show it (and `dials backup
+/// create|list --json`): its path on the server, and its metadata or why that cannot be read.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BackupEntry {
+    /// The backup's database file on the server.
+    pub path: String,
+    /// Its metadata, when it can be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BackupMeta>,
+    /// Why its metadata cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -13,6 +13,7 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use anyhow::Context;
 use async_trait::async_trait;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -487,7 +488,10 @@ async fn reopen(state: &AppState, path: &std::path::Path) -> anyhow::Result<()> 
         state.settings.database_url.clone(),
     );
     tokio::task::spawn_blocking(move || crate::backup::before_migrating(&data_dir, &url)).await??;
-    let store = crate::startup::open_store(&state.settings.database_url).await?;
+    let url = &state.settings.database_url;
+    let store = dials_store::open(url)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))?;
     if store.epoch() != state.epoch {
         store.close().await;
         anyhow::bail!(

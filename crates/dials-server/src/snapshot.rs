@@ -419,7 +419,9 @@ pub async fn rebuild(
             }
         }
     }
-    let store = crate::startup::open_store(&settings.database_url).await?;
+    let store = dials_store::open(&settings.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", settings.database_url))?;
     let written = async {
         let written = write_into(store.as_ref(), &snapshot, reason, now).await?;
         // The snapshot from now on is the new database's, under its new epoch.

@@ -129,6 +129,8 @@ struct Fresh {
     dropped: bool,
     /// Retained topics to clear (an empty retained message), e.g. a forgotten instance's report.
     clears: Vec<String>,
+    /// Set when the manager's mode changed: health goes out at once, not at the next tick.
+    health: bool,
 }
 
 /// A change handed over, with its envelope when the writer signed it already.
@@ -240,6 +242,15 @@ impl PublisherHandle {
             && fresh.clears.len() < FRESH_MAX
         {
             fresh.clears.push(topic);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Tells the publisher that the manager's mode changed (read-only or back): the retained
+    /// health is republished at once. Cheap; never waits.
+    pub fn health_changed(&self) {
+        if let Ok(mut fresh) = self.fresh.lock() {
+            fresh.health = true;
         }
         self.wake.notify_one();
     }
@@ -463,6 +474,9 @@ impl Task {
                     None => break,
                 },
                 _ = wake.notified(), if self.connected => {
+                    if self.fresh.lock().map(|mut f| std::mem::take(&mut f.health)).unwrap_or(false) {
+                        self.queue_health(true).await;
+                    }
                     self.queue_clears();
                     self.refill_fresh().await;
                     self.pump(&client);
@@ -855,12 +869,20 @@ impl Task {
     async fn queue_health(&mut self, ok: bool) {
         let backlog = self.store.outbox_backlog().await;
         let schema_version = self.store.schema_version().await.unwrap_or(0);
+        // A database that does not answer means the manager serves what it holds, read-only.
+        let ping = self.store.ping().await;
+        let database_ok = backlog.is_ok() && ping.is_ok();
         let health = Health {
-            ok: ok && backlog.is_ok(),
-            mode: HealthMode::Normal,
+            ok: ok && database_ok,
+            mode: if ping.is_ok() {
+                HealthMode::Normal
+            } else {
+                HealthMode::ReadOnly
+            },
             database: Some(HealthDatabase {
                 backend: self.store.backend().to_owned(),
-                ok: backlog.is_ok(),
+                ok: database_ok,
+                error: ping.err().map(|e| e.to_string()),
             }),
             epoch: self.config.epoch,
             schema_version: Some(schema_version),

@@ -76,6 +76,13 @@ impl ConfigCache {
         }
     }
 
+    /// Forgets everything (the database was reopened and may hold other states).
+    pub fn clear(&self) {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.clock.fetch_add(1, Ordering::AcqRel);
+        map.clear();
+    }
+
     /// Stores `entry` for a change that keeps the version but changes what it reads as (a new
     /// schema changes the defaults a read shows): it advances the clock, so readers that began
     /// before cannot overwrite it. Never replaces a newer version.
@@ -113,6 +120,14 @@ impl TokenCache {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(hash, principal);
+    }
+
+    /// Forgets every token (the database was reopened).
+    pub fn clear(&self) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Forgets a token (revoked).

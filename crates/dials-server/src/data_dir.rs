@@ -73,10 +73,15 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 /// Replaces a private file atomically: writes the new contents beside it, then renames them
 /// over it and syncs the folder, so a crash leaves the old file or the new one, never half.
 pub fn replace_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    replace_file_bytes(path, contents.as_bytes())
+}
+
+/// [`replace_file`] for contents that are bytes.
+pub fn replace_file_bytes(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let mut staging = path.as_os_str().to_owned();
     staging.push(".new");
     let staging = std::path::PathBuf::from(staging);
-    write_private_file(&staging, contents.as_bytes())?;
+    write_private_file(&staging, contents)?;
     std::fs::rename(&staging, path)
         .with_context(|| format!("cannot replace {}", path.display()))?;
     if let Some(dir) = path.parent()

@@ -91,6 +91,9 @@ pub enum ApiError {
     /// in `/api/v1/status`.
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
+    /// The manager is in read-only mode (its database cannot be read): writes are refused.
+    #[error("dials is read-only, so writes are refused until the database is back: {0}")]
+    ReadOnly(String),
     /// The write could not get a turn in time; trying again later will work.
     #[error("{0}; try again later")]
     Busy(String),
@@ -162,6 +165,11 @@ impl ApiError {
                 "Database unavailable",
             ),
             Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Busy"),
+            ReadOnly(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read-only",
+                "Read-only mode",
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal-error",
@@ -247,6 +255,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if matches!(self, ApiError::ReadOnly(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
     }

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         (name = "profiles", description = "Named snapshots of services, applied atomically"),
         (name = "transfer", description = "Export and import of every service, schema and profile"),
         (name = "layers", description = "Instance override documents and each instance's effective config"),
+        (name = "backups", description = "Backups of the database, taken and listed by the server"),
     )
 )]
 pub struct ApiDoc;

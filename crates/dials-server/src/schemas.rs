@@ -41,6 +41,15 @@ impl SchemaCache {
         self.invalidate_search();
     }
 
+    /// Forgets every schema (the database was reopened).
+    pub fn clear(&self) {
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.clock.fetch_add(1, Ordering::AcqRel);
+        map.clear();
+        drop(map);
+        self.invalidate_search();
+    }
+
     /// Drops the search index; the next search rebuilds it.
     pub fn invalidate_search(&self) {
         let mut search = self.search.write().unwrap_or_else(|e| e.into_inner());

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
 use crate::data_dir::{DataDirLock, create_private_dir, write_private_file};
+use crate::readonly::ModalStore as ReadOnly;
 use crate::{AppState, ServerSettings, hash_token, new_token_secret, router};
 
 /// A built, bound application, ready to serve.
@@ -34,28 +35,48 @@ impl Application {
         crate::metrics::recorder();
         create_private_dir(&settings.data_dir)?;
         let lock = DataDirLock::acquire(&settings.data_dir)?;
-        if !settings.init {
-            refuse_a_lost_database(&settings.data_dir, &settings.database_url)?;
-        }
-        {
-            let (data_dir, url) = (settings.data_dir.clone(), settings.database_url.clone());
-            tokio::task::spawn_blocking(move || crate::backup::before_migrating(&data_dir, &url))
-                .await??;
-        }
-        let store = open_store(&settings.database_url).await?;
-        let admin_token = if store.created() {
-            Some(create_admin_token(store.as_ref(), &settings.data_dir).await?)
-        } else {
+        // Looked at before the keys are loaded: loading creates missing keys, which would make
+        // a fresh data directory look like one with an earlier life.
+        let lost = if settings.init {
             None
+        } else {
+            refuse_a_lost_database(&settings.data_dir, &settings.database_url).err()
         };
         let keys = crate::keys::ServerKeys::load(&settings.data_dir, &settings.key_overrides)?;
-        crate::keys::finish_rotation(
-            &settings.data_dir,
-            &keys.master,
-            settings.key_overrides.master.is_none(),
-            store.as_ref(),
-        )
-        .await?;
+        let snapshot_key = crate::snapshot::key_from(&keys.lkg_root);
+        let snapshot = match crate::snapshot::Snapshot::load(&settings.data_dir, &snapshot_key) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                // Loudly, and never used: it is replaced by a fresh one from the database.
+                tracing::error!(error = %format!("{e:#}"), "the snapshot was refused");
+                eprintln!("dials: {e:#}");
+                None
+            }
+        };
+        let opened = match lost {
+            Some(lost) => Err(lost),
+            None => open_database(&settings).await,
+        };
+        let (modal, admin_token) = match opened {
+            Ok(store) => {
+                let admin_token = if store.created() {
+                    Some(create_admin_token(store.as_ref(), &settings.data_dir).await?)
+                } else {
+                    None
+                };
+                crate::keys::finish_rotation(
+                    &settings.data_dir,
+                    &keys.master,
+                    settings.key_overrides.master.is_none(),
+                    store.as_ref(),
+                )
+                .await?;
+                (ReadOnly::normal(store, snapshot), admin_token)
+            }
+            Err(e) => (read_only_or_refuse(e, snapshot)?, None),
+        };
+        let modal = Arc::new(modal);
+        let store: Arc<dyn Store> = modal.clone();
         let signer = keys.signer.clone();
         let tls = match &settings.tls {
             Some(files) => {
@@ -85,7 +106,7 @@ impl Application {
             data_dir = %settings.data_dir.display(), "dials is ready"
         );
         let home_assistant = settings.home_assistant;
-        let state = AppState::new(store, settings, keys, publisher);
+        let state = AppState::with_modal(modal, settings, keys, publisher);
         match (home_assistant, broker) {
             (true, Some(broker)) => {
                 crate::homeassistant::spawn(state.clone(), broker);
@@ -143,6 +164,8 @@ impl Application {
         let upkeep = tokio::spawn(crate::metrics::upkeep_forever());
         let denials = tokio::spawn(flush_denials_forever(self.state.clone()));
         let backups = scheduled_backups(&self.state.settings)?.map(tokio::spawn);
+        let snapshots = tokio::spawn(crate::snapshot::keep_forever(self.state.clone()));
+        let mode = tokio::spawn(crate::readonly::watch_forever(self.state.clone()));
         let tls = self.tls.map(|config| config.get_inner());
         crate::serve::serve(self.listener, tls, app, shutdown)
             .await
@@ -150,6 +173,12 @@ impl Application {
         pruner.abort();
         upkeep.abort();
         denials.abort();
+        snapshots.abort();
+        mode.abort();
+        // The last commits' snapshot, if the gathering pause had not ended yet.
+        if let Err(e) = crate::snapshot::refresh(&self.state).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot write the snapshot");
+        }
         if let Some(backups) = backups {
             backups.abort();
         }
@@ -329,6 +358,50 @@ fn refuse_a_lost_database(data_dir: &Path, database_url: &str) -> anyhow::Result
         db.display(),
         earlier.join(" and ")
     )
+}
+
+/// Backs up a database about to be migrated, then opens it.
+async fn open_database(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Store>> {
+    let (data_dir, url) = (settings.data_dir.clone(), settings.database_url.clone());
+    tokio::task::spawn_blocking(move || crate::backup::before_migrating(&data_dir, &url)).await??;
+    open_store(&settings.database_url).await
+}
+
+/// A database that cannot be opened: read-only from the snapshot when there is one, else the
+/// error. A database a newer dials wrote is refused either way (serving it from an older
+/// snapshot would hide that).
+fn read_only_or_refuse(
+    error: anyhow::Error,
+    snapshot: Option<crate::snapshot::Snapshot>,
+) -> anyhow::Result<ReadOnly> {
+    let newer = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<dials_store::StoreError>(),
+            Some(dials_store::StoreError::NewerSchema { .. })
+        )
+    });
+    match snapshot {
+        Some(snapshot) if !newer => {
+            let reason = format!("{error:#}").replace('\n', " ");
+            eprintln!(
+                "dials: READ-ONLY: {reason}; serving the snapshot of revision {} taken at {} \
+                 (writes are refused until the database is back; `dials rebuild` makes a new \
+                 one from the snapshot)",
+                snapshot.revision,
+                snapshot
+                    .taken_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            );
+            tracing::error!(
+                reason,
+                revision = snapshot.revision,
+                "starting read-only from the snapshot"
+            );
+            Ok(ReadOnly::read_only_from(snapshot, reason))
+        }
+        _ => Err(error),
+    }
 }
 
 /// Opens the database a URL names; an error says which and why, on one line.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use dials_domain::Epoch;
 use dials_mqtt::PublisherHandle;
-use dials_store::Store;
+use dials_store::{Database, Store};
 
 use crate::ServerSettings;
 use crate::cache::{ConfigCache, TokenCache};
@@ -17,8 +17,13 @@ pub struct AppState(Arc<Inner>);
 /// What [`AppState`] holds.
 #[derive(Debug)]
 pub struct Inner {
-    /// The database.
+    /// The database (through [`crate::readonly::ModalStore`], so reads go on from the snapshot
+    /// when it cannot be read).
     pub store: Arc<dyn Store>,
+    /// The same store, for its mode: normal or read-only, and why.
+    pub modal: Arc<crate::readonly::ModalStore>,
+    /// Poked after each commit, so the snapshot is brought up to date off the request path.
+    pub snapshot_due: tokio::sync::Notify,
     /// The database's epoch, read once at start.
     pub epoch: Epoch,
     /// Current configs, serialized.
@@ -58,9 +63,22 @@ impl AppState {
         keys: crate::keys::ServerKeys,
         publisher: Option<PublisherHandle>,
     ) -> Self {
+        let modal = Arc::new(crate::readonly::ModalStore::normal(store, None));
+        Self::with_modal(modal, settings, keys, publisher)
+    }
+
+    /// State over a store in whichever mode it is in.
+    pub fn with_modal(
+        modal: Arc<crate::readonly::ModalStore>,
+        settings: ServerSettings,
+        keys: crate::keys::ServerKeys,
+        publisher: Option<PublisherHandle>,
+    ) -> Self {
         Self(Arc::new(Inner {
-            epoch: store.epoch(),
-            store,
+            epoch: modal.epoch(),
+            store: modal.clone(),
+            modal,
+            snapshot_due: Default::default(),
             configs: ConfigCache::default(),
             tokens: TokenCache::default(),
             schemas: Default::default(),

@@ -755,3 +755,17 @@ pub struct AuditPage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// One backup as `POST /api/v1/backups` and `GET /api/v1/backups` show it (and `dials backup
+/// create|list --json`): its path on the server, and its metadata or why that cannot be read.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BackupEntry {
+    /// The backup's database file on the server.
+    pub path: String,
+    /// Its metadata, when it can be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<crate::backup::BackupMeta>,
+    /// Why its metadata cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -5,13 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The format of the metadata file.
 pub const METADATA_FORMAT: u32 = 1;
 
 /// What the metadata file beside a backup says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BackupMeta {
     /// Always [`METADATA_FORMAT`].
     pub format: u32,
@@ -25,6 +26,7 @@ pub struct BackupMeta {
     pub schema_version: i64,
     /// When the backup was taken (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     /// The version of dials that took it.
     pub dials_version: String,

@@ -22,6 +22,7 @@ pub mod rotation;
 pub mod strict;
 
 pub use api::*;
+pub use backup::BackupMeta;
 pub use envelope::{Envelope, EnvelopeError, EnvelopeSigner};
 pub use problem::{FieldError, Problem};
 pub use profiles::*;

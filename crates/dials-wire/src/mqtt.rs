@@ -335,6 +335,9 @@ impl AppliedReport {
 pub enum HealthMode {
     /// Running and connected.
     Normal,
+    /// Running, but its database cannot be read: it serves what it holds, and refuses writes.
+    #[serde(rename = "read-only")]
+    ReadOnly,
     /// The last will: the broker lost the manager's connection.
     Unreachable,
     /// The manager stopped cleanly.
@@ -348,6 +351,9 @@ pub struct HealthDatabase {
     pub backend: String,
     /// Whether the database answered.
     pub ok: bool,
+    /// Why not, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The manager's retained health on `system/health/config-manager`:
@@ -802,6 +808,7 @@ mod tests {
             database: Some(HealthDatabase {
                 backend: "sqlite".into(),
                 ok: true,
+                error: None,
             }),
             epoch,
             schema_version: Some(7),

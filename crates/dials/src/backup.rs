@@ -35,8 +35,103 @@ fn settings(args: &BackupArgs) -> anyhow::Result<(ServerSettings, PathBuf, PathB
 }
 
 pub async fn run(command: BackupCommand) -> anyhow::Result<bool> {
+    match &command {
+        BackupCommand::Create(args) | BackupCommand::List(args) if online(args) => {
+            return over_the_api(&command).await;
+        }
+        _ => {}
+    }
     // File work, off the runtime's thread.
     tokio::task::spawn_blocking(move || run_blocking(command)).await?
+}
+
+/// Whether `create`/`list` go to a server: a server or a token was given (flag or environment).
+fn online(args: &BackupArgs) -> bool {
+    let client = client_args(args);
+    crate::client::explicit_server(&client).is_some()
+        || client.token.is_some()
+        || std::env::var("DIALS_TOKEN").is_ok_and(|t| !t.is_empty())
+}
+
+fn client_args(args: &BackupArgs) -> crate::cli::ClientArgs {
+    crate::cli::ClientArgs {
+        server: args.server.clone(),
+        token: args.token.clone(),
+        data_dir: args.data_dir.clone(),
+        json: args.json,
+    }
+}
+
+/// `create` and `list` through `POST`/`GET /api/v1/backups`: the server writes the backup into
+/// its own backup folder.
+async fn over_the_api(command: &BackupCommand) -> anyhow::Result<bool> {
+    let args = match command {
+        BackupCommand::Create(args) | BackupCommand::List(args) => args,
+        _ => return Ok(false),
+    };
+    if args.dir.is_some() {
+        return Err(crate::client::usage(
+            "--dir is for backups on the data directory; over the API the server writes into \
+             its own backup folder",
+        ));
+    }
+    let api = crate::client::Api::from_args(&client_args(args))?;
+    let show = |entry: &dials_wire::BackupEntry| match (&entry.metadata, &entry.error) {
+        (Some(m), _) => outln!(
+            "{:<24} {:>9} {:>12}  {:<36}  {}",
+            m.created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            m.revision,
+            m.size,
+            m.epoch,
+            entry.path
+        ),
+        (None, error) => outln!(
+            "{:<24} {:>9} {:>12}  {:<36}  {} ({})",
+            "?",
+            "?",
+            "?",
+            "?",
+            entry.path,
+            error.as_deref().unwrap_or("no metadata")
+        ),
+    };
+    match command {
+        BackupCommand::Create(_) => {
+            let entry: dials_wire::BackupEntry = api
+                .call(api.request(reqwest::Method::POST, "/api/v1/backups"))
+                .await?;
+            if args.json {
+                outln!("{}", serde_json::to_string(&entry)?);
+            } else if let Some(meta) = &entry.metadata {
+                outln!(
+                    "backup {} (revision {}, epoch {}, {} bytes, sha256 {})",
+                    entry.path,
+                    meta.revision,
+                    meta.epoch,
+                    meta.size,
+                    meta.sha256
+                );
+            }
+        }
+        _ => {
+            let all: Vec<dials_wire::BackupEntry> = api.get("/api/v1/backups").await?;
+            if args.json {
+                outln!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                outln!(
+                    "{:<24} {:>9} {:>12}  {:<36}  FILE",
+                    "TAKEN",
+                    "REVISION",
+                    "BYTES",
+                    "EPOCH"
+                );
+                all.iter().for_each(show);
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn run_blocking(command: BackupCommand) -> anyhow::Result<bool> {

@@ -182,6 +182,17 @@ pub enum Command {
     #[command(subcommand)]
     Backup(BackupCommand),
 
+    /// Make a new database from the manager's signed snapshot (server stopped).
+    ///
+    /// For a database that cannot be read and has no usable backup: the old file is kept aside
+    /// as dials.db.broken-<time>, the new one gets every service's current config, every schema
+    /// and every token from the snapshot, and a new epoch (every service reads its config
+    /// again). Secret values are not in the snapshot: the command lists them, to be set again.
+    /// A file rebuilt-<time>.json in the data directory says what happened.
+    ///
+    /// Example: dials rebuild --reason "disk error on /var/lib/dials"
+    Rebuild(RebuildArgs),
+
     /// Print a shell completion script.
     ///
     /// Example: dials completions bash > ~/.local/share/bash-completion/completions/dials
@@ -504,6 +515,16 @@ pub struct BackupArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
+    /// `create` and `list` over the API of the manager at this URL (into its own backup
+    /// folder) instead of on the data directory [env: DIALS_SERVER]
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+
+    /// API token (admin) for --server; giving one (or DIALS_TOKEN) also means over the API
+    /// [env: DIALS_TOKEN] [default: the one in <data-dir>/admin.token]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
@@ -685,4 +706,23 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// Data directory [env: DIALS_DATA_DIR] [default: ./dials-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL [env: DIALS_DATABASE_URL] [default: sqlite://<data-dir>/dials.db]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Why, for the audit log and the tombstone file.
+    #[arg(long, default_value = "the database could not be read")]
+    pub reason: String,
+
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
 }

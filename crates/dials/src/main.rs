@@ -15,6 +15,7 @@ mod output;
 mod plan;
 mod profiles;
 mod read;
+mod rebuild;
 mod seed;
 mod settings;
 mod tokens;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => run_client(seed::run(args)),
         Command::Keys(command) => run_client(keys::run(command)),
         Command::Backup(command) => run_client(backup::run(command)),
+        Command::Rebuild(args) => run_client(rebuild::run(args)),
         Command::Status(args) => run_client(done(read::status(args))),
         Command::Services(args) => run_client(done(read::services(args))),
         Command::Get(args) => run_client(done(read::get(args))),

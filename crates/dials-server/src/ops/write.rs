@@ -513,6 +513,7 @@ pub fn after_commit(
     schema: Option<&CompiledSchema>,
 ) -> Result<Option<ConfigResponse>, ApiError> {
     crate::metrics::committed(done.kind);
+    state.snapshot_due.notify_one();
     if let Some(publisher) = &state.publisher {
         publisher.committed(dials_store::OutboxItem {
             id: done.committed.outbox,

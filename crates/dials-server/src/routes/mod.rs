@@ -1,6 +1,7 @@
 //! The HTTP surface: every route, the fallbacks that keep errors in problem+json, and the
 //! OpenAPI document generated from the handlers.
 
+mod backups;
 mod config;
 mod fleet;
 mod history;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(watch::watch))
         .routes(routes!(secrets::list_secrets))
         .routes(routes!(secrets::lkg_key))
+        .routes(routes!(backups::create_backup, backups::list_backups))
         .split_for_parts();
     // The secret routes take the key as a wildcard (a JSON Pointer has slashes), which the
     // OpenAPI router cannot express; their documentation is merged in as `{key}`.
@@ -92,6 +94,10 @@ pub fn router(state: AppState) -> Router {
     api.merge(SwaggerUi::new("/docs").external_url_unchecked("/api/v1/openapi.json", openapi))
         // Matched routes are counted under their template; the rest (the UI's files, unknown
         // paths) under one label.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::readonly::gate,
+        ))
         .route_layer(axum::middleware::from_fn(crate::metrics::track_route))
         .fallback_service(
             axum::routing::any(crate::ui::fallback)

@@ -24,9 +24,12 @@ pub async fn status(
     principal: Principal,
 ) -> Result<Json<Status>, ApiError> {
     principal.require(Role::Viewer)?;
+    // Looked at now, so the answer is never a check behind.
+    crate::readonly::check(&state).await;
+    let read_only = state.modal.read_only();
     let store = &state.store;
     let ping = store.ping().await;
-    let (schema_version, revision, outbox_backlog) = if ping.is_ok() {
+    let (schema_version, revision, outbox_backlog) = if ping.is_ok() || read_only.is_some() {
         (
             store.schema_version().await?,
             store.latest_revision().await?,
@@ -40,18 +43,20 @@ pub async fn status(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    // A database that cannot be reached (or whose file is gone) takes no writes: the manager
-    // serves what it holds, read-only. A failing write (a full disk) is shown, but writes go on
-    // being tried, so they resume by themselves when space returns.
-    let error = match &ping {
-        Err(e) => Some(e.to_string()),
-        Ok(()) => write_failure,
+    // A database that cannot be read (or whose file is gone) takes no writes: the manager
+    // serves its snapshot, read-only, until the database is healthy again. A failing write (a
+    // full disk) is shown, but writes go on being tried, so they resume by themselves when
+    // space returns.
+    let error = match (&read_only, &ping) {
+        (Some(reason), _) => Some(reason.clone()),
+        (None, Err(e)) => Some(e.to_string()),
+        (None, Ok(())) => write_failure,
     };
     Ok(Json(Status {
-        mode: if ping.is_ok() {
-            Mode::Normal
-        } else {
+        mode: if read_only.is_some() || ping.is_err() {
             Mode::ReadOnly
+        } else {
+            Mode::Normal
         },
         database: DatabaseStatus {
             backend: store.backend().to_owned(),

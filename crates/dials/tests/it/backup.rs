@@ -352,3 +352,203 @@ async fn a_database_from_an_older_dials_is_backed_up_then_migrated() {
         "the backup is of the database before the migration"
     );
 }
+
+#[tokio::test]
+async fn backups_are_created_and_listed_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let running = start(&data).await;
+    let token = admin_token(&data);
+    let client = reqwest::Client::new();
+    create(&client, &running.base, &token, "router", json!({"a": 1})).await;
+
+    // The CLI speaks to the server when it is given one; the backup lands in the server's folder.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let env = [("DIALS_DATA_DIR", elsewhere.path().to_str().unwrap())];
+    let (code, out, err) = cli(
+        &[
+            "backup",
+            "create",
+            "--server",
+            &running.base,
+            "--token",
+            &token,
+            "--json",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(made["metadata"]["revision"], 1, "{made}");
+    let path = PathBuf::from(made["path"].as_str().unwrap());
+    assert!(path.starts_with(data.join("backups")), "{made}");
+    assert!(path.is_file());
+
+    let (code, out, err) = cli(
+        &["backup", "list", "--json"],
+        &[
+            ("DIALS_SERVER", running.base.as_str()),
+            ("DIALS_TOKEN", token.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["path"], made["path"]);
+    assert_eq!(listed[0]["metadata"]["sha256"], made["metadata"]["sha256"]);
+
+    // Only for admins.
+    let viewer: Value = client
+        .post(format!("{}/api/v1/tokens", running.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "look", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client
+        .post(format!("{}/api/v1/backups", running.base))
+        .bearer_auth(viewer["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // And the data-directory path still works beside it.
+    let (code, out, err) = backup(&data, &["list", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["path"],
+        made["path"]
+    );
+    drop(running);
+}
+
+#[tokio::test]
+async fn a_rebuild_from_the_snapshot_gives_a_new_epoch_and_a_running_service_follows_it() {
+    let broker = Mosquitto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let url = broker.url();
+    let args = ["--http", http.as_str(), "--mqtt", url.as_str()];
+    let running = crate::process::spawn_and_wait(crate::process::command(&data, &args, &[])).await;
+    let token = admin_token(&data);
+    let client = reqwest::Client::new();
+    create(
+        &client,
+        &running.base,
+        &token,
+        "tts-worker",
+        json!({"volume_percent": 40}),
+    )
+    .await;
+    put(
+        &client,
+        &running.base,
+        &token,
+        "tts-worker",
+        json!({"volume_percent": 90}),
+    )
+    .await;
+    let old_epoch = status(&client, &running.base, &token).await["epoch"].clone();
+    let keys: Value = client
+        .get(format!("{}/api/v1/keys", running.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut echo = tokio::process::Command::new(echo_service())
+        .env("DIALS_SERVER", &running.base)
+        .env("DIALS_TOKEN", &token)
+        .env("DIALS_MQTT_URL", &url)
+        .env("DIALS_PUBLIC_KEY", keys["public_key"].as_str().unwrap())
+        .env("DIALS_LKG_PATH", dir.path().join("tts-worker.lkg"))
+        .env("DIALS_INSTANCE", "test")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(echo.stdout.take().unwrap()).lines();
+    applied(&mut lines, |v| v["config"]["volume_percent"] == 90).await;
+
+    let rebuild = |extra: &'static [&'static str]| {
+        let data = data.clone();
+        async move {
+            let mut all = vec!["rebuild", "--json"];
+            all.extend_from_slice(extra);
+            let env = data_env(&data);
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            cli(&all, &env).await
+        }
+    };
+    // Not while the server holds the data directory.
+    let (code, _, err) = rebuild(&[]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("another dials is using the data directory"),
+        "{err}"
+    );
+    let (exit, stderr) = running.signal("TERM").await;
+    assert!(exit.success(), "{stderr}");
+
+    std::fs::write(data.join("dials.db"), vec![0x5a; 8192]).unwrap();
+    let (code, out, err) = rebuild(&["--reason", "disk error"]).await;
+    assert_eq!(code, 0, "{err}");
+    let rebuilt: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rebuilt["snapshot_epoch"], old_epoch);
+    assert_ne!(rebuilt["epoch"], old_epoch, "a rebuild starts a new epoch");
+    assert_eq!(rebuilt["services"], 1, "{rebuilt}");
+    let aside = PathBuf::from(rebuilt["broken_database"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(&aside).unwrap(),
+        vec![0x5a; 8192],
+        "the broken database is kept"
+    );
+    let tombstone: Value = serde_json::from_str(
+        &std::fs::read_to_string(rebuilt["tombstone"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tombstone["reason"], "disk error");
+    assert_eq!(tombstone["snapshot_revision"], 2);
+
+    let running = crate::process::spawn_and_wait(crate::process::command(&data, &args, &[])).await;
+    let now = status(&client, &running.base, &token).await;
+    assert_eq!(now["epoch"], rebuilt["epoch"], "the old token works: {now}");
+    assert_eq!(now["mode"], "normal");
+    // Version 2 of a new life, no newer than the version 2 it holds of the old one: the
+    // service notices the new epoch, re-reads over REST and applies it.
+    put(
+        &client,
+        &running.base,
+        &token,
+        "tts-worker",
+        json!({"volume_percent": 55}),
+    )
+    .await;
+    let line = applied(&mut lines, |v| v["config"]["volume_percent"] == 55).await;
+    assert_eq!(line["version"], 2, "{line}");
+    let audit: Value = client
+        .get(format!(
+            "{}/api/v1/audit?action=database.rebuild",
+            running.base
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(audit.to_string().contains("disk error"), "{audit}");
+    let _ = echo.kill().await;
+    drop(running);
+}

@@ -105,11 +105,20 @@ def test_the_python_echo_service_prints_each_applied_config_with_secrets_masked(
 
 def test_each_client_starts_from_the_lkg_file_the_other_wrote(tts: Dials, tmp_path: Path) -> None:
     rust_lkg, py_lkg = tmp_path / "rust.lkg", tmp_path / "py.lkg"
+    # An override of this instance: each file keeps it as a layer of its own.
+    r = tts.http.put(
+        f"/api/v1/services/{SERVICE}/instances/pi-kitchen/config",
+        json={"config": {"volume_percent": 120}},
+    )
+    assert r.is_success, r.text
     for run, lkg in ((rust_echo, rust_lkg), (python_echo, py_lkg)):
         p = run(echo_env(tts, lkg), tmp_path / f"{lkg.stem}-write.log")
-        assert p.next_json()["config"]["volume_percent"] == 80
+        assert p.next_json()["config"]["volume_percent"] == 120
         p.stop()
         assert lkg.exists()
+        written = json.loads(lkg.read_text())
+        assert written["config"]["volume_percent"] == 80
+        assert written["layers"] == {"instance": {"version": 1, "config": {"volume_percent": 120}}}
     tts.stop()
 
     # Python reads Rust's file, Rust reads Python's; the manager is down.
@@ -118,7 +127,7 @@ def test_each_client_starts_from_the_lkg_file_the_other_wrote(tts: Dials, tmp_pa
         p = run(echo_env(tts, lkg), tmp_path / f"{lkg.stem}-read.log")
         line = p.next_json()
         assert line["version"] == 1
-        assert line["config"]["volume_percent"] == 80
+        assert line["config"]["volume_percent"] == 120
         assert line["config"]["piper_voice"] == "en_US-amy-medium"
         printed.append(p.last_line)
         log = p.stop()

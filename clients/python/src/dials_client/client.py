@@ -35,10 +35,10 @@ from pydantic import BaseModel
 
 from . import wire
 from .errors import ClosedError, NoConfigError, SettingError
-from .lkg import LkgError, LkgFile, LkgMissing, key_from_token
+from .lkg import LkgError, LkgFile, LkgLayer, LkgLayers, LkgMissing, key_from_token
 from .mqtt import BrokerUrl, make_client
-from .rest import ConfigResponse, Manager, ManagerError
-from .schema import EnvLookup, HeldSecrets, Rejected, ServiceSchema, has_placeholder
+from .rest import LayerRead, Manager, ManagerError
+from .schema import EnvLookup, HeldSecrets, Rejected, Resolved, ServiceSchema, has_placeholder
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -321,7 +321,7 @@ class Client(Generic[M]):
         self.instance = settings.instance
         self._s = settings
         self._schema: ServiceSchema[M] = ServiceSchema(model)
-        self._manager = Manager(settings.server, service, settings.token)
+        self._manager = Manager(settings.server, service, settings.token, settings.instance)
         self._lock = threading.Lock()
         self._callbacks: list[_Callback[M]] = []
         self._subscriptions: list[Subscription[M]] = []
@@ -345,6 +345,17 @@ class Client(Generic[M]):
         self._topics = wire.Topics(settings.mqtt_prefix)
         self._updated_topic = self._topics.updated(service)
         self._applied_topic = self._topics.applied(service, settings.instance)
+        # The layers merged with the service's document: `global` (only when the schema takes
+        # keys from it) and this instance's override, each with the version held (0: none).
+        self._global_topic = self._topics.global_()
+        self._override_topic = self._topics.override(service, settings.instance)
+        self._service_doc: Any = {}
+        self._global: Any | None = None
+        self._global_version = 0
+        self._instance_doc: Any | None = None
+        self._instance_version = 0
+        self._instance_held = HeldSecrets()
+        self._applied_layers: dict[str, str] = {}
 
     def __repr__(self) -> str:
         # No config values: they may hold secrets.
@@ -375,13 +386,16 @@ class Client(Generic[M]):
                     log.warning(
                         "%s: the manager did not take this service's schema: %s", service, e
                     )
-            response = self._manager.read_config(max(0.05, deadline - time.monotonic()))
+            read = self._manager.read_layers(max(0.05, deadline - time.monotonic()))
         except ManagerError as e:
             manager_reason = f"the manager at {self._manager.base} gave no config: {e}"
             log.warning("%s: %s; trying the last-known-good file", service, manager_reason)
         else:
+            response = read.service
+            self._take_layers(read, same_epoch=False)
+            self._service_doc = response.config
             try:
-                resolved = schema.resolve(response.config, s.env)
+                resolved = self._resolve(response.config)
             except Rejected as e:
                 log.error(
                     "%s: the manager's config version %d does not fit this service: %s",
@@ -425,8 +439,16 @@ class Client(Generic[M]):
                 lkg_reason = f"the last-known-good file {s.lkg.path} is refused: {e}"
                 log.error("%s: %s", service, lkg_reason)
             else:
+                if contents.layers is not None:
+                    if contents.layers.global_ is not None and schema.takes_global:
+                        self._global = contents.layers.global_.config
+                        self._global_version = contents.layers.global_.version
+                    if contents.layers.instance is not None:
+                        self._instance_doc = contents.layers.instance.config
+                        self._instance_version = contents.layers.instance.version
+                self._service_doc = contents.config
                 try:
-                    resolved = schema.resolve(contents.config, s.env)
+                    resolved = self._resolve(contents.config)
                 except Rejected as e:
                     lkg_reason = (
                         f"the last-known-good file {s.lkg.path} (version {contents.version}) "
@@ -469,6 +491,62 @@ class Client(Generic[M]):
         if rejected is None:
             self._report(0, "applied", None, overrides)
 
+    def _resolve(self, service_doc: Any) -> Resolved[M]:
+        """Merges the service's document with the layers held, then the environment, and
+        validates; records which keys came from `global` or the override. Or `Rejected`."""
+        merged, layers = self._schema.merge(
+            self._global if self._schema.takes_global else None,
+            service_doc,
+            self._instance_doc,
+        )
+        resolved = self._schema.resolve(merged, self._s.env)
+        self._applied_layers = layers
+        return resolved
+
+    def _take_layers(self, read: LayerRead, same_epoch: bool) -> bool:
+        """Takes the layers of a REST read that are newer than those held (any, from another
+        epoch); answers whether one changed."""
+        changed = False
+        g = read.global_
+        if (
+            g is not None
+            and self._schema.takes_global
+            and (not same_epoch or g.version > self._global_version)
+        ):
+            self._global_version, self._global = g.version, g.config
+            changed = True
+        i = read.instance
+        if i is not None and (not same_epoch or i.version > self._instance_version):
+            if i.config is not None and has_placeholder(i.config):
+                log.warning(
+                    "%s: the manager answered this instance's override with secret "
+                    "placeholders; not applied",
+                    self.service,
+                )
+            else:
+                self._instance_held = (
+                    HeldSecrets()
+                    if i.config is None
+                    else HeldSecrets.from_response(i.config, i.secrets)
+                )
+                self._instance_version, self._instance_doc = i.version, i.config
+                changed = True
+        return changed
+
+    def _lkg_layers(self) -> LkgLayers | None:
+        """The layers to keep in the LKG file, secret values left out."""
+        if self._global is None and self._instance_doc is None:
+            return None
+        without = self._schema.without_secrets
+        return LkgLayers(
+            global_=None
+            if self._global is None
+            else LkgLayer(self._global_version, without(self._global)),
+            instance=None
+            if self._instance_doc is None
+            else LkgLayer(self._instance_version, without(self._instance_doc)),
+        )
+
     def _set_initial(
         self, value: M, version: int, epoch: uuid.UUID | None, origin: Origin, overrides: list[str]
     ) -> None:
@@ -502,6 +580,7 @@ class Client(Generic[M]):
                 epoch,
                 self._schema.hash,
                 self._schema.without_secrets(config),
+                self._lkg_layers(),
             )
             log.debug("%s: last-known-good file written (version %d)", self.service, version)
         except OSError as e:
@@ -641,6 +720,11 @@ class Client(Generic[M]):
             self._queue.put(("down", str(reason)))
             return
         client.subscribe(self._updated_topic, qos=1)
+        client.subscribe(self._override_topic, qos=1)
+        # One publish on `global` reaches every service that takes keys from it; the others
+        # never hear it.
+        if self._schema.takes_global:
+            client.subscribe(self._global_topic, qos=1)
         self._queue.put(("connected", None))
 
     def _on_disconnect(
@@ -649,8 +733,12 @@ class Client(Generic[M]):
         self._queue.put(("down", str(reason)))
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        payload = bytes(msg.payload) if msg.topic == self._updated_topic else None
-        self._queue.put(("envelope", (payload, msg.mid, msg.qos)))
+        kind = {
+            self._updated_topic: "service",
+            self._override_topic: "instance",
+            self._global_topic: "global" if self._schema.takes_global else "",
+        }.get(msg.topic, "")
+        self._queue.put(("envelope", (kind, bytes(msg.payload), msg.mid, msg.qos)))
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
@@ -693,8 +781,14 @@ class Client(Generic[M]):
                     warned_down = True
                 self._connected = False
             elif kind == "envelope":
-                payload, mid, qos = arg
-                if payload is not None and self._on_envelope(payload) and not read_wanted:
+                layer, payload, mid, qos = arg
+                if layer == "service":
+                    reread = self._on_envelope(payload)
+                elif layer in ("global", "instance"):
+                    reread = self._on_layer_envelope(layer, payload)
+                else:
+                    reread = False
+                if reread and not read_wanted:
                     read_wanted, read_at = True, time.monotonic()
                 if qos > 0:
                     self._held_acks.append((mid, qos))
@@ -710,7 +804,7 @@ class Client(Generic[M]):
                 next_poll = now + (self._s.poll_interval or 30.0)
             if read_wanted and now >= read_at:
                 try:
-                    response = self._manager.read_config(self._s.request_timeout)
+                    response = self._manager.read_layers(self._s.request_timeout)
                 except ManagerError as e:
                     (log.warning if self._manager_ok else log.debug)(
                         "%s: cannot read the config: %s; retrying", self.service, e
@@ -768,6 +862,10 @@ class Client(Generic[M]):
             at=wire.now_rfc3339(),
             schema_hash=self._schema.hash,
             overrides=r.overrides,
+            layers=self._applied_layers,
+            global_version=self._global_version if self._schema.takes_global else None,
+            # 0 while no override is merged (none yet, or removed).
+            override_version=self._instance_version if self._instance_doc is not None else 0,
         )
         info = self._mqtt.publish(self._applied_topic, payload, qos=1, retain=True)
         if info.rc == paho.MQTT_ERR_SUCCESS:
@@ -776,8 +874,16 @@ class Client(Generic[M]):
         else:
             log.warning("%s: cannot report the applied status (%s)", self.service, info.rc)
 
-    def _on_rest(self, response: ConfigResponse) -> None:
+    def _on_rest(self, read: LayerRead) -> None:
+        """A config read over REST: applied if any layer of it is newer, or from another
+        epoch."""
+        response = read.service
         same_epoch = self._epoch == response.epoch
+        layer_changed = self._take_layers(read, same_epoch)
+        if same_epoch and response.version <= self._seen and layer_changed:
+            # Only another layer is newer: merge it with the service's document in force.
+            self._apply(self._seen, response.epoch, self._service_doc)
+            return
         if same_epoch and response.version <= self._seen:
             log.debug("%s: the manager has nothing newer than %d", self.service, self._seen)
             return
@@ -866,13 +972,78 @@ class Client(Generic[M]):
         self._apply(env.version, env.epoch, config)
         return False
 
+    def _on_layer_envelope(self, layer: str, payload: bytes) -> bool:
+        """Checks an MQTT update of `global` or of this instance's override, exactly as the
+        service's own, and merges it with the service's document in force. Answers whether
+        to re-read over REST."""
+        name = "global" if layer == "global" else f"{self.service}/{self.instance}"
+        held = self._global_version if layer == "global" else self._instance_version
+        v = wire.judge_update(
+            payload,
+            service=name,
+            epoch=self._epoch,
+            version=held,
+            trusted=self._s.keys,
+            now=dt.datetime.now(dt.timezone.utc),
+        )
+        if v.action == "ignore":
+            if v.reason == "deleted":
+                if layer == "global":
+                    had, self._global = self._global, None
+                else:
+                    had, self._instance_doc = self._instance_doc, None
+                    self._instance_held = HeldSecrets()
+                if had is not None and self._epoch is not None:
+                    log.info("%s: the layer %s was removed; merging without it", self.service, name)
+                    self._apply(self._seen, self._epoch, self._service_doc)
+                return False
+            if v.reason in ("same_version", "old_version"):
+                log.debug("%s: already have version %d of %s", self.service, held, name)
+                return False
+            if v.reason == "other_service":
+                security.warning(
+                    "%s: ignored an MQTT update of %s that names another document (%s)",
+                    self.service,
+                    name,
+                    v.detail,
+                )
+                return False
+            security.warning(
+                "%s: ignored an MQTT update of %s that does not verify (%s: %s)",
+                self.service,
+                name,
+                v.reason,
+                v.detail,
+            )
+            # A key not trusted yet is learnt through the service's own updates; a re-read
+            # brings the layer meanwhile.
+            return v.reason == "unknown_key"
+        if v.action == "reread":
+            return True
+        env = v.envelope
+        assert env is not None
+        config = env.config
+        if layer == "instance" and has_placeholder(config):
+            filled = self._instance_held.fill(config)
+            if filled is None:
+                return True
+            config = filled
+        if layer == "global":
+            self._global_version, self._global = env.version, config
+        else:
+            self._instance_version, self._instance_doc = env.version, config
+        self._apply(self._seen, env.epoch, self._service_doc)
+        return False
+
     def _apply(self, version: int, epoch: uuid.UUID, config: Any) -> None:
-        """Resolves, runs the callbacks, swaps the config in, reports, writes the LKG file."""
+        """Merges the service's document `config` with the other layers held, resolves, runs
+        the callbacks, swaps the config in, reports, writes the LKG file."""
         s = self._s
         self._epoch, self._seen = epoch, version
+        self._service_doc = config
         overrides = self._schema.active_overrides(s.env)
         try:
-            resolved = self._schema.resolve(config, s.env)
+            resolved = self._resolve(config)
         except Rejected as e:
             log.error("%s: rejected config version %d: %s", self.service, version, e)
             self._report(version, "rejected", str(e), overrides)

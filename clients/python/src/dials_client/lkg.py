@@ -6,7 +6,11 @@ read the file the other wrote:
 
 `config` is the manager's document without the values of `x-secret` keys; `epoch` is a UUID or
 null; `mac` is lowercase hex HMAC-SHA256 over the RFC 8785 form of the object without `mac`.
-Unknown members make the file invalid. The key is given, or derived from the service's token
+Unknown members make the file invalid. A client whose config is made of more layers than the
+service's document adds `layers`: `{"global": {"version", "config"}?, "instance": {"version",
+"config"}?}`, the `global` document and the instance's override document it merged (secret
+values left out), under the same MAC. A file without `layers` reads as it always did. The key
+is given, or derived from the service's token
 (`key_from_token`). The file is replaced atomically: temporary file in the same folder, fsync,
 rename, fsync of the folder.
 """
@@ -42,6 +46,56 @@ class LkgError(Exception):
         self.code = code
 
 
+def _uint(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+@dataclass(frozen=True)
+class LkgLayer:
+    """One layer's document (without secret values) and version in an LKG file."""
+
+    version: int
+    config: Any
+
+    def _object(self) -> dict[str, Any]:
+        return {"version": self.version, "config": self.config}
+
+
+@dataclass(frozen=True)
+class LkgLayers:
+    """The layers besides the service's document that an LKG file keeps."""
+
+    global_: LkgLayer | None = None
+    instance: LkgLayer | None = None
+
+    def _object(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.global_ is not None:
+            out["global"] = self.global_._object()
+        if self.instance is not None:
+            out["instance"] = self.instance._object()
+        return out
+
+    @staticmethod
+    def _read(value: Any) -> LkgLayers | None:
+        """Reads `layers` as the Rust client does (null is absent; unknown members refused)."""
+        if value is None:
+            return None
+        if not isinstance(value, dict) or set(value) - {"global", "instance"}:
+            raise LkgError("malformed", "it is not an LKG file (layers is not the layers' shape)")
+
+        def layer(v: Any) -> LkgLayer | None:
+            if v is None:
+                return None
+            if not (
+                isinstance(v, dict) and set(v) == {"version", "config"} and _uint(v["version"])
+            ):
+                raise LkgError("malformed", "it is not an LKG file (a layer is not its shape)")
+            return LkgLayer(version=v["version"], config=v["config"])
+
+        return LkgLayers(global_=layer(value.get("global")), instance=layer(value.get("instance")))
+
+
 @dataclass(frozen=True)
 class LkgContents:
     """What a valid LKG file holds, `mac` aside."""
@@ -53,9 +107,10 @@ class LkgContents:
     written_at: str
     config: Any
     format: int = FORMAT
+    layers: LkgLayers | None = None
 
     def _object(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": self.format,
             "service": self.service,
             "version": self.version,
@@ -64,6 +119,9 @@ class LkgContents:
             "written_at": self.written_at,
             "config": self.config,
         }
+        if self.layers is not None:
+            out["layers"] = self.layers._object()
+        return out
 
     def _mac(self, key: bytes) -> bytes:
         return hmac.new(key, canonical(self._object()), hashlib.sha256).digest()
@@ -84,7 +142,7 @@ class LkgContents:
             raise LkgError("malformed", f"it is not an LKG file ({e})") from None
         if not isinstance(obj, dict):
             raise LkgError("malformed", "it is not an LKG file (not a JSON object)")
-        extra = set(obj) - set(_FIELDS) - {"mac"}
+        extra = set(obj) - set(_FIELDS) - {"mac", "layers"}
         missing = [f for f in _FIELDS if f not in obj]
         if extra or missing:
             raise LkgError(
@@ -92,9 +150,7 @@ class LkgContents:
                 f"it is not an LKG file (unknown {sorted(extra)}, missing {missing})",
             )
 
-        def uint(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
+        uint = _uint
         mac = obj.get("mac", "")
         epoch_text = obj["epoch"]
         if not (
@@ -117,6 +173,7 @@ class LkgContents:
             schema_hash=obj["schema_hash"],
             written_at=obj["written_at"],
             config=obj["config"],
+            layers=LkgLayers._read(obj.get("layers")),
         )
         if contents.format != FORMAT:
             raise LkgError("unknown_format", f"unknown format {contents.format}")
@@ -170,6 +227,7 @@ class LkgFile:
         epoch: uuid.UUID | None,
         schema_hash: str,
         config: Any,
+        layers: LkgLayers | None = None,
     ) -> None:
         """Replaces the file atomically."""
         data = LkgContents(
@@ -179,6 +237,7 @@ class LkgFile:
             schema_hash=schema_hash,
             written_at=now_rfc3339(),
             config=config,
+            layers=layers,
         ).seal(self._key)
         folder = self.path.parent
         folder.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ Errors are sentences for the log (`ManagerError`), never carrying the token."""
 from __future__ import annotations
 
 import ssl
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,29 @@ class ConfigResponse:
     epoch: uuid.UUID
     config: Any
     secrets: dict[str, int]
+
+
+@dataclass(frozen=True)
+class LayerDoc:
+    """One layer besides the service's document: its version and document (None: none)."""
+
+    version: int
+    config: Any | None
+    secrets: dict[str, int]
+
+
+@dataclass(frozen=True)
+class LayerRead:
+    """Every layer of this instance, as read over REST. `global_` and `instance` are None
+    from a manager that does not know layers."""
+
+    service: ConfigResponse
+    global_: LayerDoc | None
+    instance: LayerDoc | None
+
+
+def _secrets(value: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in (value or {}).items()}
 
 
 def _describe(e: httpx.HTTPError) -> str:
@@ -54,9 +78,10 @@ def _problem(r: httpx.Response) -> str:
 class Manager:
     """A REST connection to the manager for one service."""
 
-    def __init__(self, base: str, service: str, token: str) -> None:
+    def __init__(self, base: str, service: str, token: str, instance: str = "") -> None:
         self.base = base.rstrip("/")
         self.service = service
+        self.instance = instance
         # Only http:// is accepted, so no TLS is ever negotiated here. A bare context that
         # trusts nothing (it fails closed) spares loading the CA bundle, which would cost tens
         # of milliseconds at every start, including a start from the LKG file.
@@ -107,3 +132,48 @@ class Manager:
         if response.service != self.service:
             raise ManagerError(f"the manager answered with the config of {response.service!r}")
         return response
+
+    def read_layers(self, timeout: float) -> LayerRead:
+        """Every layer of this instance: `GET …/instances/{instance}/effective` (its
+        `documents`, secrets in clear for the service's own token), or, from a manager that
+        does not know layers (404 there), `GET …/config`."""
+        instance = urllib.parse.quote(self.instance, safe="")
+        try:
+            r = self._http.get(self._url(f"instances/{instance}/effective"), timeout=timeout)
+        except httpx.HTTPError as e:
+            raise ManagerError(_describe(e)) from None
+        if r.status_code == 404:
+            return LayerRead(self.read_config(timeout), None, None)
+        if not r.is_success:
+            raise ManagerError(_problem(r))
+        try:
+            body = r.json()
+            documents = body["documents"]
+            versions = body["versions"]
+            service = ConfigResponse(
+                service=str(body["service"]),
+                version=int(versions["service"]),
+                revision=0,
+                epoch=uuid.UUID(body["epoch"]),
+                config=documents["service"],
+                secrets=_secrets(documents.get("service_secrets")),
+            )
+            global_version = versions.get("global")
+            global_ = (
+                None
+                if global_version is None
+                else LayerDoc(int(global_version), documents.get("global"), {})
+            )
+            instance_layer = LayerDoc(
+                int(versions["instance"]),
+                documents.get("instance"),
+                _secrets(documents.get("instance_secrets")),
+            )
+            named = (str(body["service"]), str(body["instance"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ManagerError(f"the manager's answer is not an effective config: {e}") from None
+        if named != (self.service, self.instance):
+            raise ManagerError(
+                f"the manager answered with the config of {named[0]!r} instance {named[1]!r}"
+            )
+        return LayerRead(service, global_, instance_layer)

@@ -1,7 +1,9 @@
-"""From the service's pydantic model to the schema the manager holds, and from a document to
-the typed config: the manager's document, then the environment (`x-env`), then validation into
-the model (whose own defaults fill what the document lacks, the same defaults the schema
-carries). Plain functions over values; no I/O except the injected environment lookup.
+"""From the service's pydantic model to the schema the manager holds, and from documents to the
+typed config: the layers merged (`global` for the `x-global` keys < the service's document <
+the instance's override, as `dials_schema::layers` merges them), then the environment
+(`x-env`), then validation into the model (whose own defaults fill what the documents lack,
+the same defaults the schema carries). Plain functions over values; no I/O except the
+injected environment lookup.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ class Setting:
     env: str | None
     secret: bool
     restart_required: bool
+    global_: tuple[str, ...] | None = None
+    """`x-global`: the tokens of the key of the `global` document this key takes its value
+    from (`true` names the key's own pointer)."""
+
+
+def _tokens(pointer: str) -> tuple[str, ...]:
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:])
 
 
 def _resolve_ref(root: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +125,12 @@ def settings(schema: dict[str, Any]) -> list[Setting]:
         is_object = isinstance(props, dict) and main in (["object"], [])
         if tokens and not is_object:
             env = node.get("x-env")
+            glob = node.get("x-global")
+            global_: tuple[str, ...] | None = None
+            if glob is True:
+                global_ = tuple(tokens)
+            elif isinstance(glob, str) and glob.startswith("/"):
+                global_ = _tokens(glob)
             out.append(
                 Setting(
                     key=_pointer(tokens),
@@ -125,6 +140,7 @@ def settings(schema: dict[str, Any]) -> list[Setting]:
                     env=env if isinstance(env, str) else None,
                     secret=secret,
                     restart_required=restart,
+                    global_=global_,
                 )
             )
             return
@@ -185,6 +201,49 @@ def _remove(doc: Any, tokens: tuple[str, ...]) -> None:
         doc.pop(tokens[-1], None)
 
 
+def _lookup_leaf(doc: Any, tokens: tuple[str, ...]) -> tuple[bool, Any]:
+    """The value at `tokens` (as the Rust `Document::get`: a token below a non-object finds
+    nothing)."""
+    if not tokens:
+        return False, None
+    node = doc
+    for t in tokens:
+        if not isinstance(node, dict) or t not in node:
+            return False, None
+        node = node[t]
+    return True, node
+
+
+def _is_branch(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and "$secret" not in value
+
+
+def _leaves(doc: dict[str, Any], prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for name, value in doc.items():
+        if _is_branch(value):
+            out.extend(_leaves(value, (*prefix, name)))
+        else:
+            out.append((*prefix, name))
+    return out
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> None:
+    """Merges `over` into `base`: objects key by key, anything else replaces."""
+    for key, value in over.items():
+        slot = base.get(key)
+        if isinstance(slot, dict) and isinstance(value, dict):
+            deep_merge(slot, value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def _strip_masks(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_masks(v) for k, v in value.items() if v != SECRET_MASK}
+    return value
+
+
 def has_placeholder(value: Any) -> bool:
     """Whether `value` holds a `{"$secret": …}` placeholder anywhere."""
     if isinstance(value, dict):
@@ -232,6 +291,45 @@ class ServiceSchema(Generic[M]):
         self.env_keys = [s for s in self.settings if s.env]
         self.secret_keys = [s for s in self.settings if s.secret]
         self.restart_keys = [s for s in self.settings if s.restart_required]
+        self.global_keys = [s for s in self.settings if s.global_ is not None]
+
+    @property
+    def takes_global(self) -> bool:
+        """Whether the schema takes any key from `global` (`x-global`)."""
+        return bool(self.global_keys)
+
+    def merge(
+        self, global_: Any | None, service: Any, instance: Any | None
+    ) -> tuple[Any, dict[str, str]]:
+        """Merges the layers: `global` (its keys named by `x-global`; secrets of `global` are
+        never delivered, so its placeholders and masks count as absent) < `service` <
+        `instance`. Answers the merged document (defaults not filled) and the layer of every
+        key that comes from `global` or `instance`, by JSON Pointer."""
+        for name, doc in (("service", service), ("instance", instance), ("global", global_)):
+            if doc is not None and not isinstance(doc, dict):
+                raise Rejected(f"the {name} document is not a JSON object")
+        merged: dict[str, Any] = {}
+        sources: dict[tuple[str, ...], str] = {}
+        if isinstance(global_, dict):
+            g = _strip_masks(_strip_placeholders(global_))
+            for s in self.global_keys:
+                assert s.global_ is not None
+                found, value = _lookup_leaf(g, s.global_)
+                if found:
+                    _set(merged, s.tokens, copy.deepcopy(value))
+                    sources[s.tokens] = "global"
+        for layer, doc in (("service", service), ("instance", instance)):
+            if not isinstance(doc, dict):
+                continue
+            for key in _leaves(doc, ()):
+                for set_key in [k for k in sources if k[: len(key)] == key]:
+                    del sources[set_key]
+                sources[key] = layer
+            deep_merge(merged, doc)
+        layers = {
+            _pointer(list(k)): v for k, v in sorted(sources.items()) if v in ("global", "instance")
+        }
+        return merged, layers
 
     def active_overrides(self, env: EnvLookup) -> list[str]:
         """The keys the environment overrides right now."""

@@ -114,6 +114,14 @@ class Topics:
     def applied(self, service: str, instance: str) -> str:
         return f"{self.prefix}config/applied/{service}/{instance}"
 
+    def global_(self) -> str:
+        """Where the `global` document's envelopes are published."""
+        return f"{self.prefix}config/updated/global"
+
+    def override(self, service: str, instance: str) -> str:
+        """Where one instance's override document's envelopes are published."""
+        return f"{self.prefix}config/override/{service}/{instance}"
+
     def health(self) -> str:
         return f"{self.prefix}system/health/config-manager"
 
@@ -317,6 +325,9 @@ def applied_report(
     at: str | None,
     schema_hash: str | None,
     overrides: list[str] | None,
+    layers: dict[str, str] | None = None,
+    global_version: int | None = None,
+    override_version: int | None = None,
 ) -> bytes:
     """The bytes of a report on `config/applied/{service}/{instance}`, fields in the order the
     Rust client writes them; optional fields left out when absent."""
@@ -334,4 +345,10 @@ def applied_report(
         body["schema_hash"] = schema_hash
     if overrides is not None:
         body["overrides"] = overrides
+    if layers is not None:
+        body["layers"] = dict(sorted(layers.items()))
+    if global_version is not None:
+        body["global_version"] = global_version
+    if override_version is not None:
+        body["override_version"] = override_version
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()

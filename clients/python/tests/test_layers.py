@@ -252,3 +252,38 @@ def test_an_lkg_file_without_layers_still_loads() -> None:
     c = LkgContents.open(valid["file"].encode(), bytes.fromhex(lkg["key"]["key_hex"]), "tts-worker")
     assert c.layers is None and c.version == 7
     assert VECTORS.exists()
+
+
+class Mqtt(BaseModel):
+    host: str = Field("localhost", json_schema_extra={"x-global": True})
+    port: int = Field(1883, json_schema_extra={"x-global": "/broker/port"})
+
+
+class Merged(BaseModel):
+    mqtt: Mqtt = Mqtt()
+    level: str = Field("info", json_schema_extra={"x-global": "/log/level"})
+    gain: float = 1.0
+
+
+def test_each_layer_wins_over_the_ones_below_and_each_key_names_its_layer() -> None:
+    # The same case as dials-schema's layers tests.
+    from dials_client.schema import ServiceSchema
+
+    schema = ServiceSchema(Merged)
+    global_ = {
+        "mqtt": {"host": "broker.lan"},
+        "broker": {"port": 8883},
+        "log": {"level": "debug"},
+        "unrelated": 1,
+        "gain": 9.0,
+    }
+    merged, layers = schema.merge(global_, {"level": "warn", "gain": 2.0}, {"gain": 3.5})
+    assert merged == {"mqtt": {"host": "broker.lan", "port": 8883}, "level": "warn", "gain": 3.5}
+    assert layers == {"/gain": "instance", "/mqtt/host": "global", "/mqtt/port": "global"}
+    # A key not taken from global ignores it; a masked or placeholder value counts as absent.
+    merged, layers = schema.merge({"gain": 9.0, "log": {"level": "********"}}, {}, None)
+    assert (merged, layers) == ({}, {})
+    # An object set by a higher layer replaces the lower layers' keys below it.
+    merged, layers = schema.merge(global_, {}, {"mqtt": {"host": "pi"}})
+    assert merged["mqtt"] == {"host": "pi", "port": 8883}
+    assert layers == {"/mqtt/host": "instance", "/mqtt/port": "global", "/level": "global"}

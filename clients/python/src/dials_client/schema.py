@@ -215,7 +215,12 @@ def _lookup_leaf(doc: Any, tokens: tuple[str, ...]) -> tuple[bool, Any]:
 
 
 def _is_branch(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value) and "$secret" not in value
+    """A non-empty object that is not a secret placeholder (`{"$secret": n}`)."""
+    if not isinstance(value, dict) or not value:
+        return False
+    v = value.get("$secret")
+    is_placeholder = len(value) == 1 and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return not is_placeholder
 
 
 def _leaves(doc: dict[str, Any], prefix: tuple[str, ...]) -> list[tuple[str, ...]]:

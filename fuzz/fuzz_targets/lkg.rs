@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         schema_hash: "h".into(),
         written_at: "2026-12-05T21:00:00Z".into(),
         config,
+        layers: None,
     };
     let Ok(bytes) = contents.seal(KEY) else {
         return;

@@ -117,6 +117,20 @@ impl CompiledSchema {
             .collect()
     }
 
+    /// A service's own document with the schema's defaults filled, except the keys it takes from
+    /// `global` and does not set itself: their defaults lie below `global`, so they are not the
+    /// service's values. A read shows the document this way, so that writing back what was read
+    /// (a form saved whole, an edited file) does not pin a global setting to its default.
+    pub fn service_defaults(&self, document: &Document) -> Document {
+        let mut filled = self.apply_defaults(document);
+        for (key, _) in self.global_keys() {
+            if document.get(&key).is_none() {
+                filled.remove(&key);
+            }
+        }
+        filled
+    }
+
     /// Merges the layers in order (see the module's documentation).
     pub fn merge_layers(&self, layers: Layers<'_>) -> Merged {
         let mut document = Document::new();

@@ -119,10 +119,11 @@ pub async fn schema_of(
     Ok(state.schemas.fill(service, compiled, stamp))
 }
 
-/// The document as services see it: schema defaults filled in.
+/// The service's document as a read shows it: schema defaults filled in, except for keys taken
+/// from `global` that the document does not set (see [`CompiledSchema::service_defaults`]).
 pub fn with_defaults(schema: Option<&CompiledSchema>, document: &Document) -> Document {
     match schema {
-        Some(schema) => schema.apply_defaults(document),
+        Some(schema) => schema.service_defaults(document),
         None => document.clone(),
     }
 }

@@ -278,7 +278,7 @@ async fn seed_one(api: &Api, service: &str, files: &Files, mode: Mode) -> anyhow
         }
     }
     let filled = match &schema_in_force {
-        Some((_, compiled)) => compiled.apply_defaults(&kept),
+        Some((_, compiled)) => compiled.service_defaults(&kept),
         None => kept.clone(),
     };
     row.changes = diff(&stored, &filled).into_iter().map(change).collect();

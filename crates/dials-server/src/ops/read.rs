@@ -90,7 +90,7 @@ fn defaults_response(
         epoch: state.epoch.0,
         updated_at: None,
         updated_by: None,
-        config: schema.apply_defaults(&Document::new()).into_value(),
+        config: schema.service_defaults(&Document::new()).into_value(),
         secrets: Default::default(),
     }
 }

@@ -505,3 +505,53 @@ async fn the_global_service_holds_shared_settings_and_cannot_be_deleted() {
         1
     );
 }
+
+#[tokio::test]
+async fn writing_back_what_a_read_shows_leaves_a_global_setting_to_global() {
+    let app = spawn_app().await;
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "log_level": {"type": "string", "default": "info", "x-global": "/log/level"},
+            "voice": {"type": "string", "default": "amy"}
+        }
+    });
+    assert_eq!(
+        put_schema(&app, "tts", &schema, "").await.status(),
+        StatusCode::OK
+    );
+    app.create("global", json!({"log": {"level": "warn"}}))
+        .await;
+    app.create("tts", json!({"voice": "alba"})).await;
+
+    // The read fills the service's own defaults, not the one below global.
+    let read = get_json(&app, "/api/v1/services/tts/config").await;
+    assert_eq!(read["config"], json!({"voice": "alba"}));
+
+    // A form saved whole, or a file edited and sent back, with one change.
+    let mut config = read["config"].clone();
+    config["voice"] = json!("jenny");
+    let r = app
+        .req(Method::PUT, "/api/v1/services/tts/config")
+        .header("If-Match", format!("\"{}\"", read["version"]))
+        .json(&json!({"config": config}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let effective = get_json(&app, "/api/v1/services/tts/instances/pi/effective").await;
+    assert_eq!(effective["config"]["log_level"], "warn", "{effective}");
+    assert_eq!(effective["layers"]["/log_level"], "global", "{effective}");
+    assert_eq!(effective["layers"]["/voice"], "service", "{effective}");
+
+    // Set on purpose, the service's own value wins and reads back.
+    let r = app
+        .patch_config("tts", json!({"config": {"log_level": "debug"}}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let read = get_json(&app, "/api/v1/services/tts/config").await;
+    assert_eq!(read["config"]["log_level"], "debug");
+    let effective = get_json(&app, "/api/v1/services/tts/instances/pi/effective").await;
+    assert_eq!(effective["layers"]["/log_level"], "service", "{effective}");
+}

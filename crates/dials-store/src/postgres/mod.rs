@@ -59,7 +59,9 @@ impl PgStore {
     /// schema up to date and reads its epoch, creating it when this is the database's first
     /// start. The database itself must exist.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)?;
+        // The server's notices ("… already exists, skipping" at every start) are not news.
+        let options =
+            PgConnectOptions::from_str(url)?.options([("client_min_messages", "warning")]);
         let place = format!(
             "{}:{}/{}",
             options.get_host(),

@@ -134,7 +134,12 @@ async fn serve_on_postgres_writes_reads_history_and_tokens_and_keeps_them_across
         .await
         .unwrap();
     assert_eq!(current["version"], 2);
-    drop(again);
+    let (status, stderr) = again.signal("TERM").await;
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("already exists"),
+        "the schema being up to date already is not news: {stderr}"
+    );
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ function masked(service: string): Json {
 const typesOf = (s: Record<string, any>): string[] => (Array.isArray(s.type) ? s.type : [s.type])
 
 describe('the form generated from each demo schema', () => {
-  it('covers the 70 settings of the demo fleet', () => {
+  it('covers the 71 settings of the demo fleet', () => {
     expect(services).toHaveLength(7)
-    expect(services.flatMap((s) => rawLeaves(schemaOf(s)))).toHaveLength(70)
+    expect(services.flatMap((s) => rawLeaves(schemaOf(s)))).toHaveLength(71)
   })
 
   for (const service of services) {
@@ -73,7 +73,7 @@ describe('the form generated from each demo schema', () => {
     })
   }
 
-  it('shows only the simple settings in simple mode (20 of 70)', () => {
+  it('shows only the simple settings in simple mode (20 of 71)', () => {
     let shown = 0
     for (const service of services) {
       const schema = schemaOf(service)

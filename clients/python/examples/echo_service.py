@@ -3,7 +3,16 @@ Python twin of the Rust example `echo-service`.
 
 It starts a dials client for its typed `TtsConfig` and prints one JSON line
 `{"version": N, "config": {...}}` to stdout each time a config is applied, the first one
-included; secrets print as "********". Logs go to stderr (DIALS_LOG=debug for more).
+included; secrets print as "********". `version` is the service document's; the config is
+every layer merged, so a change to `global`'s `log_level` (the one key the model takes from
+`global`) or to this instance's override prints a new line with the same version and the new
+value. Logs go to stderr (DIALS_LOG=debug for more).
+
+With DIALS_UNTYPED=1 it echoes any service (DIALS_SERVICE) without a model: the document as
+the manager's layers merge it, keys in the manager's order. It registers no schema and takes
+nothing from `global`. It cannot know which keys are secret, so a service's own token prints
+them in clear: point it at a service without secrets, or give it a viewer's token, which reads
+them masked.
 
     DIALS_SERVER=http://127.0.0.1:8081 DIALS_TOKEN=$(cat dials-data/admin.token) \\
     DIALS_MQTT_URL=mqtt://127.0.0.1:1883 \\
@@ -22,6 +31,7 @@ included; secrets print as "********". Logs go to stderr (DIALS_LOG=debug for mo
 | DIALS_SERVICE | the service name | tts-worker |
 | DIALS_INSTANCE | the instance name | the host name |
 | DIALS_ALLOW_DEFAULTS | 1: may start from the schema defaults | off |
+| DIALS_UNTYPED | 1: echo the service's document without the tts-worker model | off |
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr
 from tts_config import TtsConfig
 
 from dials_client import SECRET_MASK, Client, DialsError
@@ -47,11 +57,20 @@ def var(name: str) -> str | None:
     return value or None
 
 
-def emit(version: int, config: TtsConfig) -> None:
-    shown = config.model_dump(mode="json", exclude_none=True)
-    for key, value in config:
-        if isinstance(value, SecretStr):
-            shown[key] = SECRET_MASK
+class AnyDocument(BaseModel):
+    """Any object, as DIALS_UNTYPED=1 echoes it: every key is an extra, kept in its order."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def emit(version: int, config: BaseModel) -> None:
+    if isinstance(config, AnyDocument):
+        shown = config.model_dump(mode="json")
+    else:
+        shown = config.model_dump(mode="json", exclude_none=True)
+        for key, value in config:
+            if isinstance(value, SecretStr):
+                shown[key] = SECRET_MASK
     # Compact and UTF-8, as the Rust echo-service prints it: the twins' lines are identical.
     line = json.dumps(
         {"version": version, "config": shown}, separators=(",", ":"), ensure_ascii=False
@@ -65,9 +84,11 @@ def main() -> int:
         level=(var("DIALS_LOG") or "info").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    untyped = var("DIALS_UNTYPED") == "1"
+    model: type[BaseModel] = AnyDocument if untyped else TtsConfig
     try:
         dials = Client.start(
-            TtsConfig,
+            model,
             var("DIALS_SERVICE") or "tts-worker",
             server=var("DIALS_SERVER") or "http://127.0.0.1:8081",
             token=var("DIALS_TOKEN") or "",
@@ -77,6 +98,8 @@ def main() -> int:
             lkg_path=var("DIALS_LKG_PATH"),
             instance=var("DIALS_INSTANCE"),
             allow_defaults=var("DIALS_ALLOW_DEFAULTS") == "1",
+            # Any object: a schema of its own would replace the service's, so none is registered.
+            register_schema=not untyped,
         )
     except DialsError as e:
         print(f"echo_service: {e}", file=sys.stderr)

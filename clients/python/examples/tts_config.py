@@ -2,7 +2,8 @@
 a pydantic model: the schema the client derives from it has the same keys, types, defaults,
 ranges, enums and `x-` annotations. `Field(title=…, description=…)` give a key its title and
 description, `ge`/`le`/`min_length`/`pattern` the bounds, `Literal` an enum, and
-`json_schema_extra` the dials annotations."""
+`json_schema_extra` the dials annotations. `log_level` says `x-global`: unless the service's own
+document sets it, it takes the value of `/log_level` in the `global` document."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def dials(
     *,
     restart: bool = False,
     secret: bool = False,
+    global_: str | None = None,
 ) -> dict[str, object]:
     """The dials annotations of one key."""
     extra: dict[str, object] = {"x-complexity": complexity}
@@ -26,6 +28,8 @@ def dials(
     if secret:
         extra["x-secret"] = True
     extra["x-env"] = env
+    if global_ is not None:
+        extra["x-global"] = global_
     extra["x-help"] = help
     return extra
 
@@ -283,5 +287,18 @@ class TtsConfig(BaseModel):
             "advanced",
             "ELEVEN_OPTIMIZE_STREAMING",
             help="Higher levels get audio out sooner but can cost some quality.",
+        ),
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        title="Log level",
+        description="Lowest severity the worker writes to its log.",
+        json_schema_extra=dials(
+            "advanced",
+            "LOG_LEVEL",
+            global_="/log_level",
+            help="Taken from the fleet's global log level unless set here, so one change in "
+            "global reaches every worker; set it here to make this worker chattier or quieter "
+            "than the rest.",
         ),
     )

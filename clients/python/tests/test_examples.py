@@ -1,5 +1,6 @@
-"""The examples as users run them: the Python echo service, the last-known-good file shared
-with the Rust client in both directions, and the stt-worker moved over to dials."""
+"""The examples as users run them: the Python echo service (and the layers it prints), the
+last-known-good file shared with the Rust client in both directions, and the stt-worker moved
+over to dials."""
 
 from __future__ import annotations
 
@@ -57,13 +58,20 @@ class Process:
         return self.log.read_text()
 
 
-def echo_env(dials: Dials, lkg: Path, mqtt: bool = False) -> dict[str, str]:
+def echo_env(
+    dials: Dials,
+    lkg: Path,
+    mqtt: bool = False,
+    service: str = SERVICE,
+    instance: str = "pi-kitchen",
+) -> dict[str, str]:
     env = {
         "DIALS_SERVER": dials.url,
-        "DIALS_TOKEN": dials.service_token(SERVICE),
+        "DIALS_TOKEN": dials.service_token(service),
         "DIALS_PUBLIC_KEY": dials.public_key,
         "DIALS_LKG_PATH": str(lkg),
-        "DIALS_INSTANCE": "pi-kitchen",
+        "DIALS_SERVICE": service,
+        "DIALS_INSTANCE": instance,
         "DIALS_MQTT_URL": dials.broker.url if mqtt and dials.broker else "",
     }
     return env
@@ -101,6 +109,99 @@ def test_the_python_echo_service_prints_each_applied_config_with_secrets_masked(
     log = echo.stop()
     assert "k-1" not in log
     assert "k-1" not in (tmp_path / "py.lkg").read_text()
+
+
+def test_a_change_to_global_reaches_the_echo_service_that_takes_it_and_no_other(
+    tts: Dials, tmp_path: Path
+) -> None:
+    tts.create("global", {"log_level": "WARNING"})
+    tts.create("stt-worker", {"vad_threshold": 0.5})
+    taker = python_echo(echo_env(tts, tmp_path / "tts.lkg", mqtt=True), tmp_path / "tts.log")
+    # Untyped, the other echo service's schema takes nothing from global.
+    untyped = {
+        **echo_env(tts, tmp_path / "stt.lkg", mqtt=True, service="stt-worker", instance="pi-hall"),
+        "DIALS_UNTYPED": "1",
+    }
+    other = python_echo(untyped, tmp_path / "stt.log")
+    try:
+        first = taker.next_json()
+        assert (first["version"], first["config"]["log_level"]) == (1, "WARNING")
+        assert other.next_json() == {"version": 1, "config": {"vad_threshold": 0.5}}
+        row = tts.wait_instance(SERVICE, "pi-kitchen", global_version=1, status="applied")
+        assert row["layers"] == {"/log_level": "global"}
+        tts.wait_instance("stt-worker", "pi-hall", version=1, status="applied")
+
+        assert tts.put("global", {"log_level": "ERROR"}) == 2
+        line = taker.next_json()
+        assert (line["version"], line["config"]["log_level"]) == (1, "ERROR")
+        assert line["config"]["volume_percent"] == 80
+        row = tts.wait_instance(SERVICE, "pi-kitchen", global_version=2, status="applied")
+        assert row["layers"] == {"/log_level": "global"}
+
+        # Nothing printed for global: the other's next line is its own next version, which
+        # the manager published after global's.
+        tts.put("stt-worker", {"vad_threshold": 0.6})
+        assert other.next_json() == {"version": 2, "config": {"vad_threshold": 0.6}}
+        row = tts.wait_instance("stt-worker", "pi-hall", version=2)
+        assert row.get("global_version") is None
+    finally:
+        taker.stop()
+        other.stop()
+
+
+def test_an_override_reaches_the_echo_service_of_its_instance_only(
+    tts: Dials, tmp_path: Path
+) -> None:
+    kitchen = python_echo(echo_env(tts, tmp_path / "k.lkg", mqtt=True), tmp_path / "k.log")
+    hall = python_echo(
+        echo_env(tts, tmp_path / "h.lkg", mqtt=True, instance="pi-hall"), tmp_path / "h.log"
+    )
+    try:
+        assert kitchen.next_json()["config"]["volume_percent"] == 80
+        assert hall.next_json()["config"]["volume_percent"] == 80
+        tts.wait_instance(SERVICE, "pi-kitchen", version=1, status="applied")
+        tts.wait_instance(SERVICE, "pi-hall", version=1, status="applied")
+
+        r = tts.http.put(
+            f"/api/v1/services/{SERVICE}/instances/pi-kitchen/config",
+            json={"config": {"volume_percent": 120}},
+        )
+        assert r.is_success, r.text
+        line = kitchen.next_json()
+        assert (line["version"], line["config"]["volume_percent"]) == (1, 120)
+        row = tts.wait_instance(SERVICE, "pi-kitchen", override_version=1)
+        assert row["layers"] == {"/volume_percent": "instance"}
+
+        # Nothing printed in the hall: its next line is the service's next version, under
+        # which the kitchen keeps its override.
+        tts.put(SERVICE, {"piper_voice": "en_US-amy-medium", "volume_percent": 50})
+        line = hall.next_json()
+        assert (line["version"], line["config"]["volume_percent"]) == (2, 50)
+        line = kitchen.next_json()
+        assert (line["version"], line["config"]["volume_percent"]) == (2, 120)
+        r = tts.http.get(f"/api/v1/services/{SERVICE}/instances/pi-kitchen/effective")
+        assert r.is_success, r.text
+        assert r.json()["layers"]["/volume_percent"] == "instance"
+        assert r.json()["layers"]["/piper_voice"] == "service"
+    finally:
+        kitchen.stop()
+        hall.stop()
+
+
+def test_the_twins_print_an_untyped_service_the_same_way(dials: Dials, tmp_path: Path) -> None:
+    dials.create("router", {"router_llm_tts_stream": True, "wake": {"window": 5, "phrase": None}})
+    printed = []
+    for run in (python_echo, rust_echo):
+        env = {**echo_env(dials, tmp_path / "r.lkg", service="router"), "DIALS_UNTYPED": "1"}
+        p = run(env, tmp_path / "router.log")
+        line = p.next_json()
+        assert line == {
+            "version": 1,
+            "config": {"router_llm_tts_stream": True, "wake": {"window": 5, "phrase": None}},
+        }
+        printed.append(p.last_line)
+        p.stop()
+    assert printed[0] == printed[1]
 
 
 def test_each_client_starts_from_the_lkg_file_the_other_wrote(tts: Dials, tmp_path: Path) -> None:

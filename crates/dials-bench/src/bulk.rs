@@ -1,4 +1,4 @@
-//! Many-service writes: a profile apply over the demo fleet (`dials seed`, 7 services and 70
+//! Many-service writes: a profile apply over the demo fleet (`dials seed`, 7 services and 71
 //! settings), each apply changing every service, and an import of a generated fleet of many
 //! services into an empty manager, then the same file again (nothing changes).
 

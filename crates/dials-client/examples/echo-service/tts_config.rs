@@ -5,7 +5,9 @@
 //! `#[schemars(title = "…")]` gives a key its `title`, its doc comment the `description`;
 //! `#[serde(default)]` with `impl Default` gives every key its default;
 //! `#[schemars(range/length/regex/url)]` the bounds; `#[schemars(extend(...))]` the dials
-//! annotations. `x-secret` comes with the [`SecretString`] type.
+//! annotations. `x-secret` comes with the [`SecretString`] type. `log_level` says
+//! `x-global`: unless the service's own document sets it, it takes the value of `/log_level`
+//! in the `global` document.
 
 use dials_client::SecretString;
 use schemars::JsonSchema;
@@ -212,6 +214,16 @@ pub struct TtsConfig {
         "x-help" = "Higher levels get audio out sooner but can cost some quality.",
     ))]
     pub eleven_optimize_streaming: u8,
+
+    /// Lowest severity the worker writes to its log.
+    #[schemars(title = "Log level")]
+    #[schemars(extend(
+        "x-complexity" = "advanced",
+        "x-env" = "LOG_LEVEL",
+        "x-global" = "/log_level",
+        "x-help" = "Taken from the fleet's global log level unless set here, so one change in global reaches every worker; set it here to make this worker chattier or quieter than the rest.",
+    ))]
+    pub log_level: LogLevel,
 }
 
 /// Engine that renders replies as audio.
@@ -224,6 +236,22 @@ pub enum TtsProvider {
     Piper,
     // The hosted ElevenLabs service.
     Elevenlabs,
+}
+
+/// Lowest severity written to the log: the values of the demo fleet's global `log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+#[schemars(inline)]
+pub enum LogLevel {
+    // Plain comments, not doc comments, as for `TtsProvider`.
+    // Everything, for finding a fault.
+    Debug,
+    // Everyday running.
+    Info,
+    // Only what may need attention.
+    Warning,
+    // Only failures.
+    Error,
 }
 
 impl Default for TtsConfig {
@@ -249,6 +277,7 @@ impl Default for TtsConfig {
             eleven_voice_id: "".into(),
             eleven_model_id: "eleven_multilingual_v2".into(),
             eleven_optimize_streaming: 0,
+            log_level: LogLevel::Info,
         }
     }
 }

@@ -38,7 +38,7 @@ fn the_catalogue_counts_match_the_readme_for_every_service() {
 }
 
 #[test]
-fn the_catalogue_finds_seventy_settings_in_seven_services_as_the_readme_totals() {
+fn the_catalogue_finds_seventy_one_settings_in_seven_services_as_the_readme_totals() {
     let total = readme_counts()
         .into_iter()
         .find(|row| row.service == "total")
@@ -52,17 +52,23 @@ fn the_catalogue_finds_seventy_settings_in_seven_services_as_the_readme_totals()
     assert_eq!(actual, total);
     assert_eq!(
         (actual.settings, actual.simple, actual.advanced),
-        (70, 20, 50)
+        (71, 20, 51)
     );
     assert_eq!((actual.secret, actual.restart), (4, 20));
 }
 
 #[test]
 fn the_catalogue_has_one_setting_per_leaf_of_each_example_document() {
-    // The README says every example sets every key.
+    // The README says every example sets every key but those taken from global: a document
+    // that set one would pin it, and global's value would never reach the service.
     for service in SERVICES {
         let schema = schema(service);
-        let mut catalogued: Vec<&KeyPath> = schema.settings().iter().map(|s| &s.key).collect();
+        let mut catalogued: Vec<&KeyPath> = schema
+            .settings()
+            .iter()
+            .filter(|s| s.global.is_none())
+            .map(|s| &s.key)
+            .collect();
         catalogued.sort();
         let doc = config(service);
         let leaves: Vec<KeyPath> = doc.leaves().into_keys().collect();

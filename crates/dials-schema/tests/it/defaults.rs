@@ -57,12 +57,15 @@ fn defaults_complete_a_partly_set_nested_object_without_touching_its_values() {
 #[test]
 fn a_complete_document_is_left_exactly_as_it_was() {
     for service in SERVICES {
-        let example = config(service);
-        assert_eq!(
-            schema(service).apply_defaults(&example),
-            example,
-            "{service}"
-        );
+        // Complete: the example, and the default of each key it leaves to global.
+        let schema = schema(service);
+        let mut complete = config(service).into_value();
+        for setting in schema.settings().iter().filter(|s| s.global.is_some()) {
+            let name = setting.key.to_string();
+            complete[name.trim_start_matches('/')] = setting.default.clone().unwrap_or_default();
+        }
+        let complete = document(complete);
+        assert_eq!(schema.apply_defaults(&complete), complete, "{service}");
     }
 }
 

@@ -38,7 +38,7 @@ fn query(q: &str) -> SearchQuery {
 fn an_empty_query_lists_every_setting_by_service_then_key() {
     let index = SearchIndex::new(fleet());
     let found = index.search(&query(""));
-    assert_eq!(found.len(), 70);
+    assert_eq!(found.len(), 71);
     let order: Vec<(String, String)> = found
         .iter()
         .map(|i| (i.service.clone(), i.key.to_string()))
@@ -174,7 +174,7 @@ fn the_complexity_filter_keeps_simple_or_advanced_settings() {
         complexity: Some(Complexity::Advanced),
         ..query("")
     });
-    assert_eq!(advanced.len(), 50);
+    assert_eq!(advanced.len(), 51);
 }
 
 #[test]

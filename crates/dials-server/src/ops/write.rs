@@ -246,29 +246,26 @@ pub async fn write(
             document,
         };
         let started = std::time::Instant::now();
-        let step = if let Some(after) = after {
-            match state.store.enqueue(change) {
+        // A queued change hands the service's turn on as soon as it is queued; the next write's
+        // outcome waits for this one's.
+        let (result, queued) = match after {
+            Some(after) => match state.store.enqueue(change) {
                 Ok(commit) => {
-                    let mut queued = turn.queued(after);
-                    let result = commit.await;
-                    crate::metrics::store_commit(started.elapsed());
-                    if result.is_err() {
-                        queued.failed();
-                    }
-                    queued.in_order().await;
-                    settle(state, result, done, &pre, schema.as_deref())?
+                    let queued = turn.queued(after);
+                    (commit.await, Some(queued))
                 }
-                Err(change) => {
-                    let result = state.store.commit(*change).await;
-                    crate::metrics::store_commit(started.elapsed());
-                    settle(state, result, done, &pre, schema.as_deref())?
-                }
-            }
-        } else {
-            let result = state.store.commit(change).await;
-            crate::metrics::store_commit(started.elapsed());
-            settle(state, result, done, &pre, schema.as_deref())?
+                Err(change) => (state.store.commit(*change).await, None),
+            },
+            None => (state.store.commit(change).await, None),
         };
+        crate::metrics::store_commit(started.elapsed());
+        if let Some(mut queued) = queued {
+            if result.is_err() {
+                queued.failed();
+            }
+            queued.in_order().await;
+        }
+        let step = settle(state, result, done, &pre, schema.as_deref())?;
         if let Step::Done(answer) = step {
             return Ok(answer);
         }

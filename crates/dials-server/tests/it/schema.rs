@@ -418,7 +418,7 @@ async fn search_ranks_exact_then_prefix_then_substring_then_description() {
     );
     let all = get_json(&app, "/api/v1/search?q=&limit=1000").await;
     assert_eq!(
-        all["total"], 70,
+        all["total"], 71,
         "an empty query lists every setting of the fleet"
     );
     let item = &all["items"][0];
@@ -441,7 +441,7 @@ async fn search_filters_by_service_complexity_and_type_and_masks_secrets() {
     let global = read(fleet_dir().join("global.config.json"));
     app.put_config("global", json!({"config": global})).await;
     let by_service = get_json(&app, "/api/v1/search?service=tts-worker&limit=1000").await;
-    assert_eq!(by_service["total"], 20);
+    assert_eq!(by_service["total"], 21);
     let simple = get_json(&app, "/api/v1/search?complexity=simple&limit=1000").await;
     assert_eq!(simple["total"], 20);
     assert!(

@@ -260,7 +260,7 @@ pub(super) fn upsert_schema(conn: &rusqlite::Connection, record: &SchemaRecord) 
 
 /// One change inside an open write transaction: the compare-and-swap on the version, the
 /// change row, the service row, its history rows, its sealed secrets, its outbox row and its
-/// access-log row.
+/// access-log row. It checks first: a refusal comes before its first write.
 pub(super) fn commit_in(conn: &rusqlite::Connection, change: &NewChange) -> Result<Committed> {
     use rusqlite::{OptionalExtension, params};
     let current: Option<i64> = conn
@@ -273,6 +273,18 @@ pub(super) fn commit_in(conn: &rusqlite::Connection, change: &NewChange) -> Resu
     }
     let version = current.next();
     let stored_version = to_i64(version.0)?;
+    // Everything that can refuse the change is checked before its first write: the writer
+    // runs a single commit without a savepoint (see `writer`).
+    if let Some(secret) = change
+        .secrets
+        .iter()
+        .find(|s| s.version != version || s.service != change.service)
+    {
+        return Err(StoreError::Corrupt(format!(
+            "a secret of {} version {} cannot be stored with {} version {version}",
+            secret.service, secret.version, change.service
+        )));
+    }
     let at = to_micros(change.at);
     let document = change.document.as_ref().map(document_text).transpose()?;
     let service = change.service.as_str();
@@ -328,12 +340,6 @@ pub(super) fn commit_in(conn: &rusqlite::Connection, change: &NewChange) -> Resu
         ])?;
     }
     for secret in &change.secrets {
-        if secret.version != version || secret.service != change.service {
-            return Err(StoreError::Corrupt(format!(
-                "a secret of {} version {} cannot be stored with {} version {version}",
-                secret.service, secret.version, change.service
-            )));
-        }
         conn.prepare_cached(
             "INSERT INTO secrets (service, key, version, key_id, nonce, ciphertext, created_at, \
              created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -486,7 +492,7 @@ impl SqliteStore {
     ) -> impl std::future::Future<Output = Result<Committed>> + Send + 'static {
         let service = change.service.clone();
         let heads = self.heads.clone();
-        let queued = self.writer.queue(move |conn| {
+        let queued = self.writer.queue_checked(move |conn| {
             let committed = commit_in(conn, &change)?;
             Ok((committed, head_of(change, committed)))
         });

@@ -3,9 +3,16 @@
 //! Every write of the SQLite backend is a job sent to this thread. It runs SQL synchronously on
 //! its own connection (rusqlite: no hand-off to a worker thread per statement), and the jobs that
 //! queue while one transaction is being made durable are committed together in the next one,
-//! with one fsync (group commit). Each job runs in a savepoint of its own, so a job that fails
-//! (a lost compare-and-swap) undoes only itself; each is answered only once the transaction that
-//! holds it is on disk (`synchronous=FULL`), or with the reason it is not.
+//! with one fsync (group commit). A job that fails by rule (a lost compare-and-swap) undoes only
+//! itself, and each is answered only once the transaction that holds it is on disk
+//! (`synchronous=FULL`), or with the reason it is not.
+//!
+//! A job undoes itself one of two ways. Most jobs run in a savepoint of their own, which costs
+//! SQLite a copy of every page the job touches (the savepoint's journal) and three statements.
+//! A job that *checks first* — one that refuses before it writes anything, as a single commit's
+//! compare-and-swap does — runs bare: when it refuses, there is nothing to undo. The writer
+//! counts the rows every bare job changed, so a bare job that fails after writing after all (a
+//! broken database) rolls the whole group back rather than leaving half of itself behind.
 //!
 //! A failed transaction (a full disk, an I/O error, a vanished file) fails every job in it, and
 //! the connection is replaced before the next one: a fresh connection is the one state known to
@@ -70,6 +77,8 @@ enum Msg {
 trait Job: Send {
     /// Runs the job's statements; `false` when it failed (its savepoint is then rolled back).
     fn run(&mut self, conn: &Connection) -> bool;
+    /// Whether the job refuses before it writes, so it needs no savepoint.
+    fn checks_first(&self) -> bool;
     /// Whether its failure leaves the connection suspect (anything but a refusal by rule).
     fn poisoned(&self) -> bool;
     /// Answers the caller: with its own result once `commit` succeeded, else with why not.
@@ -78,6 +87,7 @@ trait Job: Send {
 
 struct Task<T, F> {
     work: Option<F>,
+    checks_first: bool,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -93,6 +103,10 @@ where
         let ok = result.is_ok();
         self.result = Some(result);
         ok
+    }
+
+    fn checks_first(&self) -> bool {
+        self.checks_first
     }
 
     fn poisoned(&self) -> bool {
@@ -198,9 +212,29 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.send_task(work, false)
+    }
+
+    /// As [`Writer::queue`], for `work` that checks first: it answers a refusal
+    /// ([`StoreError::Conflict`], [`StoreError::Aborted`]) only before its first write, so it runs
+    /// without a savepoint of its own.
+    pub(super) fn queue_checked<T, F>(&self, work: F) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.send_task(work, true)
+    }
+
+    fn send_task<T, F>(&self, work: F, checks_first: bool) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         self.send(Msg::Job(Box::new(Task {
             work: Some(work),
+            checks_first,
             result: None,
             reply,
         })))?;
@@ -359,36 +393,71 @@ fn lend(conn: &mut Option<Connection>, path: &Path, reply: oneshot::Sender<Lease
     };
 }
 
-/// One transaction for the whole group, a savepoint per job, one COMMIT (one fsync).
+/// One transaction for the whole group, a savepoint per job that needs one, one COMMIT (one
+/// fsync).
 fn commit_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| reason(&e))?;
+    statement(conn, "BEGIN IMMEDIATE").map_err(|e| reason(&e))?;
     for job in group.iter_mut() {
-        let step = (|| -> rusqlite::Result<()> {
-            conn.execute_batch("SAVEPOINT job")?;
-            if job.run(conn) {
-                conn.execute_batch("RELEASE job")
-            } else if conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (a full disk, an I/O error): the
-                // jobs before this one are gone too.
-                Err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                    Some("the transaction was rolled back by a failed write".into()),
-                ))
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
-            }
-        })();
+        let step = if job.checks_first() {
+            run_bare(conn, job.as_mut())
+        } else {
+            run_in_savepoint(conn, job.as_mut())
+        };
         if let Err(e) = step {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = statement(conn, "ROLLBACK");
             return Err(reason(&e));
         }
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
-        let _ = conn.execute_batch("ROLLBACK");
+    if let Err(e) = statement(conn, "COMMIT") {
+        let _ = statement(conn, "ROLLBACK");
         return Err(reason(&e));
     }
     Ok(())
+}
+
+/// Runs a job that checks first. Its refusal leaves nothing to undo; a failure after it changed
+/// rows fails the group.
+fn run_bare(conn: &Connection, job: &mut dyn Job) -> rusqlite::Result<()> {
+    let before = conn.total_changes();
+    if job.run(conn) {
+        Ok(())
+    } else if conn.is_autocommit() {
+        Err(rolled_back())
+    } else if conn.total_changes() == before {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+            Some("a write failed half done; its group was rolled back".into()),
+        ))
+    }
+}
+
+/// Runs a job in a savepoint of its own, undone alone when the job fails.
+fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) -> rusqlite::Result<()> {
+    statement(conn, "SAVEPOINT job")?;
+    if job.run(conn) {
+        statement(conn, "RELEASE job")
+    } else if conn.is_autocommit() {
+        Err(rolled_back())
+    } else {
+        statement(conn, "ROLLBACK TO job")?;
+        statement(conn, "RELEASE job")
+    }
+}
+
+/// SQLite rolled the whole transaction back (a full disk, an I/O error): the jobs before the
+/// failed one are gone too.
+fn rolled_back() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some("the transaction was rolled back by a failed write".into()),
+    )
+}
+
+/// Runs one transaction-control statement, prepared once per connection.
+fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Why a transaction failed, in the words [`StoreError::Unavailable`] carries.
@@ -401,5 +470,137 @@ fn reason(e: &rusqlite::Error) -> String {
             }
         }
         other => format!("database error: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(dir: &tempfile::TempDir) -> Writer {
+        let path = dir.path().join("w.db");
+        let writer = Writer::start(&path, Box::new(|| Ok(()))).unwrap();
+        let mut lease = writer_lease(&writer);
+        lease
+            .conn()
+            .execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .unwrap();
+        writer
+    }
+
+    fn writer_lease(writer: &Writer) -> Lease {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(writer.exclusive())
+            .unwrap()
+    }
+
+    fn insert(v: i64) -> impl FnOnce(&Connection) -> Result<()> + Send + 'static {
+        move |conn| {
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+            Ok(())
+        }
+    }
+
+    fn rows(writer: &Writer) -> Vec<i64> {
+        let mut lease = writer_lease(writer);
+        let conn = lease.conn();
+        let mut stmt = conn.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// The answers of jobs already sent.
+    fn answers(jobs: Vec<oneshot::Receiver<Result<()>>>) -> Vec<Result<()>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        jobs.into_iter()
+            .map(|a| rt.block_on(Writer::answer(a)))
+            .collect()
+    }
+
+    /// Holds the writer between two groups while `send` queues jobs, so they commit together.
+    fn held<T>(writer: &Writer, send: impl FnOnce() -> T) -> T {
+        let lease = writer_lease(writer);
+        let sent = send();
+        drop(lease);
+        sent
+    }
+
+    #[test]
+    fn a_refusal_that_checks_first_undoes_nothing_of_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        let jobs = held(&w, || {
+            vec![
+                w.queue_checked(insert(1)).unwrap(),
+                w.queue_checked(|_| {
+                    Err(StoreError::Conflict {
+                        current: dials_domain::Version(7),
+                    })
+                })
+                .unwrap(),
+                w.queue_checked(insert(2)).unwrap(),
+            ]
+        });
+        let got = answers(jobs);
+        assert!(got[0].is_ok() && got[2].is_ok());
+        assert!(matches!(got[1], Err(StoreError::Conflict { .. })));
+        assert_eq!(rows(&w), [1, 2]);
+        assert_eq!(w.stats().transactions, 1, "one group, one transaction");
+    }
+
+    #[test]
+    fn a_job_that_checks_first_and_fails_half_done_rolls_its_group_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        let jobs = held(&w, || {
+            vec![
+                w.queue_checked(insert(1)).unwrap(),
+                w.queue_checked(|conn| {
+                    insert(2)(conn)?;
+                    Err(StoreError::Conflict {
+                        current: dials_domain::Version(7),
+                    })
+                })
+                .unwrap(),
+            ]
+        });
+        let got = answers(jobs);
+        assert!(
+            matches!(&got[0], Err(e) if e.is_unavailable()),
+            "the other job is answered 'try again', not acknowledged: {:?}",
+            got[0]
+        );
+        assert!(rows(&w).is_empty(), "nothing of the group landed");
+        // The writer goes on with the next group.
+        let next = answers(vec![w.queue_checked(insert(3)).unwrap()]);
+        assert!(next[0].is_ok());
+        assert_eq!(rows(&w), [3]);
+    }
+
+    #[test]
+    fn a_job_in_a_savepoint_that_fails_half_done_undoes_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(&dir);
+        let jobs = held(&w, || {
+            vec![
+                w.queue(insert(1)).unwrap(),
+                w.queue(|conn| {
+                    insert(2)(conn)?;
+                    Err(StoreError::Aborted("the caller's step failed".into()))
+                })
+                .unwrap(),
+                w.queue_checked(insert(3)).unwrap(),
+            ]
+        });
+        let got = answers(jobs);
+        assert!(got[0].is_ok() && got[2].is_ok());
+        assert!(matches!(got[1], Err(StoreError::Aborted(_))));
+        assert_eq!(rows(&w), [1, 3]);
     }
 }

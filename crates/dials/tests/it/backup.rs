@@ -150,7 +150,7 @@ async fn scheduled_backups_keep_only_the_newest() {
 
 /// The example service `echo-service`, built by `cargo test --workspace` (or `cargo build
 /// --examples`) beside the `dials` binary.
-fn echo_service() -> PathBuf {
+pub(crate) fn echo_service() -> PathBuf {
     let dials = PathBuf::from(env!("CARGO_BIN_EXE_dials"));
     let path = dials
         .parent()

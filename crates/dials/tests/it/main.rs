@@ -15,6 +15,7 @@ mod disk;
 mod harness;
 mod junk;
 mod last_will;
+mod layers;
 mod metadata;
 mod metrics;
 mod mqtt;

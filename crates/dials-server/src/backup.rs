@@ -38,7 +38,11 @@ pub fn default_dir(data_dir: &Path) -> PathBuf {
 /// The file a `sqlite://PATH` database URL names; other URLs have no file to back up.
 pub fn database_path(url: &str) -> anyhow::Result<PathBuf> {
     let Some(rest) = url.strip_prefix("sqlite:") else {
-        bail!("backups are for SQLite databases; {url} is not one");
+        bail!(
+            "this needs a SQLite database (backups, restores, `dials rebuild` and the read-only \
+             mode work on its file); {} is not one",
+            dials_store::redact_url(url)
+        );
     };
     let path = rest.trim_start_matches("//");
     let path = path.split('?').next().unwrap_or(path);

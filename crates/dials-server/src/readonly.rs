@@ -24,7 +24,7 @@ use dials_store::{
     HistoryQuery, HistoryRecord, ImportBatch, InstanceLimits, InstanceReport, InstanceStore,
     NewChange, OutboxItem, OutboxStore, ProfileRecord, ProfileStore, RecordedReports, Redaction,
     ResealFn, Result, SchemaRecord, SecretRecord, SecretStore, SecurityStore, ServiceState,
-    SessionRecord, Store, StoreError, TokenRecord, VersionRecord,
+    SessionRecord, Store, StoreError, TokenRecord, Transfer, VersionRecord,
 };
 
 use crate::snapshot::Snapshot;
@@ -413,6 +413,16 @@ impl ProfileStore for ModalStore {
     }
     async fn import(&self, batch: ImportBatch) -> Result<Vec<Committed>> {
         live_or!(self, s => s.import(batch).await, else Err(self.refusal()))
+    }
+}
+
+#[async_trait]
+impl Transfer for ModalStore {
+    async fn export(&self) -> Result<dials_store::Dump> {
+        live_or!(self, s => s.export().await, else Err(self.not_in_snapshot("the whole database")))
+    }
+    async fn import_all(&self, dump: &dials_store::Dump) -> Result<()> {
+        live_or!(self, s => s.import_all(dump).await, else Err(self.refusal()))
     }
 }
 

@@ -73,7 +73,10 @@ impl Application {
                 .await?;
                 (ReadOnly::normal(store, snapshot), admin_token)
             }
-            Err(e) => (read_only_or_refuse(e, snapshot)?, None),
+            Err(e) => (
+                read_only_or_refuse(e, snapshot, &settings.database_url)?,
+                None,
+            ),
         };
         let modal = Arc::new(modal);
         let store: Arc<dyn Store> = modal.clone();
@@ -369,11 +372,19 @@ async fn open_database(settings: &ServerSettings) -> anyhow::Result<Arc<dyn Stor
 
 /// A database that cannot be opened: read-only from the snapshot when there is one, else the
 /// error. A database a newer dials wrote is refused either way (serving it from an older
-/// snapshot would hide that).
+/// snapshot would hide that). The read-only mode watches a SQLite file to know when the
+/// database is back: on PostgreSQL the error stands, and saying so.
 fn read_only_or_refuse(
     error: anyhow::Error,
     snapshot: Option<crate::snapshot::Snapshot>,
+    database_url: &str,
 ) -> anyhow::Result<ReadOnly> {
+    if dials_store::is_postgres(database_url) {
+        return Err(error.context(
+            "dials serves read-only from its snapshot only on SQLite; on PostgreSQL it starts \
+             once the database answers",
+        ));
+    }
     let newer = error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<dials_store::StoreError>(),
@@ -408,7 +419,7 @@ fn read_only_or_refuse(
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     dials_store::open(url)
         .await
-        .with_context(|| format!("cannot open the database {url}"))
+        .with_context(|| format!("cannot open the database {}", dials_store::redact_url(url)))
 }
 
 /// First start: one admin token, written to `<data-dir>/admin.token` (0600), announced once.

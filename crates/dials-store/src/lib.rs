@@ -8,16 +8,20 @@
 //! keeps every rule about *what* to write in the pure domain and every rule about *how* to write
 //! it here.
 //!
-//! Backends: [`SqliteStore`] (WAL, `synchronous=FULL`, one writer connection). Every backend
-//! must pass the same conformance tests (`tests/it`).
+//! Backends: [`SqliteStore`] (WAL, `synchronous=FULL`, one writer connection) and [`PgStore`]
+//! (one PostgreSQL database that several dials processes may share: the compare-and-swap and the
+//! global revision are taken inside each commit's transaction). Every backend must pass the same
+//! conformance tests (`tests/it`).
 
 pub mod backup;
+mod postgres;
 mod sqlite;
 mod types;
 
 use async_trait::async_trait;
 use dials_domain::{Epoch, ServiceName, Version};
 
+pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, WriterStats};
 pub use types::*;
 
@@ -66,7 +70,9 @@ pub enum StoreError {
         known: i64,
     },
     /// The database URL names no backend this build has.
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH or postgres://[USER@]HOST[:PORT]/DATABASE"
+    )]
     UnsupportedUrl(String),
 }
 
@@ -148,12 +154,36 @@ fn unavailable_reason(e: &sqlx::Error) -> Option<String> {
 }
 
 /// Opens the database a URL names, with the backend it names: `sqlite://PATH` (created when
-/// missing, schema brought up to date). The only place that chooses a backend.
+/// missing) or `postgres://…` / `postgresql://…` (the database must exist), its schema brought
+/// up to date. The only place that chooses a backend.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else if is_postgres(url) {
+        Ok(std::sync::Arc::new(PgStore::open(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// Whether a database URL names PostgreSQL.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A database URL fit for messages and logs: a password in it is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or("");
+            format!("{scheme}://{name}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -170,12 +200,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Implementations must be safe to share across tasks; every method is one transaction or one
 /// consistent read. Every backend implements every part and passes the same conformance tests.
 pub trait Store:
-    PublisherStore + ConfigWrites + SecurityStore + SecretStore + ProfileStore
+    PublisherStore + ConfigWrites + SecurityStore + SecretStore + ProfileStore + Transfer
 {
 }
 
 impl<T> Store for T where
-    T: PublisherStore + ConfigWrites + SecurityStore + SecretStore + ProfileStore
+    T: PublisherStore + ConfigWrites + SecurityStore + SecretStore + ProfileStore + Transfer
 {
 }
 
@@ -413,4 +443,33 @@ pub trait ProfileStore: Database {
     /// failure (a [`StoreError::Conflict`] among the changes) nothing. Answers one
     /// [`Committed`] per change, in order.
     async fn import(&self, batch: ImportBatch) -> Result<Vec<Committed>>;
+}
+
+/// Moving a whole installation between databases (`dials migrate-store`): everything read in
+/// one snapshot, everything written in one transaction with its ids, revisions and epoch.
+#[async_trait]
+pub trait Transfer: Database {
+    /// Everything the database holds, read in one consistent snapshot.
+    async fn export(&self) -> Result<Dump>;
+
+    /// Writes `dump` into this database in one transaction, keeping every id, revision and the
+    /// epoch, so that the result reads back as the same [`Dump`]. Refuses
+    /// ([`StoreError::Aborted`]) a database that holds any service, version, token or audit
+    /// entry: it only fills an empty one. The epoch is the dump's from the next open on.
+    async fn import_all(&self, dump: &Dump) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_never_shows_in_a_url_put_in_a_message() {
+        let shown = super::redact_url("postgres://dials:s3cret@db.internal:5432/dials?x=1");
+        assert_eq!(shown, "postgres://dials:***@db.internal:5432/dials?x=1");
+        for plain in [
+            "postgres://dials@db/dials",
+            "sqlite:///var/lib/dials/dials.db",
+        ] {
+            assert_eq!(super::redact_url(plain), plain);
+        }
+    }
 }

@@ -395,3 +395,73 @@ pub struct ImportBatch {
     /// Profiles to save, overwriting.
     pub profiles: Vec<ProfileRecord>,
 }
+
+/// One outbox row as stored, published or not (for [`crate::Transfer`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// Publish order.
+    pub id: i64,
+    /// The change's global revision.
+    pub revision: Revision,
+    /// The service.
+    pub service: ServiceName,
+    /// The version the change produced.
+    pub version: Version,
+    /// When the change was committed.
+    pub created_at: OffsetDateTime,
+    /// When the broker acknowledged it, if it did.
+    pub published_at: Option<OffsetDateTime>,
+}
+
+/// Everything one database holds, read in one consistent snapshot: what moves an installation
+/// from one backend to another ([`crate::Transfer`]). Every list is in its natural order
+/// (changes by revision, history, outbox and audit by id, the rest by name or key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dump {
+    /// The database's epoch, kept by the move so services and their caches see the same
+    /// database.
+    pub epoch: dials_domain::Epoch,
+    /// The latest global revision.
+    pub revision: u64,
+    /// Every service's current state, deleted ones included.
+    pub services: Vec<ServiceState>,
+    /// Every version of every service (the change log).
+    pub changes: Vec<VersionRecord>,
+    /// Every per-key history record, with its id.
+    pub history: Vec<HistoryRecord>,
+    /// Every outbox row, with whether it was published.
+    pub outbox: Vec<OutboxRow>,
+    /// Every registered schema.
+    pub schemas: Vec<SchemaRecord>,
+    /// Every sealed secret value, as sealed.
+    pub secrets: Vec<SecretRecord>,
+    /// Every token (hashes only).
+    pub tokens: Vec<TokenRecord>,
+    /// Every browser session.
+    pub sessions: Vec<SessionRecord>,
+    /// Every profile.
+    pub profiles: Vec<ProfileRecord>,
+    /// Every instance's last report.
+    pub instances: Vec<InstanceReport>,
+    /// The whole access log.
+    pub audit: Vec<AuditRecord>,
+}
+
+impl Dump {
+    /// How many rows of each kind, by name, for summaries and checks.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("services", self.services.len()),
+            ("versions", self.changes.len()),
+            ("history rows", self.history.len()),
+            ("outbox rows", self.outbox.len()),
+            ("schemas", self.schemas.len()),
+            ("secret values", self.secrets.len()),
+            ("tokens", self.tokens.len()),
+            ("sessions", self.sessions.len()),
+            ("profiles", self.profiles.len()),
+            ("instance reports", self.instances.len()),
+            ("audit entries", self.audit.len()),
+        ]
+    }
+}

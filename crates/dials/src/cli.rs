@@ -193,6 +193,19 @@ pub enum Command {
     /// Example: dials rebuild --reason "disk error on /var/lib/dials"
     Rebuild(RebuildArgs),
 
+    /// Copy a whole installation from one database to another, e.g. SQLite to PostgreSQL.
+    ///
+    /// Every version, history row, change-log revision, outbox row (published or not), schema,
+    /// sealed secret (as sealed: the same master key opens them), token, session, profile,
+    /// instance report and access-log entry is copied in one transaction, and the epoch is kept,
+    /// so services see the same database. The target must be empty (a new database: dials
+    /// creates the schema). The copy is checked afterwards: counts, the latest revision, the
+    /// epoch and every service's current state must be equal. Stop dials first: a SQLite
+    /// source's data directory is locked meanwhile.
+    ///
+    /// Example: dials migrate-store --from sqlite:///var/lib/dials/dials.db --to postgres://dials@db/dials
+    MigrateStore(MigrateStoreArgs),
+
     /// Print a shell completion script.
     ///
     /// Example: dials completions bash > ~/.local/share/bash-completion/completions/dials
@@ -721,6 +734,21 @@ pub struct RebuildArgs {
     /// Why, for the audit log and the tombstone file.
     #[arg(long, default_value = "the database could not be read")]
     pub reason: String,
+
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateStoreArgs {
+    /// The database to copy from: sqlite://PATH or postgres://…
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+
+    /// The empty database to copy into: postgres://… or sqlite://PATH
+    #[arg(long, value_name = "URL")]
+    pub to: String,
 
     /// Print machine-readable JSON.
     #[arg(long)]

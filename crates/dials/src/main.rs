@@ -11,6 +11,7 @@ mod docs;
 mod edit;
 mod health;
 mod keys;
+mod migrate_store;
 mod output;
 mod plan;
 mod profiles;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => run_client(keys::run(command)),
         Command::Backup(command) => run_client(backup::run(command)),
         Command::Rebuild(args) => run_client(rebuild::run(args)),
+        Command::MigrateStore(args) => run_client(migrate_store::run(args)),
         Command::Status(args) => run_client(done(read::status(args))),
         Command::Services(args) => run_client(done(read::services(args))),
         Command::Get(args) => run_client(done(read::get(args))),

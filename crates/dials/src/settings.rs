@@ -197,11 +197,13 @@ pub fn resolve(args: &ServeArgs, env: &Environment) -> Result<Resolved, SettingE
     );
     let database_url = match database {
         None => format!("sqlite://{}", data_dir.join("dials.db").display()),
-        Some(s) if s.value.starts_with("sqlite:") => s.value,
+        Some(s) if s.value.starts_with("sqlite:") || dials_store::is_postgres(&s.value) => s.value,
         Some(s) => {
             return Err(SettingError(format!(
-                "invalid database URL {:?} ({}): expected sqlite://PATH",
-                s.value, s.source
+                "invalid database URL {:?} ({}): expected sqlite://PATH or \
+                 postgres://[USER@]HOST[:PORT]/DATABASE",
+                dials_store::redact_url(&s.value),
+                s.source
             )));
         }
     };

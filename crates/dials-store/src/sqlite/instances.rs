@@ -266,7 +266,7 @@ where
     Ok(rows.collect::<rusqlite::Result<C>>()?)
 }
 
-fn instance_report(row: &SqliteRow) -> Result<InstanceReport> {
+pub(super) fn instance_report(row: &SqliteRow) -> Result<InstanceReport> {
     Ok(InstanceReport {
         service: service_name(row.try_get("service")?)?,
         instance: row.try_get("instance")?,

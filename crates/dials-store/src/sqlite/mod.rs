@@ -37,6 +37,7 @@ mod outbox;
 mod profiles;
 mod secrets;
 mod security;
+mod transfer;
 mod writer;
 
 use writer::Writer;

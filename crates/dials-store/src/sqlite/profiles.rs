@@ -70,7 +70,7 @@ impl ProfileStore for SqliteStore {
 
 /// Inserts a profile, or replaces one of its name when `overwrite`; `false` when one exists and
 /// may not be replaced.
-fn upsert_profile_in(
+pub(super) fn upsert_profile_in(
     conn: &rusqlite::Connection,
     profile: &ProfileRecord,
     overwrite: bool,
@@ -105,7 +105,7 @@ fn upsert_profile_in(
     Ok(done > 0)
 }
 
-fn profile_record(row: &SqliteRow) -> Result<ProfileRecord> {
+pub(super) fn profile_record(row: &SqliteRow) -> Result<ProfileRecord> {
     let text: String = row.try_get("members")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("stored profile members: {what}"));
     let members: Vec<Value> = serde_json::from_str(&text).map_err(|e| corrupt(&e.to_string()))?;

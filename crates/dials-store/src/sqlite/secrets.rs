@@ -118,7 +118,7 @@ fn reseal_in(conn: &mut rusqlite::Connection, reseal: &ResealFn<'_>) -> Result<u
     Ok(changed)
 }
 
-fn secret_record(row: &SqliteRow) -> Result<SecretRecord> {
+pub(super) fn secret_record(row: &SqliteRow) -> Result<SecretRecord> {
     Ok(SecretRecord {
         service: service_name(row.try_get("service")?)?,
         key: row.try_get("key")?,

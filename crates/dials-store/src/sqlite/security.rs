@@ -112,21 +112,7 @@ impl SecurityStore for SqliteStore {
         .bind(&hash[..])
         .fetch_optional(&self.readers)
         .await?;
-        row.map(|r| {
-            let hash: Vec<u8> = r.try_get("hash")?;
-            let token_id: String = r.try_get("token_id")?;
-            Ok(SessionRecord {
-                hash: hash
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("session hash is not 32 bytes".into()))?,
-                token_id: Uuid::parse_str(&token_id)
-                    .map_err(|e| StoreError::Corrupt(format!("session token id: {e}")))?,
-                csrf: r.try_get("csrf")?,
-                created_at: from_micros(r.try_get("created_at")?)?,
-                expires_at: from_micros(r.try_get("expires_at")?)?,
-            })
-        })
-        .transpose()
+        row.map(|r| session_record(&r)).transpose()
     }
 
     async fn delete_session(&self, hash: &[u8; 32]) -> Result<()> {
@@ -172,20 +158,7 @@ impl SecurityStore for SqliteStore {
         sql.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(query.limit));
         let rows = sql.build().fetch_all(&self.readers).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRecord {
-                    id: r.try_get("id")?,
-                    at: from_micros(r.try_get("at")?)?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    address: r.try_get("address")?,
-                    outcome: r.try_get("outcome")?,
-                    reason: r.try_get("reason")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_record).collect()
     }
 
     async fn prune(&self, before: OffsetDateTime, keep_at_most: u64) -> Result<u64> {
@@ -226,7 +199,57 @@ pub(super) fn insert_audit_in(conn: &rusqlite::Connection, record: &AuditRecord)
     Ok(())
 }
 
-fn token_record(row: &SqliteRow) -> Result<TokenRecord> {
+pub(super) fn session_record(r: &SqliteRow) -> Result<SessionRecord> {
+    let hash: Vec<u8> = r.try_get("hash")?;
+    let token_id: String = r.try_get("token_id")?;
+    Ok(SessionRecord {
+        hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("session hash is not 32 bytes".into()))?,
+        token_id: Uuid::parse_str(&token_id)
+            .map_err(|e| StoreError::Corrupt(format!("session token id: {e}")))?,
+        csrf: r.try_get("csrf")?,
+        created_at: from_micros(r.try_get("created_at")?)?,
+        expires_at: from_micros(r.try_get("expires_at")?)?,
+    })
+}
+
+pub(super) fn audit_record(r: &SqliteRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: r.try_get("id")?,
+        at: from_micros(r.try_get("at")?)?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        address: r.try_get("address")?,
+        outcome: r.try_get("outcome")?,
+        reason: r.try_get("reason")?,
+    })
+}
+
+/// An access-log entry with the id it already has (a transfer keeps ids).
+pub(super) fn insert_audit_with_id(
+    conn: &rusqlite::Connection,
+    record: &AuditRecord,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit (id, at, actor, action, target, address, outcome, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(rusqlite::params![
+        record.id,
+        to_micros(record.at),
+        record.actor,
+        record.action,
+        record.target,
+        record.address,
+        record.outcome,
+        record.reason,
+    ])?;
+    Ok(())
+}
+
+pub(super) fn token_record(row: &SqliteRow) -> Result<TokenRecord> {
     let id: String = row.try_get("id")?;
     let hash: Vec<u8> = row.try_get("hash")?;
     let opt_time = |col: &str| -> Result<Option<OffsetDateTime>> {

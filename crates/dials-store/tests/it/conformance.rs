@@ -10,6 +10,47 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
+/// Calls `$each!` with the name of every conformance test: each backend's module runs them all
+/// through this one list, so a new test cannot be left out on one backend.
+macro_rules! every_conformance_test {
+    ($each:ident) => {
+        $each!(
+            first_commit_creates_version_one_and_revision_one,
+            a_commit_from_a_stale_version_is_a_conflict_and_writes_nothing,
+            every_changed_key_gets_a_history_row,
+            a_deleted_service_keeps_its_history_and_never_reuses_a_version,
+            versions_are_found_by_number_and_by_time,
+            history_filters_and_pages_newest_first,
+            every_commit_leaves_an_outbox_row,
+            tokens_are_found_only_by_their_hash,
+            concurrent_commits_from_the_same_version_have_exactly_one_winner,
+            many_concurrent_writers_each_keep_their_own_compare_and_swap,
+            a_read_between_commits_sees_the_last_one,
+            the_outbox_hands_out_pending_changes_in_order_until_marked,
+            changes_since_a_revision_replay_in_revision_order,
+            an_instance_report_replaces_the_previous_one,
+            reports_for_unknown_services_or_impossible_versions_are_refused,
+            a_full_service_makes_room_only_by_evicting_a_stale_instance,
+            instances_are_listed_by_name_a_page_at_a_time,
+            a_schema_is_stored_replaced_and_removed_with_its_service,
+            a_schema_with_a_migration_lands_together_or_not_at_all,
+            tokens_are_listed_revoked_once_and_touched,
+            config_changes_and_other_events_are_audited_and_pruned,
+            secrets_are_stored_with_their_change_and_found_by_place,
+            a_secret_is_not_stored_when_its_change_loses,
+            resealing_rewrites_every_secret_in_one_transaction,
+            a_schema_can_redact_the_past_of_its_service_only,
+            numbers_beyond_the_database_range_find_nothing,
+            the_audit_log_keeps_at_most_a_number_of_newest_entries,
+            many_changes_commit_together_each_with_its_own_version_and_outbox_row,
+            many_changes_with_one_stale_write_nothing,
+            profiles_are_saved_listed_replaced_only_when_asked_and_deleted,
+            an_import_lands_schemas_configs_and_profiles_together_or_not_at_all,
+        );
+    };
+}
+pub(crate) use every_conformance_test;
+
 fn name(s: &str) -> ServiceName {
     ServiceName::parse(s).unwrap()
 }

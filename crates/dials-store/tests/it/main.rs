@@ -3,4 +3,6 @@
 
 mod conformance;
 mod disk;
+mod postgres;
 mod sqlite;
+mod throwaway;

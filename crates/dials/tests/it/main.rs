@@ -20,8 +20,11 @@ mod metadata;
 mod metrics;
 mod mqtt;
 mod partition;
+mod postgres;
 mod process;
 mod resilience;
 mod secrets;
 mod seed;
 mod serve;
+#[path = "../../../dials-store/tests/it/throwaway.rs"]
+mod throwaway;

@@ -1,5 +1,5 @@
 -- dials storage, PostgreSQL backend: the whole schema of SQLite's migrations 1 to 6, in one.
--- Documents and values are JSONB, times timestamptz (microseconds, as SQLite keeps them),
+-- Documents and values are `json` (kept as written: `jsonb` would reorder keys), times timestamptz (microseconds, as SQLite keeps them),
 -- hashes and sealed bytes bytea, counters bigint. Text compares and sorts byte by byte
 -- (COLLATE "C"), as in SQLite, whatever the locale the database was created with.
 
@@ -24,7 +24,7 @@ CREATE TABLE services (
     name       TEXT COLLATE "C" PRIMARY KEY,
     version    BIGINT NOT NULL,
     revision   BIGINT NOT NULL,
-    document   JSONB,
+    document   JSON,
     updated_at TIMESTAMPTZ NOT NULL,
     updated_by TEXT COLLATE "C" NOT NULL
 );
@@ -36,7 +36,7 @@ CREATE TABLE changes (
     service  TEXT COLLATE "C" NOT NULL,
     version  BIGINT NOT NULL,
     kind     TEXT COLLATE "C" NOT NULL,
-    document JSONB,
+    document JSON,
     actor    TEXT COLLATE "C" NOT NULL,
     reason   TEXT COLLATE "C",
     at       TIMESTAMPTZ NOT NULL,
@@ -52,8 +52,8 @@ CREATE TABLE history (
     version   BIGINT NOT NULL,
     key       TEXT COLLATE "C" NOT NULL,
     kind      TEXT COLLATE "C" NOT NULL,
-    old_value JSONB,
-    new_value JSONB,
+    old_value JSON,
+    new_value JSON,
     actor     TEXT COLLATE "C" NOT NULL,
     reason    TEXT COLLATE "C",
     at        TIMESTAMPTZ NOT NULL
@@ -95,7 +95,7 @@ CREATE TABLE instances (
     status      TEXT COLLATE "C" NOT NULL,
     error       TEXT COLLATE "C",
     schema_hash TEXT COLLATE "C",
-    overrides   JSONB,
+    overrides   JSON,
     reported_at TIMESTAMPTZ NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (service, instance)
@@ -104,7 +104,7 @@ CREATE TABLE instances (
 -- Each service's JSON Schema, as registered by the service or uploaded by an admin.
 CREATE TABLE schemas (
     service    TEXT COLLATE "C" PRIMARY KEY,
-    schema     JSONB NOT NULL,
+    schema     JSON NOT NULL,
     hash       TEXT COLLATE "C" NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL,
     updated_by TEXT COLLATE "C" NOT NULL
@@ -153,7 +153,7 @@ CREATE INDEX secrets_key_id ON secrets (key_id);
 CREATE TABLE profiles (
     name        TEXT COLLATE "C" PRIMARY KEY,
     description TEXT COLLATE "C" NOT NULL,
-    members     JSONB NOT NULL,
+    members     JSON NOT NULL,
     created_at  TIMESTAMPTZ NOT NULL,
     created_by  TEXT COLLATE "C" NOT NULL
 );

@@ -224,7 +224,7 @@ pub(super) async fn upsert_schema(conn: &mut PgConnection, record: &SchemaRecord
          updated_at = excluded.updated_at, updated_by = excluded.updated_by",
     )
     .bind(record.service.as_str())
-    .bind(&record.schema)
+    .bind(JsonText(&record.schema))
     .bind(&record.hash)
     .bind(record.updated_at)
     .bind(&record.updated_by)
@@ -295,21 +295,21 @@ pub(super) async fn commit_in(
     .await?;
     if !change.changes.is_empty() {
         let keys: Vec<&str> = change.changes.iter().map(|c| c.key.as_str()).collect();
-        let olds: Vec<Option<Json<&serde_json::Value>>> = change
+        let olds: Vec<Option<JsonText<&serde_json::Value>>> = change
             .changes
             .iter()
-            .map(|c| c.old.as_ref().map(Json))
+            .map(|c| c.old.as_ref().map(JsonText))
             .collect();
-        let news: Vec<Option<Json<&serde_json::Value>>> = change
+        let news: Vec<Option<JsonText<&serde_json::Value>>> = change
             .changes
             .iter()
-            .map(|c| c.new.as_ref().map(Json))
+            .map(|c| c.new.as_ref().map(JsonText))
             .collect();
         sqlx::query(
             "INSERT INTO history (revision, service, version, key, kind, old_value, new_value, \
              actor, reason, at) \
              SELECT $1, $2, $3, h.key, $4, h.old, h.new, $5, $6, $7 \
-             FROM unnest($8::text[], $9::jsonb[], $10::jsonb[]) WITH ORDINALITY \
+             FROM unnest($8::text[], $9::json[], $10::json[]) WITH ORDINALITY \
              AS h(key, old, new, n) ORDER BY h.n",
         )
         .bind(rev)
@@ -426,8 +426,8 @@ async fn redact_in(
         }
         if rewritten {
             sqlx::query("UPDATE history SET old_value = $1, new_value = $2 WHERE id = $3")
-                .bind(&values[0])
-                .bind(&values[1])
+                .bind(values[0].as_ref().map(JsonText))
+                .bind(values[1].as_ref().map(JsonText))
                 .bind(id)
                 .execute(&mut *conn)
                 .await?;

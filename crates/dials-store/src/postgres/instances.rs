@@ -234,7 +234,7 @@ async fn record_instances_in(
         "INSERT INTO instances (service, instance, version, status, error, schema_hash, \
          overrides, reported_at, received_at) \
          SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-         $6::text[], $7::jsonb[], $8::timestamptz[], $9::timestamptz[]) \
+         $6::text[], $7::json[], $8::timestamptz[], $9::timestamptz[]) \
          ON CONFLICT (service, instance) DO UPDATE SET version = excluded.version, \
          status = excluded.status, error = excluded.error, \
          schema_hash = excluded.schema_hash, overrides = excluded.overrides, \
@@ -264,7 +264,7 @@ struct Columns<'a> {
     status: Vec<&'a str>,
     error: Vec<Option<&'a str>>,
     schema_hash: Vec<Option<&'a str>>,
-    overrides: Vec<Option<Json<&'a serde_json::Value>>>,
+    overrides: Vec<Option<JsonText<&'a serde_json::Value>>>,
     reported_at: Vec<OffsetDateTime>,
     received_at: Vec<OffsetDateTime>,
 }
@@ -277,7 +277,7 @@ impl<'a> Columns<'a> {
         self.status.push(&r.status);
         self.error.push(r.error.as_deref());
         self.schema_hash.push(r.schema_hash.as_deref());
-        self.overrides.push(r.overrides.as_ref().map(Json));
+        self.overrides.push(r.overrides.as_ref().map(JsonText));
         self.reported_at.push(r.reported_at);
         self.received_at.push(r.received_at);
         Ok(())

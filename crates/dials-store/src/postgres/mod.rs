@@ -7,7 +7,7 @@
 //! the change, the service row, history, sealed secrets, the outbox row and the access-log row.
 //! Nothing is cached in the process: another process may have written since.
 //!
-//! Documents and values are JSONB, times `timestamptz`, hashes and sealed bytes `bytea`.
+//! Documents and values are `json` (kept as written, see [`JsonText`]), times `timestamptz`, hashes and sealed bytes `bytea`.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,7 +15,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dials_domain::{ChangeKind, Document, Epoch, Revision, ServiceName, Version};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -234,9 +233,41 @@ fn parse_document(raw: Option<serde_json::Value>) -> Result<Option<Document>> {
     .transpose()
 }
 
-/// A document as bound to a JSONB parameter.
-fn document_json(doc: &Document) -> Json<&Document> {
-    Json(doc)
+/// A document as bound to a `json` parameter.
+fn document_json(doc: &Document) -> JsonText<&Document> {
+    JsonText(doc)
+}
+
+/// A value bound as PostgreSQL `json`: its text as serde writes it, kept as it is. `jsonb` would
+/// reorder an object's keys (a form's settings follow their schema's order), drop duplicate
+/// keys and refuse the character U+0000, none of which SQLite does.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct JsonText<T>(pub T);
+
+/// `json`, and `json[]`, by their fixed type ids.
+const JSON_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(114);
+const JSON_ARRAY_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(199);
+
+impl<T> sqlx::Type<sqlx::Postgres> for JsonText<T> {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(JSON_OID)
+    }
+}
+
+impl<T> sqlx::postgres::PgHasArrayType for JsonText<T> {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(JSON_ARRAY_OID)
+    }
+}
+
+impl<T: serde::Serialize> sqlx::Encode<'_, sqlx::Postgres> for JsonText<T> {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        serde_json::to_writer(&mut **buf, &self.0)?;
+        Ok(sqlx::encode::IsNull::No)
+    }
 }
 
 fn to_i64(v: u64) -> Result<i64> {

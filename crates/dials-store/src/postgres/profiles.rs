@@ -1,4 +1,4 @@
-//! Profiles (one row each, members as JSONB) and the import, which writes schemas, config
+//! Profiles (one row each, members as `json`) and the import, which writes schemas, config
 //! changes and profiles in one transaction.
 
 use serde_json::{Value, json};
@@ -78,7 +78,7 @@ pub(super) async fn upsert_profile_in(
     let done = sqlx::query(sql)
         .bind(&profile.name)
         .bind(&profile.description)
-        .bind(Value::Array(members))
+        .bind(JsonText(Value::Array(members)))
         .bind(profile.created_at)
         .bind(&profile.created_by)
         .execute(&mut *conn)

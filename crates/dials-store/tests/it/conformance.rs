@@ -46,6 +46,7 @@ macro_rules! every_conformance_test {
             many_changes_with_one_stale_write_nothing,
             profiles_are_saved_listed_replaced_only_when_asked_and_deleted,
             an_import_lands_schemas_configs_and_profiles_together_or_not_at_all,
+            documents_and_schemas_read_back_exactly_as_written,
         );
     };
 }
@@ -1371,4 +1372,43 @@ pub async fn an_import_lands_schemas_configs_and_profiles_together_or_not_at_all
         Some(tts)
     );
     assert_eq!(store.profiles().await.unwrap().len(), 1);
+}
+
+pub async fn documents_and_schemas_read_back_exactly_as_written(store: &dyn Store) {
+    // Keys in the order written (not sorted, not by length), a NUL character, a long number.
+    let text = r#"{"zeta":1,"alpha":{"yy":"a\u0000b","b":[3,1]},"mid":18446744073709551615}"#;
+    let document: Document = serde_json::from_str(text).unwrap();
+    store
+        .commit(change("svc", 0, &Document::new(), Some(document.clone())))
+        .await
+        .unwrap();
+    let state = store.service(&name("svc")).await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_string(state.document.as_ref().unwrap()).unwrap(),
+        text
+    );
+    let v1 = store
+        .version(&name("svc"), Version(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::to_string(v1.document.as_ref().unwrap()).unwrap(),
+        text
+    );
+
+    // A schema's properties keep their order: a form lists settings in it.
+    let mut schema = schema_record("svc", "h1");
+    schema.schema = serde_json::from_str(
+        r#"{"type":"object","properties":{"voice":{"type":"string"},"a":{"type":"integer"},"speed":{"type":"number"}}}"#,
+    )
+    .unwrap();
+    store.put_schema(&schema, None, None).await.unwrap();
+    let stored = store.schema(&name("svc")).await.unwrap().unwrap();
+    let keys: Vec<&String> = stored.schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(keys, ["voice", "a", "speed"]);
 }

@@ -87,6 +87,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let checked: dials_wire::strict::StrictValue = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    // Every request body is an object. Derived deserializers also take a struct from an array
+    // of its fields in order, which would make `[]` a request with every field defaulted.
+    if checked.0.is_array() {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object, not an array".into(),
+        ));
+    }
     // The body is almost always right: shape it without tracking the path, and only when that
     // fails parse it again to name where.
     if let Ok(value) = T::deserialize(&checked.0) {

@@ -44,6 +44,39 @@ async fn an_empty_body_is_400() {
 }
 
 #[tokio::test]
+async fn a_body_that_is_an_array_is_400_and_applies_nothing() {
+    let app = spawn_app().await;
+    app.create("router", json!({"a": 1})).await;
+    let r = app
+        .req(Method::POST, "/api/v1/profiles")
+        .json(&json!({"name": "quiet", "services": ["router"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    app.put_config("router", json!({"config": {"a": 2}})).await;
+    // `[]` would otherwise read as `{}`: an apply with no dry run, writing the profile back.
+    for (method, path) in [
+        (Method::POST, "/api/v1/profiles/quiet/apply"),
+        (Method::PUT, "/api/v1/services/router/config"),
+        (Method::PATCH, "/api/v1/services/router/config"),
+    ] {
+        let r = app.req(method, path).body("[]").send().await.unwrap();
+        let body = problem(r, StatusCode::BAD_REQUEST).await;
+        assert_eq!(
+            body["detail"],
+            json!("the request body must be a JSON object, not an array"),
+            "{path}"
+        );
+    }
+    let current: Value = app.get_config("router").await.json().await.unwrap();
+    assert_eq!(
+        (current["version"].clone(), current["config"].clone()),
+        (json!(2), json!({"a": 2}))
+    );
+}
+
+#[tokio::test]
 async fn wrong_types_in_the_request_are_400_naming_the_field() {
     let app = spawn_app().await;
     app.create("router", json!({"a": 1})).await;

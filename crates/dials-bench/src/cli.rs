@@ -179,6 +179,11 @@ pub struct WritersArgs {
     #[arg(long)]
     pub shared: bool,
 
+    /// Another replica on the same database (repeatable): the writers are spread over `--url`
+    /// and these, writer by writer, as a round-robin load balancer would
+    #[arg(long = "also", value_name = "URL")]
+    pub also: Vec<String>,
+
     /// The server's process id, to report the CPU it used beside the client's
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,

@@ -61,9 +61,12 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{report}");
         }
         Command::Writers(args) => {
-            let api = api::Api::from_url(&args.target.url, &args.target.token)?;
+            let apis = std::iter::once(&args.target.url)
+                .chain(&args.also)
+                .map(|url| api::Api::from_url(url, &args.target.token))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let report = writers::run(
-                &api,
+                &apis,
                 args.writers,
                 args.seconds,
                 args.shared,

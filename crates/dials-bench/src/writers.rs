@@ -60,20 +60,21 @@ impl fmt::Display for WritersReport {
     }
 }
 
-/// Runs the load on a runtime of two threads.
+/// Runs the load on a runtime of two threads. Writer `w` writes through `apis[w % len]`
+/// (several replicas of one server); the services are made through the first.
 pub fn run(
-    api: &Api,
+    apis: &[Api],
     writers: u32,
     seconds: u64,
     shared: bool,
     server_pid: Option<u32>,
 ) -> anyhow::Result<WritersReport> {
     let runtime = crate::get::runtime(2)?;
-    runtime.block_on(load(api, writers, seconds, shared, server_pid))
+    runtime.block_on(load(apis, writers, seconds, shared, server_pid))
 }
 
 async fn load(
-    api: &Api,
+    apis: &[Api],
     writers: u32,
     seconds: u64,
     shared: bool,
@@ -88,9 +89,10 @@ async fn load(
             }
         })
         .collect();
-    let mut conn = Conn::open(api.addr()).await?;
+    let first = apis.first().context("no server to write to")?;
+    let mut conn = Conn::open(first.addr()).await?;
     for service in &services {
-        ensure_service(api, &mut conn, service).await?;
+        ensure_service(first, &mut conn, service).await?;
     }
     let offset = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -102,7 +104,7 @@ async fn load(
         .into_iter()
         .enumerate()
         .map(|(w, service)| {
-            let api = api.clone();
+            let api = apis[w % apis.len()].clone();
             tokio::spawn(async move {
                 let uri = api.config_uri(&service)?;
                 let mut conn = Conn::open(api.addr()).await?;

@@ -116,6 +116,9 @@ pub struct BrokerState {
     /// Applied reports since start: received, recorded, superseded before being written, and
     /// dropped (see `MAX_INSTANCES_PER_SERVICE`).
     pub reports: ReportCounters,
+    /// Whether this process publishes: it holds the publisher's lease (always, on a database
+    /// of its own). Replicas that do not stand by, unconnected.
+    pub publishing: bool,
     /// Retained messages of other clients on the manager's topics that were set right since
     /// start.
     pub repairs: u64,
@@ -125,7 +128,8 @@ pub struct BrokerState {
 #[derive(Debug, Default)]
 struct Fresh {
     items: BTreeMap<i64, Handed>,
-    /// Set when changes were dropped for want of room: the store holds them.
+    /// Set when changes were dropped for want of room, or were committed by another process:
+    /// the store holds them.
     dropped: bool,
     /// Retained topics to clear (an empty retained message), e.g. a forgotten instance's report.
     clears: Vec<String>,
@@ -234,6 +238,16 @@ impl PublisherHandle {
         }
     }
 
+    /// Tells the publisher that the outbox holds changes it was not handed (committed by
+    /// another process on a shared database): it reads them from the store. Cheap; never
+    /// waits.
+    pub fn store_changed(&self) {
+        if let Ok(mut fresh) = self.fresh.lock() {
+            fresh.dropped = true;
+        }
+        self.wake.notify_one();
+    }
+
     /// Clears a retained topic (publishes an empty retained message to it) once connected:
     /// what a forgotten instance last reported, so that it is not recorded again when the
     /// subscription is made anew. Cheap; never waits.
@@ -288,10 +302,15 @@ pub struct Publisher;
 
 impl Publisher {
     /// Spawns the publisher task.
+    ///
+    /// `lead` says whether this process may publish: always `true` on a database of its own;
+    /// on one shared by several replicas, whether it holds the publisher's lease. While it is
+    /// `false` the publisher stays unconnected and changes are left in the outbox.
     pub fn spawn(
         config: PublisherConfig,
         store: Arc<dyn PublisherStore>,
         signer: Arc<EnvelopeSigner>,
+        lead: watch::Receiver<bool>,
     ) -> PublisherHandle {
         let wake = Arc::new(Notify::new());
         let initial = BrokerState {
@@ -302,6 +321,7 @@ impl Publisher {
             published: 0,
             reports: ReportCounters::default(),
             repairs: 0,
+            publishing: false,
         };
         let (state_tx, state) = watch::channel(initial);
         let (stop, stop_rx) = watch::channel(false);
@@ -331,7 +351,7 @@ impl Publisher {
             state_tx,
             reports.clone(),
         );
-        let handle = tokio::spawn(task.run(stop_rx));
+        let handle = tokio::spawn(task.run(stop_rx, lead));
         PublisherHandle {
             wake,
             signer,
@@ -437,7 +457,44 @@ impl Task {
         self.base_options(format!("{}-sub", self.config.client_id))
     }
 
-    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Publishes while this process holds the publisher's lease (always, on a database of its
+    /// own); stands by, unconnected, while another process does.
+    async fn run(mut self, mut stop: watch::Receiver<bool>, mut lead: watch::Receiver<bool>) {
+        loop {
+            while !*lead.borrow_and_update() {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    changed = lead.changed() => if changed.is_err() { return },
+                }
+            }
+            self.state.send_modify(|s| s.publishing = true);
+            let stopped = self.session(&mut stop, &mut lead).await;
+            self.state.send_modify(|s| s.publishing = false);
+            if stopped {
+                return;
+            }
+            // The lease went to another process, which publishes from the outbox's first
+            // unpublished row on: this one starts afresh if it ever leads again.
+            tracing::info!("another replica publishes now; standing by");
+            self.connected = false;
+            self.sub = SubState::default();
+            self.window.reset();
+            self.store_behind = true;
+            self.gap_deadline = None;
+            if let Ok(mut fresh) = self.fresh.lock() {
+                fresh.items.clear();
+            }
+            self.show_connected(None);
+        }
+    }
+
+    /// One run of the publishing and subscribing connections, until the process stops (`true`)
+    /// or loses the publisher's lease (`false`).
+    async fn session(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        lead: &mut watch::Receiver<bool>,
+    ) -> bool {
         let (client, mut eventloop) = AsyncClient::new(self.options(), WINDOW * 2 + 16);
         let (subscriber, mut sub_loop) = AsyncClient::new(self.sub_options(), 16);
         // Without TCP_NODELAY an envelope written right after a PUBACK waits for the broker's
@@ -460,9 +517,14 @@ impl Task {
         repair_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let wake = self.wake.clone();
         let mut flush_at: Option<tokio::time::Instant> = None;
+        let mut stopped = true;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
+                changed = lead.changed() => if changed.is_err() || !*lead.borrow_and_update() {
+                    stopped = changed.is_err();
+                    break;
+                },
                 event = events.recv() => match event {
                     Some(Ok(event)) => self.on_event(&client, &subscriber, event).await,
                     Some(Err(e)) => self.on_disconnect(&e).await,
@@ -511,10 +573,11 @@ impl Task {
                 flush_at = None;
             }
         }
-        self.stop_gracefully(&client, &mut events, &subscriber, &mut sub_events)
+        self.stop_gracefully(&client, &mut events, &subscriber, &mut sub_events, stopped)
             .await;
         driver.abort();
         sub_driver.abort();
+        stopped
     }
 
     /// Shows in the state whether both connections are up.
@@ -992,6 +1055,7 @@ impl Task {
         events: &mut Events,
         subscriber: &AsyncClient,
         sub_events: &mut Events,
+        stopping: bool,
     ) {
         self.flush().await;
         if self.sub.up && subscriber.try_disconnect().is_ok() {
@@ -1008,13 +1072,17 @@ impl Task {
         if !self.connected {
             return;
         }
-        let health = Health::stopped(self.config.epoch, OffsetDateTime::now_utc());
-        let _ = client.try_publish(
-            self.config.topics.health(),
-            QoS::AtLeastOnce,
-            true,
-            health.to_bytes(),
-        );
+        // Handing over to another replica is no outage: the health topic is the new
+        // publisher's to keep.
+        if stopping {
+            let health = Health::stopped(self.config.epoch, OffsetDateTime::now_utc());
+            let _ = client.try_publish(
+                self.config.topics.health(),
+                QoS::AtLeastOnce,
+                true,
+                health.to_bytes(),
+            );
+        }
         let _ = client.try_disconnect();
         let drain = async {
             loop {

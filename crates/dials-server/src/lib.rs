@@ -7,6 +7,7 @@
 mod auth;
 pub mod backup;
 mod cache;
+pub mod cluster;
 pub mod data_dir;
 pub mod denials;
 mod error;

@@ -50,6 +50,7 @@ pub struct ModalStore {
     epoch: Epoch,
     backend: &'static str,
     created: bool,
+    shared: bool,
 }
 
 impl ModalStore {
@@ -59,6 +60,7 @@ impl ModalStore {
             epoch: store.epoch(),
             backend: store.backend(),
             created: store.created(),
+            shared: store.shared(),
             live: RwLock::new(Some(store)),
             reason: RwLock::new(None),
             snapshot: RwLock::new(snapshot.map(Arc::new)),
@@ -70,6 +72,7 @@ impl ModalStore {
         Self {
             epoch: snapshot.epoch(),
             backend: "sqlite",
+            shared: false,
             created: false,
             live: RwLock::new(None),
             reason: RwLock::new(Some(reason)),
@@ -204,6 +207,23 @@ impl Database for ModalStore {
         if let Some(store) = self.opened() {
             store.close().await;
         }
+    }
+    fn shared(&self) -> bool {
+        self.shared
+    }
+    async fn claim_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        live_or!(self, s => s.claim_lease(name, holder, ttl).await, else Err(self.refusal()))
+    }
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        live_or!(self, s => s.release_lease(name, holder).await, else Ok(()))
+    }
+    async fn notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<dials_store::Notice>>> {
+        live_or!(self, s => s.notices().await, else Err(self.refusal()))
     }
 }
 

@@ -57,6 +57,13 @@ impl SchemaCache {
         *search = None;
     }
 
+    /// The hash of the schema cached for `service`: `None` when nothing is cached,
+    /// `Some(None)` when it is cached as having none.
+    pub fn cached_hash(&self, service: &ServiceName) -> Option<Option<String>> {
+        self.get(service)
+            .map(|schema| schema.map(|compiled| compiled.hash()))
+    }
+
     fn get(&self, service: &ServiceName) -> Option<Option<Arc<CompiledSchema>>> {
         self.entries
             .read()

@@ -103,13 +103,21 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", settings.http_addr))?;
         let address = listener.local_addr()?;
-        let (publisher, broker) = start_mqtt(&settings, &store, &signer, &keys.rotations).await?;
+        let replica = crate::cluster::Replica::join(store.clone());
+        let (publisher, broker) = start_mqtt(
+            &settings,
+            &store,
+            &signer,
+            &keys.rotations,
+            replica.leading(),
+        )
+        .await?;
         tracing::info!(
             %address, backend = store.backend(), epoch = %store.epoch(),
             data_dir = %settings.data_dir.display(), "dials is ready"
         );
         let home_assistant = settings.home_assistant;
-        let state = AppState::with_modal(modal, settings, keys, publisher);
+        let state = AppState::with_modal(modal, settings, keys, publisher, replica);
         match (home_assistant, broker) {
             (true, Some(broker)) => {
                 crate::homeassistant::spawn(state.clone(), broker);
@@ -169,6 +177,7 @@ impl Application {
         let backups = scheduled_backups(&self.state.settings)?.map(tokio::spawn);
         let snapshots = tokio::spawn(crate::snapshot::keep_forever(self.state.clone()));
         let mode = tokio::spawn(crate::readonly::watch_forever(self.state.clone()));
+        let follower = tokio::spawn(crate::cluster::follow_forever(self.state.clone()));
         let tls = self.tls.map(|config| config.get_inner());
         crate::serve::serve(self.listener, tls, app, shutdown)
             .await
@@ -178,6 +187,7 @@ impl Application {
         denials.abort();
         snapshots.abort();
         mode.abort();
+        follower.abort();
         // The last commits' snapshot, if the gathering pause had not ended yet.
         if let Err(e) = crate::snapshot::refresh(&self.state).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot write the snapshot");
@@ -196,6 +206,8 @@ impl Application {
         if let Some(publisher) = &self.state.publisher {
             publisher.shutdown().await;
         }
+        // Another replica publishes from now on, without waiting for the lease to expire.
+        self.state.replica.leave().await;
         self.state.store.close().await;
         tracing::info!("dials stopped");
         Ok(())
@@ -268,6 +280,7 @@ async fn start_mqtt(
     store: &Arc<dyn Store>,
     signer: &Arc<dials_wire::EnvelopeSigner>,
     rotations: &[dials_wire::rotation::RotationStatement],
+    leading: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(
     Option<dials_mqtt::PublisherHandle>,
     Option<crate::homeassistant::HaBroker>,
@@ -281,6 +294,13 @@ async fn start_mqtt(
         BrokerChoice::Embedded(addr) => {
             dials_mqtt::embedded::start(*addr).await?;
             tracing::info!(%addr, "MQTT: running the in-process broker");
+            if store.shared() {
+                tracing::warn!(
+                    "the database may be shared with other replicas, but the broker is this \
+                     process's own: services that listen to another replica's broker miss \
+                     changes; give every replica the same external broker (--mqtt mqtt://…)"
+                );
+            }
         }
         BrokerChoice::External(broker) => {
             tracing::info!(broker = %broker.display_url(), "MQTT: using an external broker");
@@ -315,7 +335,12 @@ async fn start_mqtt(
         },
     };
     Ok((
-        Some(Publisher::spawn(config, store.clone(), signer.clone())),
+        Some(Publisher::spawn(
+            config,
+            store.clone(),
+            signer.clone(),
+            leading,
+        )),
         broker,
     ))
 }

@@ -51,6 +51,9 @@ pub struct Inner {
     pub denials: crate::denials::DenialLog,
     /// One writer at a time per service.
     pub write_locks: crate::ops::WriteLocks,
+    /// This process among the replicas sharing its database: whether it publishes, how far it
+    /// has followed the others.
+    pub replica: crate::cluster::Replica,
     /// Turns true when the server starts stopping, so long-lived streams end.
     pub stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -64,7 +67,13 @@ impl AppState {
         publisher: Option<PublisherHandle>,
     ) -> Self {
         let modal = Arc::new(crate::readonly::ModalStore::normal(store, None));
-        Self::with_modal(modal, settings, keys, publisher)
+        Self::with_modal(
+            modal,
+            settings,
+            keys,
+            publisher,
+            crate::cluster::Replica::single(),
+        )
     }
 
     /// State over a store in whichever mode it is in.
@@ -73,6 +82,7 @@ impl AppState {
         settings: ServerSettings,
         keys: crate::keys::ServerKeys,
         publisher: Option<PublisherHandle>,
+        replica: crate::cluster::Replica,
     ) -> Self {
         Self(Arc::new(Inner {
             epoch: modal.epoch(),
@@ -91,6 +101,7 @@ impl AppState {
             write_failure: Default::default(),
             denials: Default::default(),
             write_locks: Default::default(),
+            replica,
             stopping: tokio::sync::watch::Sender::new(false),
         }))
     }

@@ -235,6 +235,42 @@ pub trait Database: Send + Sync + std::fmt::Debug + 'static {
 
     /// Closes every connection once work in progress ends; later calls fail as unavailable.
     async fn close(&self);
+
+    /// Whether other processes may share this database (several replicas on PostgreSQL). A
+    /// database only this process writes (SQLite, whose file the data-directory lock guards)
+    /// needs no lease and sends no notices.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Takes the lease `name` for `holder` until `ttl` from now, or renews it when `holder`
+    /// has it already; answers whether `holder` holds it now. Another holder's lease is taken
+    /// over only once it has expired, by the database's clock. Always held when the database
+    /// is not [`shared`](Database::shared).
+    async fn claim_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let _ = (name, holder, ttl);
+        Ok(true)
+    }
+
+    /// Gives the lease up at once when `holder` has it, so another process need not wait for
+    /// it to expire.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let _ = (name, holder);
+        Ok(())
+    }
+
+    /// What other processes on a [`shared`](Database::shared) database commit, register and
+    /// revoke, as it happens, until the receiver is dropped; `None` when the database is not
+    /// shared. A notice can be lost (the receiver then gets [`Notice::Missed`]), so a receiver
+    /// also reads the change log by revision now and then.
+    async fn notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Notice>>> {
+        Ok(None)
+    }
 }
 
 /// Reading configs, their versions, schemas, history and the change log.

@@ -225,6 +225,45 @@ pub struct OutboxItem {
 /// One change as the watch stream shows it.
 pub type ChangeRecord = VersionRecord;
 
+/// What another process sharing the database tells this one (see [`Database::notices`]).
+///
+/// [`Database::notices`]: crate::Database::notices
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Changes were committed: read the change log after the last revision seen.
+    Changed,
+    /// A service's schema was registered.
+    Schema(String),
+    /// A token was revoked.
+    TokenRevoked(Uuid),
+    /// Notices may have been lost (the connection that receives them was lost and made
+    /// anew): every cache must be checked against the database.
+    Missed,
+}
+
+impl Notice {
+    /// The notice a payload on the notification channel stands for; `None` for one this
+    /// version does not know.
+    pub fn parse(payload: &str) -> Option<Self> {
+        match payload.split_once(':') {
+            None if payload == "c" => Some(Self::Changed),
+            Some(("s", service)) => Some(Self::Schema(service.to_owned())),
+            Some(("t", id)) => id.parse().ok().map(Self::TokenRevoked),
+            _ => None,
+        }
+    }
+
+    /// The payload that stands for this notice.
+    pub fn payload(&self) -> String {
+        match self {
+            Self::Changed => "c".to_owned(),
+            Self::Schema(service) => format!("s:{service}"),
+            Self::TokenRevoked(id) => format!("t:{id}"),
+            Self::Missed => "m".to_owned(),
+        }
+    }
+}
+
 /// What one running instance of a service last reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceReport {

@@ -41,6 +41,22 @@ pub struct DatabaseStatus {
     pub schema_version: i64,
 }
 
+/// The replica part of `GET /api/v1/status`: which process answered, among those sharing the
+/// database.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaStatus {
+    /// The replica's name (host, process id, a random suffix).
+    pub id: String,
+    /// Whether other replicas may share the database (PostgreSQL).
+    pub shared: bool,
+    /// Whether this replica publishes over MQTT: it holds the publisher's lease (always, on a
+    /// database of its own).
+    pub publishing: bool,
+    /// The latest revision this replica's caches and watch streams have followed (on a shared
+    /// database; on one of its own, every commit is its own and followed at once).
+    pub followed_revision: u64,
+}
+
 /// `GET /api/v1/status`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Status {
@@ -64,6 +80,9 @@ pub struct Status {
     pub uptime_seconds: f64,
     /// This build's version.
     pub version: String,
+    /// The replica that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaStatus>,
 }
 
 /// How many instances of a service run which version (filled in from applied reports).

@@ -57,8 +57,23 @@ pub async fn status(args: ClientArgs) -> anyhow::Result<()> {
         ("outbox", format!("{} waiting", s.outbox_backlog)),
         ("uptime", output::duration(s.uptime_seconds)),
     ];
+    let replica = s.replica.as_ref().filter(|r| r.shared).map(|r| {
+        format!(
+            "{}, {}, followed to revision {}",
+            r.id,
+            if r.publishing {
+                "publishing"
+            } else {
+                "standby"
+            },
+            r.followed_revision
+        )
+    });
     for (name, value) in rows {
         crate::output::outln!("{name:<9} {value}");
+    }
+    if let Some(replica) = replica {
+        crate::output::outln!("{:<9} {replica}", "replica");
     }
     Ok(())
 }
@@ -76,6 +91,9 @@ fn broker(b: &Value) -> String {
             text.push_str(v);
             break;
         }
+    }
+    if b["publishing"] == Value::Bool(false) && b["connected"] == Value::Bool(false) {
+        return format!("{text}, standby (another replica publishes)");
     }
     match b["connected"].as_bool() {
         Some(true) => format!("{text}, {}", paint("connected", Paint::Green)),

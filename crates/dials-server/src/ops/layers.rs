@@ -199,18 +199,16 @@ pub async fn write_override(
             Ok(committed) => {
                 state.write_failure(None);
                 crate::metrics::committed(kind);
-                if let Some(publisher) = &state.publisher {
-                    publisher.committed(dials_store::OutboxItem {
-                        id: committed.outbox,
-                        revision: committed.revision,
-                        service: id.clone(),
-                        version: committed.version,
-                        kind,
-                        document: stored_after.clone(),
-                        actor: actor.clone(),
-                        at,
-                    });
-                }
+                super::hand_to_publisher(state, || dials_store::OutboxItem {
+                    id: committed.outbox,
+                    revision: committed.revision,
+                    service: id.clone(),
+                    version: committed.version,
+                    kind,
+                    document: stored_after.clone(),
+                    actor: actor.clone(),
+                    at,
+                });
                 let Some(document) = stored_after else {
                     return Ok(None);
                 };
@@ -410,18 +408,16 @@ pub async fn delete_overrides(
         )?;
         let actor = change.actor.clone();
         let committed = state.store.commit(change).await?;
-        if let Some(publisher) = &state.publisher {
-            publisher.committed(dials_store::OutboxItem {
-                id: committed.outbox,
-                revision: committed.revision,
-                service: id.clone(),
-                version: committed.version,
-                kind: dials_domain::ChangeKind::Delete,
-                document: None,
-                actor,
-                at,
-            });
-        }
+        super::hand_to_publisher(state, || dials_store::OutboxItem {
+            id: committed.outbox,
+            revision: committed.revision,
+            service: id.clone(),
+            version: committed.version,
+            kind: dials_domain::ChangeKind::Delete,
+            document: None,
+            actor,
+            at,
+        });
     }
     Ok(())
 }

@@ -511,58 +511,106 @@ pub fn after_commit(
 ) -> Result<Option<ConfigResponse>, ApiError> {
     crate::metrics::committed(done.kind);
     state.snapshot_due.notify_one();
-    if let Some(publisher) = &state.publisher {
-        publisher.committed(dials_store::OutboxItem {
-            id: done.committed.outbox,
-            revision: done.committed.revision,
-            service: done.service.clone(),
-            version: done.committed.version,
-            kind: done.kind,
-            document: done.document.clone(),
-            actor: done.actor.clone(),
-            at: done.at,
-        });
+    let record = dials_store::VersionRecord {
+        service: done.service,
+        version: done.committed.version,
+        revision: done.committed.revision,
+        kind: done.kind,
+        document: done.document,
+        actor: done.actor,
+        reason: done.reason,
+        at: done.at,
+    };
+    hand_to_publisher(state, || dials_store::OutboxItem {
+        id: done.committed.outbox,
+        revision: record.revision,
+        service: record.service.clone(),
+        version: record.version,
+        kind: record.kind,
+        document: record.document.clone(),
+        actor: record.actor.clone(),
+        at: record.at,
+    });
+    // On a database shared by several replicas, another one may commit between two of this
+    // one's: watchers are told by the follower, which reads every replica's changes in
+    // revision order.
+    show(state, record, schema, !state.replica.shared)
+}
+
+/// Tells the publisher about a change just committed. On a database of its own it is handed
+/// the change (`item`), to publish without reading it back; on one shared by several replicas
+/// the outbox holds every replica's changes in order, so the publisher (if this replica is the
+/// one publishing) reads it there, and the follower is poked to show the change.
+pub fn hand_to_publisher(state: &AppState, item: impl FnOnce() -> dials_store::OutboxItem) {
+    if state.replica.shared {
+        state.replica.committed_here();
+        if let Some(publisher) = &state.publisher {
+            publisher.store_changed();
+        }
+    } else if let Some(publisher) = &state.publisher {
+        publisher.committed(item());
     }
+}
+
+/// Hands a committed change to this process's watch streams, its secrets masked.
+pub fn tell_watchers(
+    state: &AppState,
+    record: &dials_store::VersionRecord,
+    schema: Option<&CompiledSchema>,
+) {
+    if !state.events.has_subscribers() {
+        return;
+    }
+    state.events.publish(&dials_wire::WatchEvent {
+        revision: record.revision.0,
+        service: record.service.to_string(),
+        version: record.version.0,
+        kind: record.kind.as_str().to_owned(),
+        actor: record.actor.clone(),
+        reason: record.reason.clone(),
+        at: record.at,
+        epoch: state.epoch.0,
+        config: record
+            .document
+            .as_ref()
+            .map(|d| secret::mask(d, &crate::secrets::keys_of(schema)).into_value())
+            .unwrap_or(Value::Null),
+    });
+}
+
+/// Shows a committed change to this process's readers: the search index is rebuilt, the cache
+/// moves on to it (never back: an entry holding a newer version stays), watchers get its event
+/// when `tell_watchers`. Answers the new state as GET shows it (`None` after a delete).
+pub fn show(
+    state: &AppState,
+    record: dials_store::VersionRecord,
+    schema: Option<&CompiledSchema>,
+    tell_watchers: bool,
+) -> Result<Option<ConfigResponse>, ApiError> {
     state.schemas.invalidate_search();
-    if state.events.has_subscribers() {
-        state.events.publish(&dials_wire::WatchEvent {
-            revision: done.committed.revision.0,
-            service: done.service.to_string(),
-            version: done.committed.version.0,
-            kind: done.kind.as_str().to_owned(),
-            actor: done.actor.clone(),
-            reason: done.reason.clone(),
-            at: done.at,
-            epoch: state.epoch.0,
-            config: done
-                .document
-                .as_ref()
-                .map(|d| secret::mask(d, &crate::secrets::keys_of(schema)).into_value())
-                .unwrap_or(Value::Null),
-        });
+    if tell_watchers {
+        self::tell_watchers(state, &record, schema);
     }
-    let Some(document) = done.document else {
+    let Some(document) = record.document else {
         let stamp = state.configs.stamp();
-        state.configs.put(
-            &done.service,
-            Arc::new(tombstone(done.committed.version)),
-            stamp,
-        );
+        state
+            .configs
+            .put(&record.service, Arc::new(tombstone(record.version)), stamp);
         return Ok(None);
     };
     let new_state = ServiceState {
-        name: done.service.clone(),
-        version: done.committed.version,
-        revision: done.committed.revision,
+        name: record.service.clone(),
+        version: record.version,
+        revision: record.revision,
         document: Some(document),
-        updated_at: done.at,
-        updated_by: done.actor,
+        updated_at: record.at,
+        updated_by: record.actor,
     };
     let response = response_of(state, &new_state, schema)?;
     let stamp = state.configs.stamp();
     state
         .configs
-        .put(&done.service, Arc::new(cache_entry(&response)?), stamp);
+        .put(&record.service, Arc::new(cache_entry(&response)?), stamp);
     Ok(Some(response))
 }
 

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use dials_wire::{DatabaseStatus, Health, Mode, Problem, Status};
+use dials_wire::{DatabaseStatus, Health, Mode, Problem, ReplicaStatus, Status};
 
 use crate::{ApiError, AppState, Principal, Role};
 
@@ -73,5 +73,15 @@ pub async fn status(
         outbox_backlog,
         uptime_seconds: state.started.elapsed().as_secs_f64(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        replica: Some(ReplicaStatus {
+            id: state.replica.id.clone(),
+            shared: state.replica.shared,
+            publishing: state.publisher.is_some() && state.replica.is_leading(),
+            followed_revision: if state.replica.shared {
+                state.replica.followed()
+            } else {
+                revision
+            },
+        }),
     }))
 }

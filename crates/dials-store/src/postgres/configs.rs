@@ -163,6 +163,7 @@ impl ConfigWrites for PgStore {
                 None => 0,
             };
             upsert_schema(&mut tx, record).await?;
+            super::announce(&mut tx, &Notice::Schema(record.service.to_string())).await?;
             tx.commit().await?;
             Ok((committed, redacted))
         }
@@ -204,11 +205,14 @@ impl RevisionLock {
         self.next
     }
 
-    /// Stores the revisions taken (the lock stays until the transaction ends).
+    /// Stores the revisions taken (the lock stays until the transaction ends) and announces
+    /// the commit to the other processes, in one round trip.
     pub(super) async fn release(self, conn: &mut PgConnection) -> Result<()> {
         if self.next != self.start {
-            sqlx::query("UPDATE revision SET value = $1")
+            sqlx::query("WITH taken AS (UPDATE revision SET value = $1) SELECT pg_notify($2, $3)")
                 .bind(self.next)
+                .bind(super::NOTICES)
+                .bind(Notice::Changed.payload())
                 .execute(&mut *conn)
                 .await?;
         }
@@ -457,6 +461,7 @@ impl PgStore {
             revision.release(&mut tx).await?;
             for record in schemas {
                 upsert_schema(&mut tx, record).await?;
+                super::announce(&mut tx, &Notice::Schema(record.service.to_string())).await?;
             }
             for profile in profiles {
                 super::profiles::upsert_profile_in(&mut tx, profile, true).await?;

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, AuditRecord, ChangeRecord, Committed, HistoryQuery, HistoryRecord, InstanceLimits,
-    InstanceReport, NewChange, OutboxItem, RecordedReports, Redaction, ResealFn, Result,
+    InstanceReport, NewChange, Notice, OutboxItem, RecordedReports, Redaction, ResealFn, Result,
     SchemaRecord, SecretRecord, ServiceState, SessionRecord, StoreError, TokenRecord,
     VersionRecord,
 };
@@ -49,6 +49,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// How to connect, for the connection that listens for notices (kept out of the pool).
+    options: PgConnectOptions,
     epoch: Epoch,
     created: bool,
 }
@@ -70,7 +72,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| match StoreError::from(e) {
                 StoreError::Unavailable { reason, source } => StoreError::Unavailable {
@@ -94,6 +96,7 @@ impl PgStore {
         };
         Ok(Self {
             pool,
+            options,
             epoch,
             created,
         })
@@ -308,4 +311,105 @@ impl Database for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn claim_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let held: Option<String> = sqlx::query_scalar(
+            "INSERT INTO leases (name, holder, expires_at) \
+             VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3::float8 / 1000)) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+             expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < clock_timestamp() \
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(millis)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn notices(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Notice>>> {
+        // A connection of its own, outside the pool: it stays open for as long as notices
+        // are wanted, and must neither take a connection from requests nor hold the pool open
+        // when it closes.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(self.options.clone())
+            .await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&own).await?;
+        listener.listen(NOTICES).await?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(NOTICES_QUEUED);
+        let closed = self.pool.close_event();
+        tokio::spawn(async move {
+            tokio::pin!(closed);
+            loop {
+                let notice = tokio::select! {
+                    () = sender.closed() => break,
+                    () = &mut closed => break,
+                    next = listener.try_recv() => match next {
+                        Ok(Some(notification)) => match Notice::parse(notification.payload()) {
+                            Some(notice) => notice,
+                            None => continue,
+                        },
+                        // The connection was lost and is made anew on the next call: whatever
+                        // was sent meanwhile is gone.
+                        Ok(None) => Notice::Missed,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the PostgreSQL notification channel; retrying");
+                            tokio::time::sleep(NOTICES_RETRY).await;
+                            Notice::Missed
+                        }
+                    },
+                };
+                // A receiver that falls behind gets one `Missed` instead of a backlog.
+                match sender.try_send(notice) {
+                    Ok(()) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                        let _ = sender.send(Notice::Missed).await;
+                    }
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+            drop(listener);
+            own.close().await;
+        });
+        Ok(Some(receiver))
+    }
+}
+
+/// The notification channel on which commits, schema registrations and revocations are
+/// announced to every process that shares the database.
+pub(super) const NOTICES: &str = "dials";
+
+/// Notices held for a receiver that is busy before it is told it missed some.
+const NOTICES_QUEUED: usize = 1024;
+
+/// How long to wait before listening again after the channel failed.
+const NOTICES_RETRY: Duration = Duration::from_secs(1);
+
+/// Announces `notice` to every process listening, when the transaction commits (PostgreSQL
+/// holds notifications back until then, and drops them with a rollback).
+pub(super) async fn announce(conn: &mut PgConnection, notice: &Notice) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTICES)
+        .bind(notice.payload())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

@@ -67,6 +67,9 @@ impl SecurityStore for PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if done {
+            super::announce(&mut tx, &crate::Notice::TokenRevoked(id)).await?;
+        }
         tx.commit().await?;
         Ok(done)
     }

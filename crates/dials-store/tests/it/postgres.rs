@@ -454,3 +454,100 @@ async fn a_whole_installation_moves_from_sqlite_to_postgres_and_back_unchanged()
     );
     back.close().await;
 }
+
+#[tokio::test]
+async fn the_publisher_lease_has_one_holder_until_it_expires_or_is_given_up() {
+    use std::time::Duration;
+    let db = ThrowawayDb::create().await;
+    let (a, b) = (open(&db).await, open(&db).await);
+    let ttl = Duration::from_millis(400);
+    assert!(a.claim_lease("publisher", "a", ttl).await.unwrap());
+    assert!(!b.claim_lease("publisher", "b", ttl).await.unwrap());
+    // Renewing keeps it, as long as the holder renews in time.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(a.claim_lease("publisher", "a", ttl).await.unwrap());
+        assert!(!b.claim_lease("publisher", "b", ttl).await.unwrap());
+    }
+    // A holder that stops renewing loses it once it has expired, by the database's clock.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(b.claim_lease("publisher", "b", ttl).await.unwrap());
+    assert!(!a.claim_lease("publisher", "a", ttl).await.unwrap());
+    // Other leases are other rows.
+    assert!(a.claim_lease("other", "a", ttl).await.unwrap());
+    // Given up, it goes to the next claim at once; giving up one not held changes nothing.
+    a.release_lease("publisher", "a").await.unwrap();
+    assert!(!a.claim_lease("publisher", "a", ttl).await.unwrap());
+    b.release_lease("publisher", "b").await.unwrap();
+    assert!(a.claim_lease("publisher", "a", ttl).await.unwrap());
+    assert!(a.shared() && b.shared());
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_commit_a_schema_and_a_revoked_token_are_announced_to_other_processes() {
+    use dials_store::{Notice, SchemaRecord, TokenRecord};
+    use std::time::Duration;
+    let db = ThrowawayDb::create().await;
+    let (a, b) = (open(&db).await, open(&db).await);
+    let mut notices = b
+        .notices()
+        .await
+        .unwrap()
+        .expect("a shared database sends notices");
+    async fn next(notices: &mut tokio::sync::mpsc::Receiver<Notice>) -> Notice {
+        tokio::time::timeout(Duration::from_secs(5), notices.recv())
+            .await
+            .expect("a notice within 5 s")
+            .expect("open")
+    }
+    a.commit(put("svc", 0, &Document::new(), &counter(1)))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut notices).await, Notice::Changed);
+    // A lost compare-and-swap commits nothing and announces nothing.
+    let lost = a.commit(put("svc", 0, &Document::new(), &counter(2))).await;
+    assert!(matches!(lost, Err(StoreError::Conflict { .. })), "{lost:?}");
+    let record = SchemaRecord {
+        service: ServiceName::parse("svc").unwrap(),
+        schema: json!({"type": "object"}),
+        hash: "h1".into(),
+        updated_at: time::OffsetDateTime::now_utc(),
+        updated_by: "admin".into(),
+    };
+    a.put_schema(&record, None, None).await.unwrap();
+    assert_eq!(next(&mut notices).await, Notice::Schema("svc".into()));
+    let token = TokenRecord {
+        id: uuid::Uuid::new_v4(),
+        name: "ci".into(),
+        role: "viewer".into(),
+        service: None,
+        hash: [7; 32],
+        created_at: time::OffsetDateTime::now_utc(),
+        created_by: "admin".into(),
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    a.insert_token(&token).await.unwrap();
+    assert!(
+        a.revoke_token(token.id, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+    );
+    assert_eq!(next(&mut notices).await, Notice::TokenRevoked(token.id));
+    // Revoking it again changes nothing and announces nothing: the next notice is the next
+    // commit's.
+    assert!(
+        !a.revoke_token(token.id, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap()
+    );
+    a.commit(put("svc", 1, &counter(1), &counter(3)))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut notices).await, Notice::Changed);
+    a.close().await;
+    b.close().await;
+}

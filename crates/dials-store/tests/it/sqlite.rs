@@ -187,3 +187,15 @@ async fn a_full_disk_fails_writes_as_unavailable_and_they_resume_when_space_retu
     assert_eq!(again.version.0, version + 2);
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_database_of_its_own_needs_no_lease_and_sends_no_notices() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    assert!(!store.shared());
+    let ttl = std::time::Duration::from_secs(1);
+    assert!(store.claim_lease("publisher", "a", ttl).await.unwrap());
+    assert!(store.claim_lease("publisher", "b", ttl).await.unwrap());
+    assert!(store.notices().await.unwrap().is_none());
+    store.close().await;
+}

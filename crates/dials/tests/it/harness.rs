@@ -331,6 +331,11 @@ pub struct Ack {
     pub version: u64,
     pub key: String,
     pub value: u64,
+    /// The version the write named in `If-Match`, if it named one.
+    pub if_match: Option<u64>,
+    /// When the request was sent and when its answer came.
+    pub invoked: std::time::Instant,
+    pub answered: std::time::Instant,
 }
 
 #[derive(Default, Debug)]
@@ -357,12 +362,29 @@ pub struct Writers {
 
 pub const SHARED: &str = "shared";
 
+/// Well under a lease's 5 s: a replica that stops cleanly hands the publisher's lease over at
+/// the other's next try (every second).
+pub const LEASE_HANDOVER: Duration = Duration::from_millis(2500);
+
 pub fn own(i: usize) -> String {
     format!("own-{i}")
 }
 
 impl Writers {
     pub fn start(n: usize, base: &str, token: &str, pause: Duration, rng: &mut Rng) -> Writers {
+        Self::start_across(n, &[base.to_owned()], token, pause, rng)
+    }
+
+    /// Like [`Writers::start`], each writer sending its requests to `bases` in turn, as a
+    /// round-robin load balancer would; a base that does not answer is tried again on the
+    /// writer's next turn.
+    pub fn start_across(
+        n: usize,
+        bases: &[String],
+        token: &str,
+        pause: Duration,
+        rng: &mut Rng,
+    ) -> Writers {
         let log = Arc::new(Mutex::new(WriteLog::default()));
         let (stop, _) = watch::channel(false);
         let http = reqwest::Client::builder()
@@ -373,7 +395,7 @@ impl Writers {
             .map(|i| {
                 let w = Writer {
                     i,
-                    base: base.to_owned(),
+                    bases: bases.to_vec(),
                     token: token.to_owned(),
                     http: http.clone(),
                     rng: rng.fork(),
@@ -404,7 +426,7 @@ impl Writers {
 
 struct Writer {
     i: usize,
-    base: String,
+    bases: Vec<String>,
     token: String,
     http: reqwest::Client,
     rng: Rng,
@@ -443,7 +465,8 @@ impl Writer {
         let value = self.seq;
         let patch = self.rng.range(0, 2) == 0;
         let if_match = self.rng.range(0, 2) == 0;
-        let url = format!("{}/api/v1/services/{service}/config", self.base);
+        let base = &self.bases[(self.seq as usize + self.i) % self.bases.len()];
+        let url = format!("{base}/api/v1/services/{service}/config");
         let mut config = json!({ key.clone(): value });
         if !patch && !shared {
             config["writer"] = json!(self.i);
@@ -455,10 +478,13 @@ impl Writer {
         }
         .bearer_auth(&self.token)
         .json(&json!({ "config": config }));
+        let mut named = None;
         if if_match {
             let v = self.known.get(&service).copied().unwrap_or(1);
             req = req.header("If-Match", format!("\"{v}\""));
+            named = Some(v);
         }
+        let invoked = std::time::Instant::now();
         let r = match req.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -475,6 +501,7 @@ impl Writer {
                 return Err(e);
             }
         };
+        let answered = std::time::Instant::now();
         if status == StatusCode::PRECONDITION_FAILED {
             self.log.lock().unwrap().refused += 1;
             // Learn the current version for the next If-Match.
@@ -500,6 +527,9 @@ impl Writer {
                     version,
                     key,
                     value,
+                    if_match: named,
+                    invoked,
+                    answered,
                 });
             }
             // A manager still opening its database, or losing it as it is killed.

@@ -22,6 +22,7 @@ mod mqtt;
 mod partition;
 mod postgres;
 mod process;
+mod replicas;
 mod resilience;
 mod secrets;
 mod seed;

@@ -66,9 +66,15 @@ impl KeyPath {
 
     /// This pointer extended by one unescaped token.
     pub fn child(&self, token: &str) -> Self {
-        let mut out = self.0.clone();
+        let mut out = String::with_capacity(self.0.len() + 1 + token.len());
+        out.push_str(&self.0);
         out.push('/');
-        out.push_str(&token.replace('~', "~0").replace('/', "~1"));
+        // Most names need no escaping: copied as they are, without two passes of `replace`.
+        if token.contains(['~', '/']) {
+            out.push_str(&token.replace('~', "~0").replace('/', "~1"));
+        } else {
+            out.push_str(token);
+        }
         Self(out)
     }
 

@@ -15,6 +15,7 @@
 //! The secret values themselves are encrypted elsewhere; this module only decides which values
 //! are new ([`seal`]) and where the decrypted ones go back ([`unseal`]).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
@@ -58,22 +59,53 @@ pub fn reserved_member_in(doc: &Document) -> Option<KeyPath> {
 }
 
 fn reserved_below(at: &KeyPath, value: &Value) -> Option<KeyPath> {
-    match value {
-        Value::Object(map) => reserved_in_map(at, map),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| reserved_below(&at.child(&i.to_string()), v)),
-        _ => None,
-    }
+    let mut tokens = Vec::new();
+    find_reserved(value, &mut tokens).then(|| path_below(at, &tokens))
 }
 
 fn reserved_in_map(at: &KeyPath, map: &Map<String, Value>) -> Option<KeyPath> {
-    if map.contains_key(PLACEHOLDER_KEY) {
-        return Some(at.child(PLACEHOLDER_KEY));
+    // Every write asks, and the answer is almost always "nowhere": the walk allocates nothing
+    // until it has found the member, and only then builds its path.
+    let mut tokens = Vec::new();
+    find_reserved_in_map(map, &mut tokens).then(|| path_below(at, &tokens))
+}
+
+/// `at` extended by `tokens`, given innermost first.
+fn path_below(at: &KeyPath, tokens: &[String]) -> KeyPath {
+    tokens
+        .iter()
+        .rev()
+        .fold(at.clone(), |path, token| path.child(token))
+}
+
+/// Whether `value` holds the reserved member; when it does, `tokens` holds the way to it,
+/// innermost first.
+fn find_reserved(value: &Value, tokens: &mut Vec<String>) -> bool {
+    match value {
+        Value::Object(map) => find_reserved_in_map(map, tokens),
+        Value::Array(items) => items.iter().enumerate().any(|(i, v)| {
+            let found = find_reserved(v, tokens);
+            if found {
+                tokens.push(i.to_string());
+            }
+            found
+        }),
+        _ => false,
     }
-    map.iter()
-        .find_map(|(name, v)| reserved_below(&at.child(name), v))
+}
+
+fn find_reserved_in_map(map: &Map<String, Value>, tokens: &mut Vec<String>) -> bool {
+    if map.contains_key(PLACEHOLDER_KEY) {
+        tokens.push(PLACEHOLDER_KEY.to_owned());
+        return true;
+    }
+    map.iter().any(|(name, v)| {
+        let found = find_reserved(v, tokens);
+        if found {
+            tokens.push(name.clone());
+        }
+        found
+    })
 }
 
 /// Whether a stored document holds any placeholder: a walk that allocates nothing, so that
@@ -177,8 +209,13 @@ pub fn redact_document(doc: &Document, secret_keys: &[KeyPath]) -> Option<Docume
 /// The document as everyone but its own service sees it: every placeholder, and every value at
 /// a secret key, shown as [`SECRET_MASK`].
 pub fn mask(doc: &Document, secret_keys: &[KeyPath]) -> Document {
+    masked(doc, secret_keys).into_owned()
+}
+
+/// As [`mask`], borrowing `doc` when nothing in it is secret (most documents): no copy.
+pub fn masked<'a>(doc: &'a Document, secret_keys: &[KeyPath]) -> Cow<'a, Document> {
     if secret_keys.is_empty() && !has_placeholder(doc) {
-        return doc.clone();
+        return Cow::Borrowed(doc);
     }
     let mut out = doc.clone();
     for (key, value) in doc.leaves() {
@@ -196,7 +233,7 @@ pub fn mask(doc: &Document, secret_keys: &[KeyPath]) -> Document {
             out.set(key, Value::String(SECRET_MASK.to_owned()));
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// What a PUT means for secrets: a secret the caller sent as [`SECRET_MASK`], or left out,
@@ -370,6 +407,21 @@ mod tests {
             reserved_member_in(&doc(json!({"$secret": 1}))).map(|k| k.to_string()),
             Some("/$secret".to_owned())
         );
+    }
+
+    #[test]
+    fn the_reserved_member_is_named_by_its_escaped_path() {
+        assert_eq!(
+            reserved_member(&json!({"ok": [1, 2], "a/b": [{"c~d": {"$secret": 1}}]}))
+                .map(|k| k.to_string()),
+            Some("/a~1b/0/c~0d/$secret".into())
+        );
+        assert_eq!(
+            reserved_member_in(&doc(json!({"x": {"y": [{}]}, "z": {"$secret": 2}})))
+                .map(|k| k.to_string()),
+            Some("/z/$secret".into())
+        );
+        assert_eq!(reserved_member_in(&doc(json!({"x": {"y": [{}]}}))), None);
     }
 
     #[test]

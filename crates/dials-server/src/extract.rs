@@ -94,11 +94,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object, not an array".into(),
         ));
     }
-    // The body is almost always right: shape it without tracking the path, and only when that
-    // fails parse it again to name where.
-    if let Ok(value) = T::deserialize(&checked.0) {
+    // The body is almost always right: shape it without tracking the path, moving what was
+    // read rather than copying it, and only when that fails read it again to name where.
+    if let Ok(value) = T::deserialize(checked.0) {
         return Ok(value);
     }
+    let checked: dials_wire::strict::StrictValue = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     let value = serde_path_to_error::deserialize(checked.0).map_err(|e| {
         let inner = e.inner();
         if inner.is_syntax() || inner.is_eof() {

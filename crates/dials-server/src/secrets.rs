@@ -5,6 +5,7 @@
 //! ([`dials_domain::secret`]); the cipher is the vault's. This module only joins them to the
 //! store and the master key ring.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use dials_domain::secret::{self, MissingSecret};
@@ -39,6 +40,19 @@ pub async fn unsealed(
         values.insert((key, record.version), open(state, &record)?);
     }
     secret::unseal(stored, &values).map_err(|e: MissingSecret| internal(service, e))
+}
+
+/// As [`unsealed`], borrowing `stored` when it holds no placeholder: most documents have no
+/// secret, and a write need not copy the current document only to read it.
+pub async fn unsealed_ref<'a>(
+    state: &AppState,
+    service: &ServiceName,
+    stored: &'a Document,
+) -> Result<Cow<'a, Document>, ApiError> {
+    if !secret::has_placeholder(stored) {
+        return Ok(Cow::Borrowed(stored));
+    }
+    unsealed(state, service, stored).await.map(Cow::Owned)
 }
 
 /// One stored value, opened.

@@ -73,13 +73,19 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "the key {key:?} appears twice in one object"
-                )));
+            // One lookup per member: the entry both checks for a duplicate and takes the value.
+            match out.entry(key) {
+                serde_json::map::Entry::Occupied(taken) => {
+                    return Err(de::Error::custom(format_args!(
+                        "the key {:?} appears twice in one object",
+                        taken.key()
+                    )));
+                }
+                serde_json::map::Entry::Vacant(free) => {
+                    let StrictValue(v) = map.next_value()?;
+                    free.insert(v);
+                }
             }
-            let StrictValue(v) = map.next_value()?;
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }

@@ -25,7 +25,7 @@ pub fn response_of(
     schema: Option<&CompiledSchema>,
 ) -> Result<ConfigResponse, ApiError> {
     let document = s.document.as_ref().ok_or_else(|| not_found(&s.name))?;
-    let masked = secret::mask(document, &crate::secrets::keys_of(schema));
+    let masked = secret::masked(document, &crate::secrets::keys_of(schema));
     Ok(response_with(state, s, schema, &masked, document))
 }
 

@@ -5,6 +5,7 @@
 //! 409; one that did not is computed again from the newer state. After the commit the rest of
 //! the process hears of it ([`after_commit`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use dials_domain::{
@@ -304,8 +305,9 @@ async fn compute(
     let live_doc = current.as_ref().and_then(|s| s.document.as_ref());
     pre.check(version, live_doc.is_some())?;
 
-    let stored_before = live_doc.cloned().unwrap_or_default();
-    let before = crate::secrets::unsealed(state, service, &stored_before).await?;
+    let empty = Document::new();
+    let stored_before = live_doc.unwrap_or(&empty);
+    let before = crate::secrets::unsealed_ref(state, service, stored_before).await?;
     let after = match (intent, live_doc) {
         (Intent::Delete, None) => return Err(not_found(service)),
         (Intent::Delete, Some(_)) => None,
@@ -314,37 +316,48 @@ async fn compute(
                 "service {service} does not exist; create it with the header `If-None-Match: *`"
             )));
         }
-        (Intent::Put(doc), _) => Some(secret::keep_secrets(doc.clone(), &before, secret_keys)),
+        // Without secret keys there is nothing to keep: the document written is the one sent,
+        // read where it is rather than copied.
+        (Intent::Put(doc), _) if secret_keys.is_empty() => Some(Cow::Borrowed(doc)),
+        (Intent::Put(doc), _) => Some(Cow::Owned(secret::keep_secrets(
+            doc.clone(),
+            &before,
+            secret_keys,
+        ))),
         (Intent::Patch(patch), _) => {
             let mut patch = patch.clone();
             secret::keep_secrets_in_patch(&mut patch, secret_keys);
-            Some(merge_patch(&before, &patch)?)
+            Some(Cow::Owned(merge_patch(&before, &patch)?))
         }
         (Intent::RestoreVersion(v), _) => {
             let old = restorable(state.store.version(service, *v).await?, || {
                 format!("service {service} has no version {v}")
             })?;
-            Some(restored(state, service, &old, &before, secret_keys).await?)
+            Some(Cow::Owned(
+                restored(state, service, &old, &before, secret_keys).await?,
+            ))
         }
         (Intent::RestoreAt(at), _) => {
             let old = restorable(state.store.version_at(service, *at).await?, || {
                 format!("service {service} had no version at or before {at}")
             })?;
-            Some(restored(state, service, &old, &before, secret_keys).await?)
+            Some(Cow::Owned(
+                restored(state, service, &old, &before, secret_keys).await?,
+            ))
         }
         (Intent::SetSecret(key, value), _) => {
-            let mut doc = before.clone();
+            let mut doc = before.clone().into_owned();
             doc.set(key, value.clone());
-            Some(doc)
+            Some(Cow::Owned(doc))
         }
         (Intent::DeleteSecret(key), _) => {
-            let mut doc = before.clone();
+            let mut doc = before.clone().into_owned();
             if doc.remove(key).is_none() {
                 return Err(ApiError::NotFound(format!(
                     "service {service} has no secret set at {key}"
                 )));
             }
-            Some(doc)
+            Some(Cow::Owned(doc))
         }
     };
     if current.is_none() && matches!(intent, Intent::RestoreVersion(_) | Intent::RestoreAt(_)) {
@@ -359,14 +372,14 @@ async fn compute(
 
     let base = Before {
         version,
-        stored: &stored_before,
+        stored: stored_before,
         effective: &before,
     };
     let change = stage(
         state,
         service,
         &base,
-        after.as_ref(),
+        after.as_deref(),
         secret_keys,
         intent.kind(),
         principal,

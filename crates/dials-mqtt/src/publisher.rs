@@ -518,12 +518,17 @@ impl Task {
         let wake = self.wake.clone();
         let mut flush_at: Option<tokio::time::Instant> = None;
         let mut stopped = true;
+        // Without a sender (a database of its own), the lead never changes.
+        let mut lead_open = true;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
-                changed = lead.changed() => if changed.is_err() || !*lead.borrow_and_update() {
-                    stopped = changed.is_err();
-                    break;
+                changed = lead.changed(), if lead_open => match changed {
+                    Err(_) => lead_open = false,
+                    Ok(()) => if !*lead.borrow_and_update() {
+                        stopped = false;
+                        break;
+                    },
                 },
                 event = events.recv() => match event {
                     Some(Ok(event)) => self.on_event(&client, &subscriber, event).await,

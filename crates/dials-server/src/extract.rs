@@ -20,7 +20,7 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15)
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+impl<T: DeserializeOwned + 'static> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -73,7 +73,7 @@ fn check_json_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// a shape error is in. Stricter than JSON's grammar where leniency would lose data silently:
 /// a key given twice in one object and an integer beyond the 64-bit range are refused instead
 /// of being collapsed or rounded.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(
             "the request body is empty; send a JSON object".into(),
@@ -87,9 +87,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let checked: dials_wire::strict::StrictValue = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-    // Every request body is an object. Derived deserializers also take a struct from an array
-    // of its fields in order, which would make `[]` a request with every field defaulted.
-    if checked.0.is_array() {
+    // Every request body with a shape is an object. Derived deserializers also take a struct
+    // from an array of its fields in order, which would make `[]` a request with every field
+    // defaulted. (A body taken as any JSON value, a schema, is judged by its own rules.)
+    if checked.0.is_array()
+        && std::any::TypeId::of::<T>() != std::any::TypeId::of::<serde_json::Value>()
+    {
         return Err(ApiError::BadRequest(
             "the request body must be a JSON object, not an array".into(),
         ));

@@ -139,6 +139,7 @@ macro_rules! snapshot {
                 (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "[UUID]"),
                 (r"uptime +\S+( \S+)?", "uptime    [UPTIME]"),
                 (r#""uptime_seconds": [0-9.e-]+"#, r#""uptime_seconds": [UPTIME]"#),
+                (r#""id": "[^"]+-\d+-[0-9a-f]{4}""#, r#""id": "[REPLICA]""#),
                 (r"/\S*/dials-[a-z0-9-]+-v\d+-\w+\.(yaml|json)", "[EDITED FILE]"),
                 (r"dials \d+\.\d+\.\d+", "dials [VERSION]"),
             ],

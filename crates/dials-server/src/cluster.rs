@@ -292,7 +292,6 @@ async fn show_change(state: &AppState, record: VersionRecord) {
     if record.service.is_instance_layer() {
         return;
     }
-    state.schemas.invalidate_search();
     let schema = match crate::schemas::schema_of(state, &record.service).await {
         Ok(schema) => schema,
         Err(e) => {
@@ -305,7 +304,10 @@ async fn show_change(state: &AppState, record: VersionRecord) {
         .configs
         .get(&record.service)
         .is_none_or(|entry| entry.version < record.version.0);
-    if behind && let Err(e) = crate::ops::show(state, record, schema.as_deref(), false) {
+    if !behind {
+        // Shown here already; only a search index built since may predate it.
+        state.schemas.invalidate_search();
+    } else if let Err(e) = crate::ops::show(state, record, schema.as_deref(), false) {
         tracing::warn!(error = %e, "cannot cache a followed change");
     }
 }

@@ -16,6 +16,7 @@ use crate::harness::{
     Ack, Observer, Rng, SHARED, Writers, check, create_services, history, own, public_key,
 };
 use crate::process::{Running, admin_token, start_with};
+use crate::resilience::status;
 use crate::throwaway::ThrowawayDb;
 
 const WRITERS: usize = 6;
@@ -32,17 +33,6 @@ async fn replica(data: &Path, db: &ThrowawayDb, mqtt: &str, keys_from: Option<&P
         }
     }
     start_with(data, &["--database", db.url(), "--mqtt", mqtt]).await
-}
-
-async fn status(http: &reqwest::Client, base: &str, token: &str) -> Value {
-    http.get(format!("{base}/api/v1/status"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Waits until exactly one of `bases` says it publishes, and answers which.

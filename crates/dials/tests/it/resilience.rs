@@ -8,7 +8,8 @@ use crate::broker::{Mosquitto, Subscriber};
 use crate::disk::SmallDisk;
 use crate::process::{admin_token, create, run_to_exit, start, start_with};
 
-async fn status(client: &reqwest::Client, base: &str, token: &str) -> Value {
+/// `GET /api/v1/status` as JSON.
+pub async fn status(client: &reqwest::Client, base: &str, token: &str) -> Value {
     client
         .get(format!("{base}/api/v1/status"))
         .bearer_auth(token)

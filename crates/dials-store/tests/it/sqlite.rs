@@ -97,6 +97,47 @@ async fn writes_that_arrive_together_are_committed_together() {
     }
 }
 
+fn page_size(path: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_database_takes_small_pages_and_an_older_one_keeps_its_own() {
+    // A new database: 1 KiB pages, so a commit writes fewer bytes to the WAL.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    conformance::first_commit_creates_version_one_and_revision_one(&store).await;
+    store.close().await;
+    assert_eq!(page_size(&dir.path().join("dials.db")), 1024);
+
+    // One made with SQLite's default 4 KiB pages (as every database was before) opens, takes
+    // writes and keeps its page size.
+    let older = tempfile::tempdir().unwrap();
+    let path = older.path().join("dials.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "page_size", 4096).unwrap();
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
+            .unwrap();
+        conn.execute_batch("CREATE TABLE scratch (x); DROP TABLE scratch;")
+            .unwrap();
+    }
+    let store = open(&older).await;
+    conformance::first_commit_creates_version_one_and_revision_one(&store).await;
+    store.close().await;
+    assert_eq!(page_size(&path), 4096);
+    let again = open(&older).await;
+    let name = dials_domain::ServiceName::parse("tts-worker").unwrap();
+    let state = again
+        .service(&name)
+        .await
+        .unwrap()
+        .expect("the write is kept");
+    assert_eq!(state.version.0, 1);
+}
+
 #[tokio::test]
 async fn writes_after_close_fail_as_unavailable() {
     let dir = tempfile::tempdir().unwrap();

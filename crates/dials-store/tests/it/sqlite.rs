@@ -34,8 +34,13 @@ async fn a_new_database_gets_an_epoch_that_survives_reopening() {
     let again = open(&dir).await;
     assert!(!again.created(), "reopening is not a first start");
     assert_eq!(again.epoch(), epoch);
+    assert_first_commit_kept(&again).await;
+}
+
+/// What `first_commit_creates_version_one_and_revision_one` wrote is there after reopening.
+async fn assert_first_commit_kept(store: &SqliteStore) {
     let name = dials_domain::ServiceName::parse("tts-worker").unwrap();
-    let state = again
+    let state = store
         .service(&name)
         .await
         .unwrap()
@@ -128,14 +133,7 @@ async fn a_new_database_takes_small_pages_and_an_older_one_keeps_its_own() {
     conformance::first_commit_creates_version_one_and_revision_one(&store).await;
     store.close().await;
     assert_eq!(page_size(&path), 4096);
-    let again = open(&older).await;
-    let name = dials_domain::ServiceName::parse("tts-worker").unwrap();
-    let state = again
-        .service(&name)
-        .await
-        .unwrap()
-        .expect("the write is kept");
-    assert_eq!(state.version.0, 1);
+    assert_first_commit_kept(&open(&older).await).await;
 }
 
 #[tokio::test]

@@ -19,14 +19,25 @@
 //! be clean. Rare writes that need the connection to themselves, with borrowed callbacks (a
 //! schema registration that rewrites history, a key rotation), borrow it through
 //! [`Writer::exclusive`].
+//!
+//! Checkpoints (copying the log back into the database file, and fsyncing that file) run on a
+//! thread of their own with a connection of its own, so no commit waits behind the bulk of one:
+//! the writer notes the log's length after each commit and pokes the checkpointer once it passes
+//! [`CHECKPOINT_BYTES`]. SQLite lets a checkpoint run beside the commits that keep appending to
+//! the log, but starts the log over only at a commit that finds all of it copied; so once the
+//! checkpointer has copied all but the last few frames, the writer copies those itself between
+//! two groups. Should the checkpointer fall behind, the writer copies everything at four times
+//! that length, so the log stays bounded whatever happens to the other thread.
 
+use std::cell::Cell;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rusqlite::hooks::Wal;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
@@ -39,6 +50,22 @@ const MAX_GROUP: usize = 256;
 /// How long a write waits for a lock held by another process before it is "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The log's length past which the checkpointer is asked to copy it into the database file:
+/// about what SQLite's default of 1,000 pages of 4 KiB gives.
+pub(super) const CHECKPOINT_BYTES: i64 = 4 << 20;
+
+/// How much of the log, at most, the writer copies itself once the checkpointer has copied the
+/// rest, so that SQLite can start the log over.
+const CHECKPOINT_TAIL_BYTES: i64 = 256 << 10;
+
+/// How many times [`CHECKPOINT_BYTES`] the log may grow before the writer checkpoints it itself.
+const INLINE_CHECKPOINT_FACTOR: i64 = 4;
+
+thread_local! {
+    /// Frames in the log after the last commit made on this thread (SQLite's WAL hook).
+    static LOG_FRAMES: Cell<i64> = const { Cell::new(0) };
+}
+
 /// Checks before each transaction that the database file is still the one opened.
 pub(super) type FileCheck = Box<dyn Fn() -> Result<()> + Send>;
 
@@ -47,6 +74,7 @@ pub(super) type FileCheck = Box<dyn Fn() -> Result<()> + Send>;
 pub(super) struct Writer {
     queue: Mutex<Option<mpsc::Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
 
@@ -55,6 +83,7 @@ pub(super) struct Writer {
 struct Counters {
     transactions: AtomicU64,
     jobs: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 /// How the writer grouped its work: jobs per transaction is what group commit saves.
@@ -64,6 +93,8 @@ pub struct WriterStats {
     pub transactions: u64,
     /// Jobs committed in them.
     pub jobs: u64,
+    /// Checkpoints run by the checkpointer thread, off the commits' way.
+    pub checkpoints: u64,
 }
 
 enum Msg {
@@ -174,16 +205,43 @@ impl Writer {
     pub(super) fn start(path: &Path, check: FileCheck) -> Result<Self> {
         let path = path.to_path_buf();
         let conn = open(&path)?;
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         let (queue, jobs) = mpsc::channel();
         let counters = Arc::new(Counters::default());
+        // Held by whoever checkpoints, and by a lease for as long as it is out: a lease that
+        // truncates the log (a redaction) must not meet a checkpoint already under way.
+        let checkpointing = Arc::new(Mutex::new(()));
+        let copied = Arc::new(AtomicI64::new(0));
+        let (poke, pokes) = mpsc::sync_channel(1);
+        let checkpointer = {
+            let (path, counters, checkpointing, copied) = (
+                path.clone(),
+                counters.clone(),
+                checkpointing.clone(),
+                copied.clone(),
+            );
+            std::thread::Builder::new()
+                .name("dials-checkpoint".into())
+                .spawn(move || {
+                    checkpoint_on_demand(&path, &pokes, &checkpointing, &copied, &counters);
+                })
+                .map_err(|e| unavailable(format!("cannot start the checkpoint thread: {e}")))?
+        };
+        let log = Log {
+            page_size: page_size.max(512),
+            poke,
+            checkpointing,
+            copied,
+        };
         let counting = counters.clone();
         let thread = std::thread::Builder::new()
             .name("dials-writer".into())
-            .spawn(move || run(conn, &path, &check, &jobs, &counting))
+            .spawn(move || run(conn, &path, &check, &jobs, &counting, &log))
             .map_err(|e| unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             queue: Mutex::new(Some(queue)),
             thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             counters,
         })
     }
@@ -193,6 +251,7 @@ impl Writer {
         WriterStats {
             transactions: self.counters.transactions.load(Ordering::Relaxed),
             jobs: self.counters.jobs.load(Ordering::Relaxed),
+            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -270,6 +329,15 @@ impl Writer {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+        // The writer thread held the only way to poke the checkpointer: it ends now.
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(checkpointer) = checkpointer {
+            let _ = checkpointer.join();
+        }
     }
 }
 
@@ -293,12 +361,114 @@ pub(super) fn open(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "secure_delete", "FAST")?;
-    // Checkpoint after about 4 MiB of log, as SQLite's default of 1,000 pages does with 4 KiB
-    // pages: smaller pages would otherwise checkpoint (and fsync the database file) four times
-    // as often.
-    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    conn.pragma_update(None, "wal_autocheckpoint", (4 << 20) / page_size.max(512))?;
+    // No checkpoint on commit: the hook only notes the log's length, and the writer decides.
+    conn.wal_hook(Some(note_log_length));
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// SQLite's WAL hook: called after every commit with the frames now in the log.
+fn note_log_length(_: &Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    LOG_FRAMES.with(|f| f.set(i64::from(frames)));
+    Ok(())
+}
+
+/// What the writer needs to keep the log short.
+struct Log {
+    page_size: i64,
+    poke: mpsc::SyncSender<()>,
+    checkpointing: Arc<Mutex<()>>,
+    /// How far into the log the checkpointer's last run copied, in frames.
+    copied: Arc<AtomicI64>,
+}
+
+impl Log {
+    /// After a commit: asks the checkpointer to copy the log once it is long, and copies the
+    /// last few frames itself once the checkpointer has done the rest. SQLite starts the log
+    /// over only at a commit that finds all of it copied, which a checkpoint on another thread
+    /// seldom leaves behind while commits keep coming. At four times the length (the
+    /// checkpointer stuck or too slow) it copies everything itself.
+    fn after_commit(&self, conn: &Connection) {
+        let frames = LOG_FRAMES.with(Cell::get);
+        let mut copied = self.copied.load(Ordering::Relaxed);
+        if frames < copied {
+            // The log started over: what was copied of the last one counts for nothing.
+            self.copied.store(0, Ordering::Relaxed);
+            copied = 0;
+        }
+        let bytes = frames * self.page_size;
+        if bytes < CHECKPOINT_BYTES {
+            return;
+        }
+        let behind = frames - copied;
+        if (behind * self.page_size <= CHECKPOINT_TAIL_BYTES
+            || bytes >= CHECKPOINT_BYTES * INLINE_CHECKPOINT_FACTOR)
+            && let Ok(_held) = self.checkpointing.try_lock()
+        {
+            if let Ok((_, copied)) = checkpoint(conn) {
+                self.copied.store(copied, Ordering::Relaxed);
+            }
+            return;
+        }
+        // A poke already waiting is as good as this one.
+        let _ = self.poke.try_send(());
+    }
+}
+
+/// Copies what the log holds into the database file, without waiting on anyone: frames a
+/// reader still needs stay for the next time. Answers the frames in the log and how many of
+/// them are copied.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get(1)?, r.get(2)?))
+    })
+}
+
+/// The checkpointer thread: a checkpoint each time the writer asks, on a connection of its own,
+/// until the writer thread ends.
+fn checkpoint_on_demand(
+    path: &Path,
+    pokes: &mpsc::Receiver<()>,
+    checkpointing: &Mutex<()>,
+    copied: &AtomicI64,
+    counters: &Counters,
+) {
+    let mut conn: Option<Connection> = None;
+    while pokes.recv().is_ok() {
+        let _held = checkpointing.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.is_none() {
+            conn = match open_checkpointer(path) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open a connection to checkpoint the log");
+                    continue;
+                }
+            };
+        }
+        let Some(c) = conn.as_ref() else { continue };
+        match checkpoint(c) {
+            Ok((_, done)) => {
+                copied.store(done, Ordering::Relaxed);
+                counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpointing the log failed; trying again later");
+                conn = None;
+            }
+        }
+    }
+}
+
+/// The checkpointer's connection: it writes only the database file, and fsyncs it.
+fn open_checkpointer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // It never commits, but a hook of its own keeps SQLite from checkpointing on its behalf.
+    conn.wal_hook(Some(note_log_length));
     Ok(conn)
 }
 
@@ -309,6 +479,7 @@ fn run(
     check: &FileCheck,
     jobs: &mpsc::Receiver<Msg>,
     counters: &Counters,
+    log: &Log,
 ) {
     let mut conn = Some(conn);
     let mut next: Option<Msg> = None;
@@ -323,6 +494,7 @@ fn run(
         let first = match msg {
             Msg::Job(job) => job,
             Msg::Lease(reply) => {
+                let _held = log.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
                 lend(&mut conn, path, reply);
                 continue;
             }
@@ -342,7 +514,8 @@ fn run(
             (Err(e), _) | (Ok(()), Err(e)) => Err(e.to_string()),
             (Ok(()), Ok(c)) => commit_group(c, &mut group),
         };
-        if outcome.is_ok() {
+        let committed = outcome.is_ok();
+        if committed {
             counters.transactions.fetch_add(1, Ordering::Relaxed);
             counters
                 .jobs
@@ -356,6 +529,10 @@ fn run(
         }
         for job in group {
             job.finish(outcome.clone());
+        }
+        // Once the answers are out, so that a checkpoint the writer must run itself delays none.
+        if let (true, Some(c)) = (committed, conn.as_ref()) {
+            log.after_commit(c);
         }
     }
     // Closing checkpoints the log into the database file.

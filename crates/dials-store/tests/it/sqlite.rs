@@ -58,25 +58,17 @@ async fn a_recreated_database_gets_a_new_epoch() {
 
 #[tokio::test]
 async fn writes_that_arrive_together_are_committed_together() {
-    use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
-    use dials_store::NewChange;
+    use dials_domain::{Document, ServiceName};
 
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
     let write = |i: usize| {
-        let after = Document::from_value(serde_json::json!({"i": i})).unwrap();
-        NewChange {
-            service: ServiceName::parse(&format!("svc-{i}")).unwrap(),
-            base_version: Version(0),
-            kind: ChangeKind::Put,
-            changes: diff(&Document::new(), &after),
-            document: Some(after),
-            actor: "tester".into(),
-            reason: None,
-            at: time::OffsetDateTime::now_utc(),
-            origin: None,
-            secrets: Vec::new(),
-        }
+        put(
+            &format!("svc-{i}"),
+            0,
+            &Document::new(),
+            serde_json::json!({"i": i}),
+        )
     };
     let before = store.writer_stats();
     let results = futures::future::join_all((0..64).map(|i| store.commit(write(i)))).await;
@@ -100,6 +92,72 @@ async fn writes_that_arrive_together_are_committed_together() {
         let name = ServiceName::parse(&format!("svc-{i}")).unwrap();
         assert!(again.service(&name).await.unwrap().is_some(), "svc-{i}");
     }
+}
+
+/// A PUT of `after` over `before`, at `base` (0 creates the service).
+fn put(
+    service: &str,
+    base: u64,
+    before: &dials_domain::Document,
+    after: serde_json::Value,
+) -> dials_store::NewChange {
+    let after = dials_domain::Document::from_value(after).unwrap();
+    dials_store::NewChange {
+        service: dials_domain::ServiceName::parse(service).unwrap(),
+        base_version: dials_domain::Version(base),
+        kind: dials_domain::ChangeKind::Put,
+        changes: dials_domain::diff(before, &after),
+        document: Some(after),
+        actor: "tester".into(),
+        reason: None,
+        at: time::OffsetDateTime::now_utc(),
+        origin: None,
+        secrets: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn the_log_is_checkpointed_beside_the_writes_and_stays_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let log = dir.path().join("dials.db-wal");
+    // Each version of a 24 KiB value is written three times (the service row, the change row,
+    // the history row's new value) and once more as the next row's old value: about 100 KiB of
+    // log per write, 16 MiB in all, four times the length at which a checkpoint is due.
+    let mut before = dials_domain::Document::new();
+    let mut longest = 0;
+    for i in 0..160u64 {
+        let value = serde_json::json!({"blob": format!("{i:05}").repeat(24 * 1024 / 5)});
+        let change = put("big-model", i, &before, value);
+        before = change.document.clone().unwrap();
+        store.commit(change).await.expect("write");
+        longest = longest.max(std::fs::metadata(&log).unwrap().len());
+    }
+    let stats = store.writer_stats();
+    assert!(
+        stats.checkpoints >= 1,
+        "the checkpoint thread never ran: {stats:?}"
+    );
+    // The writer would checkpoint on its own only at 16 MiB.
+    assert!(
+        longest <= 8 << 20,
+        "the log grew to {longest} bytes; the checkpointer did not keep it short"
+    );
+    let main = std::fs::metadata(dir.path().join("dials.db"))
+        .unwrap()
+        .len();
+    assert!(
+        main >= 1 << 20,
+        "the database file holds only {main} bytes: nothing was copied into it"
+    );
+    // What was checkpointed reads back, and so does what came after.
+    let name = dials_domain::ServiceName::parse("big-model").unwrap();
+    assert_eq!(store.service(&name).await.unwrap().unwrap().version.0, 160);
+    store.close().await;
+    let again = open(&dir).await;
+    let state = again.service(&name).await.unwrap().unwrap();
+    assert_eq!(state.version.0, 160);
+    assert_eq!(state.document, Some(before));
 }
 
 fn page_size(path: &std::path::Path) -> i64 {

@@ -66,7 +66,7 @@ pub fn run(args: &AllArgs) -> anyhow::Result<()> {
         Some(put_without_mqtt(&launch, dir)?)
     };
     eprintln!("fdatasync floor: {FSYNCS} rounds");
-    let fsync = fsync::run(FSYNCS, dir)?;
+    let fsync = fsync::run(FSYNCS, dir, std::time::Duration::ZERO)?;
     eprintln!("{fsync}");
     eprintln!("startup: {STARTS} runs of each kind");
     let startup = startup::run(&launch, STARTS, dir)?;

@@ -232,6 +232,10 @@ pub struct FsyncArgs {
     /// A directory on the filesystem to measure [default: the system temp dir]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+
+    /// Idle time between rounds, as a paced writer leaves the disk (0: back to back)
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub gap_ms: u32,
 }
 
 #[derive(Debug, Args)]

@@ -1,12 +1,13 @@
 //! The fdatasync floor: 4 KiB written in place and made durable, N times. A durable write of
 //! dials (SQLite, WAL, `synchronous=FULL`) pays at least one of these per commit, so this is
-//! the least a durable PUT can cost on this disk.
+//! the least a durable PUT can cost on this disk. With a gap between rounds it shows what the
+//! same fdatasync costs a writer that leaves the disk idle in between (a paced one).
 
 use std::fmt;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -23,6 +24,8 @@ pub struct FsyncReport {
     pub dir: PathBuf,
     /// The filesystem under it, as `/proc/mounts` names it (`ext4 on /dev/vda`).
     pub filesystem: String,
+    /// Idle time between rounds.
+    pub gap: Duration,
 }
 
 impl fmt::Display for FsyncReport {
@@ -30,10 +33,15 @@ impl fmt::Display for FsyncReport {
         let l = &self.latency;
         write!(
             f,
-            "fdatasync of 4 KiB in {} ({}), {} rounds\n  p50 {}  p90 {}  p99 {}  max {}",
+            "fdatasync of 4 KiB in {} ({}), {} rounds{}\n  p50 {}  p90 {}  p99 {}  max {}",
             self.dir.display(),
             self.filesystem,
             l.count,
+            if self.gap.is_zero() {
+                " back to back".to_owned()
+            } else {
+                format!(", {} ms idle before each", self.gap.as_millis())
+            },
             Ms(l.p50),
             Ms(l.p90),
             Ms(l.p99),
@@ -42,9 +50,9 @@ impl fmt::Display for FsyncReport {
     }
 }
 
-/// Writes 4 KiB at offset 0 and calls `sync_data`, `count` times, in a temporary directory
-/// under `dir` (or the system temp dir).
-pub fn run(count: u32, dir: Option<&Path>) -> anyhow::Result<FsyncReport> {
+/// Writes 4 KiB at offset 0 and calls `sync_data`, `count` times, `gap` apart, in a temporary
+/// directory under `dir` (or the system temp dir).
+pub fn run(count: u32, dir: Option<&Path>, gap: Duration) -> anyhow::Result<FsyncReport> {
     let root = server::scratch(dir)?;
     let path = root.path().join("fsync-probe");
     let file = OpenOptions::new()
@@ -60,6 +68,9 @@ pub fn run(count: u32, dir: Option<&Path>) -> anyhow::Result<FsyncReport> {
 
     let mut hist = stats::histogram()?;
     for i in 0..count {
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
         block[..4].copy_from_slice(&i.to_le_bytes());
         let started = Instant::now();
         file.write_all_at(&block, 0)
@@ -73,6 +84,7 @@ pub fn run(count: u32, dir: Option<&Path>) -> anyhow::Result<FsyncReport> {
         latency: Summary::of(&hist),
         filesystem: filesystem_of(&dir),
         dir,
+        gap,
     })
 }
 

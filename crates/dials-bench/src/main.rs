@@ -90,7 +90,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{report}");
         }
         Command::Fsync(args) => {
-            let report = fsync::run(args.count, args.dir.as_deref())?;
+            let gap = std::time::Duration::from_millis(args.gap_ms.into());
+            let report = fsync::run(args.count, args.dir.as_deref(), gap)?;
             println!("{report}");
         }
         Command::Floor(args) => {

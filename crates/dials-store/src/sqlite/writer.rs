@@ -52,7 +52,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The log's length past which the checkpointer is asked to copy it into the database file:
 /// about what SQLite's default of 1,000 pages of 4 KiB gives.
-pub(super) const CHECKPOINT_BYTES: i64 = 4 << 20;
+const CHECKPOINT_BYTES: i64 = 4 << 20;
 
 /// How much of the log, at most, the writer copies itself once the checkpointer has copied the
 /// rest, so that SQLite can start the log over.
@@ -405,7 +405,7 @@ impl Log {
             || bytes >= CHECKPOINT_BYTES * INLINE_CHECKPOINT_FACTOR)
             && let Ok(_held) = self.checkpointing.try_lock()
         {
-            if let Ok((_, copied)) = checkpoint(conn) {
+            if let Ok(copied) = checkpoint(conn) {
                 self.copied.store(copied, Ordering::Relaxed);
             }
             return;
@@ -416,12 +416,9 @@ impl Log {
 }
 
 /// Copies what the log holds into the database file, without waiting on anyone: frames a
-/// reader still needs stay for the next time. Answers the frames in the log and how many of
-/// them are copied.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok((r.get(1)?, r.get(2)?))
-    })
+/// reader still needs stay for the next time. Answers how many of the log's frames are copied.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(2))
 }
 
 /// The checkpointer thread: a checkpoint each time the writer asks, on a connection of its own,
@@ -447,7 +444,7 @@ fn checkpoint_on_demand(
         }
         let Some(c) = conn.as_ref() else { continue };
         match checkpoint(c) {
-            Ok((_, done)) => {
+            Ok(done) => {
                 copied.store(done, Ordering::Relaxed);
                 counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             }

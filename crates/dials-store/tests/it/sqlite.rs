@@ -226,30 +226,16 @@ async fn the_database_runs_in_wal_mode_with_full_sync() {
 
 #[tokio::test]
 async fn a_full_disk_fails_writes_as_unavailable_and_they_resume_when_space_returns() {
-    use dials_domain::{ChangeKind, Document, ServiceName, Version, diff};
-    use dials_store::{NewChange, StoreError};
+    use dials_domain::{Document, ServiceName};
+    use dials_store::StoreError;
 
     let disk = crate::disk::SmallDisk::mount(4);
     let url = format!("sqlite://{}", disk.path().join("dials.db").display());
     let store = SqliteStore::open(&url).await.unwrap();
     let name = ServiceName::parse("tts-worker").unwrap();
     let write = |base: u64, fill: usize| {
-        let before = Document::new();
-        let after =
-            Document::from_value(serde_json::json!({"blob": "x".repeat(fill), "base": base}))
-                .unwrap();
-        NewChange {
-            service: name.clone(),
-            base_version: Version(base),
-            kind: ChangeKind::Put,
-            changes: diff(&before, &after),
-            document: Some(after),
-            actor: "tester".into(),
-            reason: None,
-            at: time::OffsetDateTime::now_utc(),
-            origin: None,
-            secrets: Vec::new(),
-        }
+        let blob = serde_json::json!({"blob": "x".repeat(fill), "base": base});
+        put(name.as_str(), base, &Document::new(), blob)
     };
     store.commit(write(0, 10)).await.unwrap();
     let filler = disk.fill();

@@ -10,14 +10,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dials_domain::{Document, InstanceName, KeyPath, ServiceName, Version, merge_patch, secret};
+use dials_domain::{Document, InstanceName, KeyPath, ServiceName, Version, secret};
 use dials_schema::{CompiledSchema, Layer, Layers};
-use dials_store::{ServiceState, StoreError};
+use dials_store::ServiceState;
 use dials_wire::{EffectiveResponse, InstanceConfigResponse, LayerDocuments, LayerVersions};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::write::{Before, Preconditions, invalid, now, restorable, restored, stage};
+use super::write::{
+    Before, Intent, Preconditions, Subject, document_after, invalid, now, retry_after, stage,
+};
 use crate::{ApiError, AppState, Principal};
 
 /// The store's id of the override document of `instance` of `service`.
@@ -53,13 +55,14 @@ pub enum OverrideIntent {
 }
 
 impl OverrideIntent {
-    fn kind(&self) -> dials_domain::ChangeKind {
-        use dials_domain::ChangeKind;
+    /// The same write as a service's: an override is computed like any document.
+    fn into_intent(self) -> Intent {
         match self {
-            OverrideIntent::Put(_) => ChangeKind::Put,
-            OverrideIntent::Patch(_) => ChangeKind::Patch,
-            OverrideIntent::RestoreVersion(_) | OverrideIntent::RestoreAt(_) => ChangeKind::Restore,
-            OverrideIntent::Delete => ChangeKind::Delete,
+            OverrideIntent::Put(doc) => Intent::Put(doc),
+            OverrideIntent::Patch(patch) => Intent::Patch(patch),
+            OverrideIntent::RestoreVersion(v) => Intent::RestoreVersion(v),
+            OverrideIntent::RestoreAt(at) => Intent::RestoreAt(at),
+            OverrideIntent::Delete => Intent::Delete,
         }
     }
 }
@@ -122,6 +125,8 @@ pub async fn write_override(
     if let Some(at) = reserved {
         return Err(crate::secrets::reserved(at));
     }
+    let intent = intent.into_intent();
+    let subject = Subject::Override(service, instance);
     for _ in 0..8 {
         let current = state.store.service(&id).await?;
         let version = current.as_ref().map_or(Version::NONE, |s| s.version);
@@ -129,35 +134,16 @@ pub async fn write_override(
         pre.check(version, live_doc.is_some())?;
         let stored_before = live_doc.cloned().unwrap_or_default();
         let before = crate::secrets::unsealed(state, &id, &stored_before).await?;
-        let after = match &intent {
-            OverrideIntent::Delete if live_doc.is_none() => {
-                return Err(no_override(service, instance));
-            }
-            OverrideIntent::Delete => None,
-            OverrideIntent::Put(doc) => {
-                Some(secret::keep_secrets(doc.clone(), &before, &secret_keys))
-            }
-            OverrideIntent::Patch(patch) => {
-                let mut patch = patch.clone();
-                secret::keep_secrets_in_patch(&mut patch, &secret_keys);
-                Some(merge_patch(&before, &patch)?)
-            }
-            OverrideIntent::RestoreVersion(v) => {
-                let old = restorable(state.store.version(&id, *v).await?, || {
-                    format!("the override of instance {instance} of {service} has no version {v}")
-                })?;
-                Some(restored(state, &id, &old, &before, &secret_keys).await?)
-            }
-            OverrideIntent::RestoreAt(at) => {
-                let old = restorable(state.store.version_at(&id, *at).await?, || {
-                    format!(
-                        "the override of instance {instance} of {service} had no version at or \
-                         before {at}"
-                    )
-                })?;
-                Some(restored(state, &id, &old, &before, &secret_keys).await?)
-            }
-        };
+        let after = document_after(
+            state,
+            &id,
+            subject,
+            &intent,
+            live_doc.is_some(),
+            &before,
+            &secret_keys,
+        )
+        .await?;
         if let (Some(schema), Some(document)) = (&schema, &after) {
             let merged = merged_with(state, service, schema, document).await?;
             schema
@@ -170,13 +156,14 @@ pub async fn write_override(
             effective: &before,
         };
         let at = now();
+        let kind = intent.kind();
         let change = stage(
             state,
             &id,
             &base,
-            after.as_ref(),
+            after.as_deref(),
             &secret_keys,
-            intent.kind(),
+            kind,
             principal,
             reason.clone(),
             at,
@@ -194,61 +181,45 @@ pub async fn write_override(
             )?));
         }
         let (actor, stored_after) = (change.actor.clone(), change.document.clone());
-        let kind = intent.kind();
-        match state.store.commit(change).await {
-            Ok(committed) => {
-                state.write_failure(None);
-                crate::metrics::committed(kind);
-                super::hand_to_publisher(state, || dials_store::OutboxItem {
-                    id: committed.outbox,
-                    revision: committed.revision,
-                    service: id.clone(),
-                    version: committed.version,
-                    kind,
-                    document: stored_after.clone(),
-                    actor: actor.clone(),
-                    at,
-                });
-                let Some(document) = stored_after else {
-                    return Ok(None);
-                };
-                let written = ServiceState {
-                    name: id.clone(),
-                    version: committed.version,
-                    revision: committed.revision,
-                    document: Some(document),
-                    updated_at: at,
-                    updated_by: actor,
-                };
-                return Ok(Some(override_response(
-                    state,
-                    service,
-                    instance,
-                    &written,
-                    &secret_keys,
-                )?));
-            }
-            Err(StoreError::Conflict { current }) => {
-                if pre.expected_version.is_some() || pre.if_match.is_some() {
-                    return Err(pre
-                        .check(current, true)
-                        .err()
-                        .unwrap_or(ApiError::Conflict {
-                            expected: version,
-                            current,
-                        }));
-                }
+        let started = std::time::Instant::now();
+        let result = state.store.commit(change).await;
+        crate::metrics::store_commit(started.elapsed());
+        let committed = match result {
+            Ok(committed) => committed,
+            Err(error) => {
+                retry_after(state, error, &pre)?;
                 continue;
             }
-            Err(StoreError::Unavailable { reason, source }) => {
-                state.write_failure(Some(reason.clone()));
-                return Err(ApiError::Unavailable(StoreError::Unavailable {
-                    reason,
-                    source,
-                }));
-            }
-            Err(other) => return Err(other.into()),
-        }
+        };
+        state.write_failure(None);
+        super::announce(state, kind, || dials_store::OutboxItem {
+            id: committed.outbox,
+            revision: committed.revision,
+            service: id.clone(),
+            version: committed.version,
+            kind,
+            document: stored_after.clone(),
+            actor: actor.clone(),
+            at,
+        });
+        let Some(document) = stored_after else {
+            return Ok(None);
+        };
+        let written = ServiceState {
+            name: id.clone(),
+            version: committed.version,
+            revision: committed.revision,
+            document: Some(document),
+            updated_at: at,
+            updated_by: actor,
+        };
+        return Ok(Some(override_response(
+            state,
+            service,
+            instance,
+            &written,
+            &secret_keys,
+        )?));
     }
     Err(ApiError::Busy(format!(
         "the override of instance {instance} of {service} is being written by another process \
@@ -408,15 +379,17 @@ pub async fn delete_overrides(
         )?;
         let actor = change.actor.clone();
         let committed = state.store.commit(change).await?;
-        super::hand_to_publisher(state, || dials_store::OutboxItem {
-            id: committed.outbox,
-            revision: committed.revision,
-            service: id.clone(),
-            version: committed.version,
-            kind: dials_domain::ChangeKind::Delete,
-            document: None,
-            actor,
-            at,
+        super::announce(state, dials_domain::ChangeKind::Delete, || {
+            dials_store::OutboxItem {
+                id: committed.outbox,
+                revision: committed.revision,
+                service: id.clone(),
+                version: committed.version,
+                kind: dials_domain::ChangeKind::Delete,
+                document: None,
+                actor,
+                at,
+            }
         });
     }
     Ok(())

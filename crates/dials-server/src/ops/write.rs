@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use dials_domain::{
-    ChangeKind, Document, KeyPath, ServiceName, Version, diff, merge_patch, secret,
+    ChangeKind, Document, InstanceName, KeyPath, ServiceName, Version, diff, merge_patch, secret,
 };
 use dials_schema::CompiledSchema;
 use dials_store::{NewChange, ServiceState, StoreError};
@@ -47,7 +47,7 @@ pub enum Intent {
 }
 
 impl Intent {
-    fn kind(&self) -> ChangeKind {
+    pub(crate) fn kind(&self) -> ChangeKind {
         match self {
             Intent::Put(_) => ChangeKind::Put,
             Intent::Patch(_) => ChangeKind::Patch,
@@ -308,58 +308,25 @@ async fn compute(
     let empty = Document::new();
     let stored_before = live_doc.unwrap_or(&empty);
     let before = crate::secrets::unsealed_ref(state, service, stored_before).await?;
-    let after = match (intent, live_doc) {
-        (Intent::Delete, None) => return Err(not_found(service)),
-        (Intent::Delete, Some(_)) => None,
-        (Intent::Put(_) | Intent::Patch(_), None) if !pre.create_only && schema.is_none() => {
-            return Err(ApiError::NotFound(format!(
-                "service {service} does not exist; create it with the header `If-None-Match: *`"
-            )));
-        }
-        // Without secret keys there is nothing to keep: the document written is the one sent,
-        // read where it is rather than copied.
-        (Intent::Put(doc), _) if secret_keys.is_empty() => Some(Cow::Borrowed(doc)),
-        (Intent::Put(doc), _) => Some(Cow::Owned(secret::keep_secrets(
-            doc.clone(),
-            &before,
-            secret_keys,
-        ))),
-        (Intent::Patch(patch), _) => {
-            let mut patch = patch.clone();
-            secret::keep_secrets_in_patch(&mut patch, secret_keys);
-            Some(Cow::Owned(merge_patch(&before, &patch)?))
-        }
-        (Intent::RestoreVersion(v), _) => {
-            let old = restorable(state.store.version(service, *v).await?, || {
-                format!("service {service} has no version {v}")
-            })?;
-            Some(Cow::Owned(
-                restored(state, service, &old, &before, secret_keys).await?,
-            ))
-        }
-        (Intent::RestoreAt(at), _) => {
-            let old = restorable(state.store.version_at(service, *at).await?, || {
-                format!("service {service} had no version at or before {at}")
-            })?;
-            Some(Cow::Owned(
-                restored(state, service, &old, &before, secret_keys).await?,
-            ))
-        }
-        (Intent::SetSecret(key, value), _) => {
-            let mut doc = before.clone().into_owned();
-            doc.set(key, value.clone());
-            Some(Cow::Owned(doc))
-        }
-        (Intent::DeleteSecret(key), _) => {
-            let mut doc = before.clone().into_owned();
-            if doc.remove(key).is_none() {
-                return Err(ApiError::NotFound(format!(
-                    "service {service} has no secret set at {key}"
-                )));
-            }
-            Some(Cow::Owned(doc))
-        }
-    };
+    if matches!(intent, Intent::Put(_) | Intent::Patch(_))
+        && live_doc.is_none()
+        && !pre.create_only
+        && schema.is_none()
+    {
+        return Err(ApiError::NotFound(format!(
+            "service {service} does not exist; create it with the header `If-None-Match: *`"
+        )));
+    }
+    let after = document_after(
+        state,
+        service,
+        Subject::Service(service),
+        intent,
+        live_doc.is_some(),
+        &before,
+        secret_keys,
+    )
+    .await?;
     if current.is_none() && matches!(intent, Intent::RestoreVersion(_) | Intent::RestoreAt(_)) {
         return Err(not_found(service));
     }
@@ -395,6 +362,99 @@ async fn compute(
     Ok(Computed::Change(change))
 }
 
+/// What a write is to, as its answers name it: a service, or one instance's override of it.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// A service's document.
+    Service(&'a ServiceName),
+    /// The override document of an instance of a service.
+    Override(&'a ServiceName, &'a InstanceName),
+}
+
+impl Subject<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Subject::Service(service) => format!("service {service}"),
+            Subject::Override(service, instance) => {
+                format!("the override of instance {instance} of {service}")
+            }
+        }
+    }
+
+    /// The 404 of a deletion of something that is not there.
+    fn missing(&self) -> ApiError {
+        match self {
+            Subject::Service(service) => not_found(service),
+            Subject::Override(service, instance) => super::layers::no_override(service, instance),
+        }
+    }
+}
+
+/// The document a write leaves behind, computed on `before`, the current document with its
+/// secrets opened (empty when there is none; `live` says whether there is): a secret the
+/// intent does not touch keeps its value, a restore opens the old version's secrets. `None`
+/// for a deletion. `id` is the store's name of the document (a service, or an override's id).
+/// Every write computes its document here, a service's ([`write`]) and an override's
+/// ([`super::write_override`]).
+pub async fn document_after<'i>(
+    state: &AppState,
+    id: &ServiceName,
+    subject: Subject<'_>,
+    intent: &'i Intent,
+    live: bool,
+    before: &Document,
+    secret_keys: &[KeyPath],
+) -> Result<Option<Cow<'i, Document>>, ApiError> {
+    Ok(match intent {
+        Intent::Delete if !live => return Err(subject.missing()),
+        Intent::Delete => None,
+        // Without secret keys there is nothing to keep: the document written is the one sent,
+        // read where it is rather than copied.
+        Intent::Put(doc) if secret_keys.is_empty() => Some(Cow::Borrowed(doc)),
+        Intent::Put(doc) => Some(Cow::Owned(secret::keep_secrets(
+            doc.clone(),
+            before,
+            secret_keys,
+        ))),
+        Intent::Patch(patch) => {
+            let mut patch = patch.clone();
+            secret::keep_secrets_in_patch(&mut patch, secret_keys);
+            Some(Cow::Owned(merge_patch(before, &patch)?))
+        }
+        Intent::RestoreVersion(v) => {
+            let old = restorable(state.store.version(id, *v).await?, || {
+                format!("{} has no version {v}", subject.describe())
+            })?;
+            Some(Cow::Owned(
+                restored(state, id, &old, before, secret_keys).await?,
+            ))
+        }
+        Intent::RestoreAt(at) => {
+            let old = restorable(state.store.version_at(id, *at).await?, || {
+                format!("{} had no version at or before {at}", subject.describe())
+            })?;
+            Some(Cow::Owned(
+                restored(state, id, &old, before, secret_keys).await?,
+            ))
+        }
+        Intent::SetSecret(key, value) => {
+            let mut doc = before.clone();
+            doc.set(key, value.clone());
+            Some(Cow::Owned(doc))
+        }
+        Intent::DeleteSecret(key) => {
+            let mut doc = before.clone();
+            if doc.remove(key).is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "{} has no secret set at {key}",
+                    subject.describe()
+                )));
+            }
+            Some(Cow::Owned(doc))
+        }
+    })
+}
+
 /// What comes of a commit: the answer, or another attempt.
 enum Step {
     Done(Option<ConfigResponse>),
@@ -415,22 +475,38 @@ fn settle(
             state.write_failure(None);
             after_commit(state, done(committed), schema).map(Step::Done)
         }
-        Err(StoreError::Conflict { current }) if pre.pinned() => {
+        Err(error) => {
+            retry_after(state, error, pre)?;
+            Ok(Step::Retry)
+        }
+    }
+}
+
+/// A commit that did not land: a write that lost a race to another writer is computed again
+/// (`Ok`) unless it was pinned to a version, which fails it with the precondition that no
+/// longer holds; a database that cannot take the write is 503 and shows in the status.
+pub fn retry_after(
+    state: &AppState,
+    error: StoreError,
+    pre: &Preconditions,
+) -> Result<(), ApiError> {
+    match error {
+        StoreError::Conflict { current } if pre.pinned() => {
             // The version matched when read but another writer committed first: the same
             // precondition, checked against the version that won, names the failure.
             Err(pre.check(current, true).err().unwrap_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!("a pinned write lost to its own version"))
             }))
         }
-        Err(StoreError::Conflict { .. }) => Ok(Step::Retry),
-        Err(StoreError::Unavailable { reason, source }) => {
+        StoreError::Conflict { .. } => Ok(()),
+        StoreError::Unavailable { reason, source } => {
             state.write_failure(Some(reason.clone()));
             Err(ApiError::Unavailable(StoreError::Unavailable {
                 reason,
                 source,
             }))
         }
-        Err(other) => Err(other.into()),
+        other => Err(other.into()),
     }
 }
 
@@ -522,8 +598,6 @@ pub fn after_commit(
     done: Applied,
     schema: Option<&CompiledSchema>,
 ) -> Result<Option<ConfigResponse>, ApiError> {
-    crate::metrics::committed(done.kind);
-    state.snapshot_due.notify_one();
     let record = dials_store::VersionRecord {
         service: done.service,
         version: done.committed.version,
@@ -534,7 +608,7 @@ pub fn after_commit(
         reason: done.reason,
         at: done.at,
     };
-    hand_to_publisher(state, || dials_store::OutboxItem {
+    announce(state, record.kind, || dials_store::OutboxItem {
         id: done.committed.outbox,
         revision: record.revision,
         service: record.service.clone(),
@@ -548,6 +622,18 @@ pub fn after_commit(
     // one's: watchers are told by the follower, which reads every replica's changes in
     // revision order.
     show(state, record, schema, !state.replica.shared)
+}
+
+/// What every commit of a change is followed by: it is counted, the snapshot is due, and the
+/// publisher hears of it ([`hand_to_publisher`]).
+pub fn announce(
+    state: &AppState,
+    kind: ChangeKind,
+    item: impl FnOnce() -> dials_store::OutboxItem,
+) {
+    crate::metrics::committed(kind);
+    state.snapshot_due.notify_one();
+    hand_to_publisher(state, item);
 }
 
 /// Tells the publisher about a change just committed. On a database of its own it is handed

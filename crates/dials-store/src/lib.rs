@@ -16,6 +16,7 @@
 pub mod backup;
 mod postgres;
 mod sqlite;
+pub mod tables;
 mod types;
 
 use async_trait::async_trait;

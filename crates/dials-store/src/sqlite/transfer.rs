@@ -5,7 +5,7 @@ use super::profiles::{profile_record, upsert_profile_in};
 use super::secrets::secret_record;
 use super::security::{audit_record, insert_audit_with_id, session_record, token_record};
 use super::*;
-use crate::{Dump, OutboxRow, Transfer};
+use crate::{Dump, OutboxRow, Transfer, tables};
 
 #[async_trait]
 impl Transfer for SqliteStore {
@@ -13,7 +13,7 @@ impl Transfer for SqliteStore {
         // One read transaction: WAL gives it one snapshot of the file throughout.
         let mut tx = self.readers.begin().await?;
         let conn: &mut sqlx::SqliteConnection = &mut tx;
-        let all = |sql: &'static str| sqlx::query(sql);
+        let all = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
         let epoch: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'epoch'")
             .fetch_one(&mut *conn)
             .await?;
@@ -24,71 +24,19 @@ impl Transfer for SqliteStore {
         let revision: Option<i64> = sqlx::query_scalar("SELECT MAX(revision) FROM changes")
             .fetch_one(&mut *conn)
             .await?;
-        let services = all(
-            "SELECT name, version, revision, document, updated_at, updated_by \
-                            FROM services ORDER BY name",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let changes = all(
-            "SELECT service, version, revision, kind, document, actor, reason, at \
-                           FROM changes ORDER BY revision",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let history = all(
-            "SELECT id, revision, service, version, key, kind, old_value, \
-                           new_value, actor, reason, at FROM history ORDER BY id",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let outbox = all(
-            "SELECT id, revision, service, version, created_at, published_at \
-                          FROM outbox ORDER BY id",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let schemas = all(
-            "SELECT service, schema, hash, updated_at, updated_by FROM schemas \
-                           ORDER BY service",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let secrets = all(
-            "SELECT service, key, version, key_id, nonce, ciphertext, created_at, \
-                           created_by FROM secrets ORDER BY service, key, version",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let tokens = all(
-            "SELECT id, name, role, service, hash, created_at, created_by, \
-                          expires_at, last_used_at, revoked_at FROM tokens ORDER BY created_at, id",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let sessions = all(
-            "SELECT hash, token_id, csrf, created_at, expires_at FROM sessions \
-                            ORDER BY hash",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let profiles = all("SELECT name, description, members, created_at, created_by \
-                            FROM profiles ORDER BY name")
-        .fetch_all(&mut *conn)
-        .await?;
-        let instances = all(
-            "SELECT service, instance, version, status, error, schema_hash, \
-                             overrides, reported_at, received_at FROM instances \
-                             ORDER BY service, instance",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let audit = all(
-            "SELECT id, at, actor, action, target, address, outcome, reason \
-                         FROM audit ORDER BY id",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
+        let services = all(tables::SERVICES.select()).fetch_all(&mut *conn).await?;
+        let changes = all(tables::CHANGES.select()).fetch_all(&mut *conn).await?;
+        let history = all(tables::HISTORY.select()).fetch_all(&mut *conn).await?;
+        let outbox = all(tables::OUTBOX.select()).fetch_all(&mut *conn).await?;
+        let schemas = all(tables::SCHEMAS.select()).fetch_all(&mut *conn).await?;
+        let secrets = all(tables::SECRETS.select()).fetch_all(&mut *conn).await?;
+        let tokens = all(tables::TOKENS.select()).fetch_all(&mut *conn).await?;
+        let sessions = all(tables::SESSIONS.select()).fetch_all(&mut *conn).await?;
+        let profiles = all(tables::PROFILES.select()).fetch_all(&mut *conn).await?;
+        let instances = all(tables::INSTANCES.select())
+            .fetch_all(&mut *conn)
+            .await?;
+        let audit = all(tables::AUDIT.select()).fetch_all(&mut *conn).await?;
         tx.commit().await?;
         Ok(Dump {
             epoch,

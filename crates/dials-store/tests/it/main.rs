@@ -5,4 +5,5 @@ mod conformance;
 mod disk;
 mod postgres;
 mod sqlite;
+mod tables;
 mod throwaway;

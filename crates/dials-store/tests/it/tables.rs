@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dials_store::tables::{EXPORTED, NOT_EXPORTED};
 use dials_store::{Database, PgStore, SqliteStore};
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 
 use crate::throwaway::ThrowawayDb;
 
@@ -25,37 +25,43 @@ fn exported() -> Columns {
         .collect()
 }
 
-/// Compares what the migrations made with what the export reads.
-fn assert_covered(backend: &str, mut made: Columns) {
-    for name in NOT_EXPORTED {
-        made.remove(*name);
-    }
-    let exported = exported();
-    let missing: Vec<String> = made
+/// The tables and columns of `these` that `those` lacks, as `table` or `table.column`.
+fn beyond(these: &Columns, those: &Columns) -> Vec<String> {
+    these
         .iter()
-        .flat_map(|(table, columns)| match exported.get(table) {
-            None => vec![format!("table {table}")],
-            Some(read) => columns
-                .difference(read)
-                .map(|c| format!("{table}.{c}"))
-                .collect(),
-        })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{backend}: the export leaves behind {missing:?}: add them to dials_store::tables (and \
-         the import), or to NOT_EXPORTED with the reason"
-    );
-    let gone: Vec<String> = exported
-        .iter()
-        .flat_map(|(table, columns)| match made.get(table) {
+        .flat_map(|(table, columns)| match those.get(table) {
             None => vec![format!("table {table}")],
             Some(there) => columns
                 .difference(there)
                 .map(|c| format!("{table}.{c}"))
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// `(table, column)` pairs, gathered by table.
+fn by_table(pairs: Vec<(String, String)>) -> Columns {
+    let mut made = Columns::new();
+    for (table, column) in pairs {
+        made.entry(table).or_default().insert(column);
+    }
+    made
+}
+
+/// Compares what the migrations made with what the export reads.
+fn assert_covered(backend: &str, mut made: Columns) {
+    assert!(made.contains_key("services"), "{made:?}");
+    for name in NOT_EXPORTED {
+        made.remove(*name);
+    }
+    let exported = exported();
+    let missing = beyond(&made, &exported);
+    assert!(
+        missing.is_empty(),
+        "{backend}: the export leaves behind {missing:?}: add them to dials_store::tables (and \
+         the import), or to NOT_EXPORTED with the reason"
+    );
+    let gone = beyond(&exported, &made);
     assert!(
         gone.is_empty(),
         "{backend}: the export reads {gone:?}, which its migrations do not make"
@@ -73,20 +79,14 @@ async fn the_export_reads_every_column_sqlite_migrations_make() {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    let rows = sqlx::query(
+    let pairs = sqlx::query_as(
         "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
          WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx_%'",
     )
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    let mut made = Columns::new();
-    for row in rows {
-        made.entry(row.get::<String, _>(0))
-            .or_default()
-            .insert(row.get::<String, _>(1));
-    }
-    assert!(made.contains_key("services"), "{made:?}");
+    let made = by_table(pairs);
     assert_covered("SQLite", made);
 }
 
@@ -96,20 +96,14 @@ async fn the_export_reads_every_column_postgresql_migrations_make() {
     let store = PgStore::open(db.url()).await.unwrap();
     store.close().await;
     let mut conn = sqlx::PgConnection::connect(db.url()).await.unwrap();
-    let rows = sqlx::query(
+    let pairs = sqlx::query_as(
         "SELECT table_name::text, column_name::text FROM information_schema.columns \
          WHERE table_schema = 'public' AND table_name NOT LIKE '\\_sqlx\\_%'",
     )
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    let mut made = Columns::new();
-    for row in rows {
-        made.entry(row.get::<String, _>(0))
-            .or_default()
-            .insert(row.get::<String, _>(1));
-    }
     let _ = conn.close().await;
-    assert!(made.contains_key("services"), "{made:?}");
+    let made = by_table(pairs);
     assert_covered("PostgreSQL", made);
 }

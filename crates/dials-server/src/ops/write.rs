@@ -640,7 +640,7 @@ pub fn announce(
 /// the change (`item`), to publish without reading it back; on one shared by several replicas
 /// the outbox holds every replica's changes in order, so the publisher (if this replica is the
 /// one publishing) reads it there, and the follower is poked to show the change.
-pub fn hand_to_publisher(state: &AppState, item: impl FnOnce() -> dials_store::OutboxItem) {
+fn hand_to_publisher(state: &AppState, item: impl FnOnce() -> dials_store::OutboxItem) {
     if state.replica.shared {
         state.replica.committed_here();
         if let Some(publisher) = &state.publisher {

@@ -58,8 +58,8 @@ pub enum Command {
     /// (20 updates/s) and back-to-back; then PUT → its applied report recorded by the manager.
     Client(ClientArgs),
     /// dials against etcd on this machine, side by side in alternating rounds: sequential,
-    /// CAS, 16 writers (own keys, one shared key), write → watcher. Needs a build with
-    /// `--features dials-bench/etcd`.
+    /// CAS, 16 writers (own keys, one shared key, own keys with one watcher of them all),
+    /// write → watcher. Needs a build with `--features dials-bench/etcd`.
     VersusEtcd(VersusEtcdArgs),
     /// Many-service writes: profile apply over the demo fleet (`dials seed`), and an import of
     /// a generated fleet into an empty manager, then again.

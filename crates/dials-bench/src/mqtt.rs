@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::broker::{Mosquitto, Tuning, free_port};
+
 /// What the MQTT run measures.
 #[derive(Debug, Clone)]
 pub struct MqttOptionsArgs {
@@ -63,78 +65,6 @@ impl Summary {
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// A Mosquitto of our own on a free loopback port.
-struct Mosquitto {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let conf = dir.path().join("mosquitto.conf");
-        // Mosquitto started as root drops to user `mosquitto` unless told to stay.
-        let is_root = {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-        };
-        let user = if is_root { "user root\n" } else { "" };
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{user}\
-                 max_inflight_messages 0\nset_tcp_nodelay true\nmax_queued_messages 1000000\nmax_connections -1\n"
-            ),
-        )?;
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start mosquitto (is it installed?)")?;
-        wait_port(port).await?;
-        Ok(Self {
-            port,
-            child,
-            _dir: dir,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-async fn wait_port(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            bail!("nothing answered on port {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    Ok(())
 }
 
 /// A `dials serve` publishing to `mqtt`.
@@ -332,7 +262,7 @@ async fn wait_version(
 /// Runs the three measurements.
 pub async fn run(args: &MqttOptionsArgs) -> anyhow::Result<MqttReport> {
     let work = tempfile::tempdir()?;
-    let broker = Mosquitto::start().await?;
+    let broker = Mosquitto::start(Tuning::NoDelay).await?;
 
     // 1. PUT → subscriber, one write at a time.
     eprintln!(

@@ -35,11 +35,12 @@ mod imp {
     use std::path::Path;
     use std::process::Stdio;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     use anyhow::{Context, bail};
     use bytes::Bytes;
-    use etcd_client::{Client as Etcd, Compare, CompareOp, Txn, TxnOp};
+    use etcd_client::{Client as Etcd, Compare, CompareOp, Txn, TxnOp, WatchOptions};
     use hdrhistogram::Histogram;
     use hyper::StatusCode;
     use hyper::Uri;
@@ -75,15 +76,22 @@ mod imp {
         OwnKeys,
         SharedKey,
         Watch,
+        /// As `OwnKeys`, with one watcher told of every write (etcd: a watch on the keys'
+        /// prefix; dials: an MQTT subscriber to every service's topic).
+        OwnKeysWatched,
     }
 
-    const WORKLOADS: [Workload; 5] = [
+    const WORKLOADS: [Workload; 6] = [
         Workload::Sequential,
         Workload::Cas,
         Workload::OwnKeys,
         Workload::SharedKey,
         Workload::Watch,
+        Workload::OwnKeysWatched,
     ];
+
+    /// How long a watcher may take, after the writers stop, to be told of the last write.
+    const DRAIN: Duration = Duration::from_secs(10);
 
     /// One workload on one system in one round.
     #[derive(Debug, Clone, Copy, Default)]
@@ -168,11 +176,11 @@ mod imp {
     }
 
     /// Numbers that differ in every write of the run.
-    struct Counter(std::sync::atomic::AtomicU64);
+    struct Counter(AtomicU64);
 
     impl Counter {
         fn next(&self) -> u64 {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            self.0.fetch_add(1, Ordering::Relaxed)
         }
     }
 
@@ -313,7 +321,7 @@ mod imp {
             put::ensure_service(&dials.api, &mut conn, name).await?;
             etcd.client.put(name.as_str(), etcd_value(0)?, None).await?;
         }
-        let counter = Arc::new(Counter(std::sync::atomic::AtomicU64::new(
+        let counter = Arc::new(Counter(AtomicU64::new(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_micros() as u64),
@@ -409,7 +417,22 @@ mod imp {
                 }
                 (tally, start.elapsed())
             }
-            Workload::OwnKeys | Workload::SharedKey => {
+            Workload::OwnKeys | Workload::SharedKey | Workload::OwnKeysWatched => {
+                let watcher = if workload == Workload::OwnKeysWatched {
+                    let options = WatchOptions::new().with_prefix();
+                    let mut stream = etcd.client.watch("own-", Some(options)).await?;
+                    let told = Arc::new(AtomicU64::new(0));
+                    let count = told.clone();
+                    let reader = tokio::spawn(async move {
+                        while let Ok(Some(message)) = stream.message().await {
+                            let events = message.events().len() as u64;
+                            count.fetch_add(events, Ordering::Relaxed);
+                        }
+                    });
+                    Some((told, reader))
+                } else {
+                    None
+                };
                 let until = Instant::now() + Duration::from_secs(args.seconds);
                 let tasks: Vec<_> = (0..args.writers)
                     .map(|i| {
@@ -444,7 +467,13 @@ mod imp {
                 for t in tasks {
                     tally.add(&t.await??)?;
                 }
-                (tally, start.elapsed())
+                let elapsed = start.elapsed();
+                if let Some((told, reader)) = watcher {
+                    let told = every_write_told(&tally, &told).await;
+                    reader.abort();
+                    told?;
+                }
+                (tally, elapsed)
             }
             Workload::Watch => {
                 let mut stream = etcd.client.watch("watch", None).await?;
@@ -481,6 +510,22 @@ mod imp {
         Ok(tally.figures(elapsed, cpu, start.elapsed()))
     }
 
+    /// Waits until the watcher was told (`told` counts it) of as many writes as succeeded.
+    async fn every_write_told(tally: &Tally, told: &AtomicU64) -> anyhow::Result<()> {
+        let writes = tally.hist.len();
+        let deadline = Instant::now() + DRAIN;
+        while told.load(Ordering::Relaxed) < writes {
+            if Instant::now() > deadline {
+                bail!(
+                    "the watcher was told of {} of {writes} writes within {DRAIN:?}",
+                    told.load(Ordering::Relaxed)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
     /// Waits for a notification that `done` accepts; answers when it arrived.
     async fn wait_for<T>(
         rx: &mut mpsc::UnboundedReceiver<(T, Instant)>,
@@ -509,7 +554,7 @@ mod imp {
         let api = &dials.api;
         let before = cpu::sample(pid);
         let start = Instant::now();
-        let tally = match workload {
+        let (tally, elapsed) = match workload {
             Workload::Sequential => {
                 let uri = api.config_uri("seq")?;
                 let mut conn = Conn::open(api.addr()).await?;
@@ -518,7 +563,7 @@ mod imp {
                     let req = api.put(&uri, dials_body(counter.next())?, false)?;
                     dials_write(&mut conn, api, req, &mut tally).await?;
                 }
-                tally
+                (tally, start.elapsed())
             }
             Workload::Cas => {
                 let uri = api.config_uri("cas")?;
@@ -531,9 +576,29 @@ mod imp {
                         version = version_of(&body)?;
                     }
                 }
-                tally
+                (tally, start.elapsed())
             }
-            Workload::OwnKeys | Workload::SharedKey => {
+            Workload::OwnKeys | Workload::SharedKey | Workload::OwnKeysWatched => {
+                let watcher = if workload == Workload::OwnKeysWatched {
+                    let (subscriber, mut rx) =
+                        subscriber(dials.broker.port, "config/updated/+", false).await?;
+                    // The retained message of every topic comes first: it is no write of
+                    // this workload's.
+                    while let Ok(Some(_)) =
+                        tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+                    {
+                    }
+                    let told = Arc::new(AtomicU64::new(0));
+                    let count = told.clone();
+                    let reader = tokio::spawn(async move {
+                        while rx.recv().await.is_some() {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                    Some((subscriber, told, reader))
+                } else {
+                    None
+                };
                 let until = Instant::now() + Duration::from_secs(args.seconds);
                 let tasks: Vec<_> = (0..args.writers)
                     .map(|i| {
@@ -560,11 +625,18 @@ mod imp {
                 for t in tasks {
                     tally.add(&t.await??)?;
                 }
-                tally
+                let elapsed = start.elapsed();
+                if let Some((subscriber, told, reader)) = watcher {
+                    let told = every_write_told(&tally, &told).await;
+                    reader.abort();
+                    let _ = subscriber.disconnect().await;
+                    told?;
+                }
+                (tally, elapsed)
             }
             Workload::Watch => {
                 let (_subscriber, mut rx) =
-                    subscriber(dials.broker.port, "config/updated/watch").await?;
+                    subscriber(dials.broker.port, "config/updated/watch", true).await?;
                 let uri = api.config_uri("watch")?;
                 let mut conn = Conn::open(api.addr()).await?;
                 let mut tally = Tally::new()?;
@@ -581,12 +653,11 @@ mod imp {
                     let at = wait_for(&mut rx, |v: u64| v >= version).await?;
                     stats::record(&mut tally.hist, at - sent);
                 }
-                tally
+                (tally, start.elapsed())
             }
         };
-        let elapsed = start.elapsed();
         let cpu = cpu::between(before, cpu::sample(pid));
-        Ok(tally.figures(elapsed, cpu, elapsed))
+        Ok(tally.figures(elapsed, cpu, start.elapsed()))
     }
 
     /// Sends one write and records it; answers the body of a 200.
@@ -633,13 +704,17 @@ mod imp {
         version_of(&answer.body)
     }
 
-    /// An MQTT subscriber whose envelopes' versions come on a channel with their arrival.
+    /// An MQTT subscriber whose envelopes' versions come on a channel with their arrival (0 for
+    /// each when `versions` is false: a watcher that only counts does not parse them).
     async fn subscriber(
         port: u16,
         topic: &str,
+        versions: bool,
     ) -> anyhow::Result<(AsyncClient, mpsc::UnboundedReceiver<(u64, Instant)>)> {
-        let mut options =
-            MqttOptions::new(format!("versus-{}", std::process::id()), "127.0.0.1", port);
+        static SUBSCRIBERS: AtomicU64 = AtomicU64::new(0);
+        let n = SUBSCRIBERS.fetch_add(1, Ordering::Relaxed);
+        let id = format!("versus-{}-{n}", std::process::id());
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(2 << 20, 2 << 20);
@@ -662,10 +737,14 @@ mod imp {
                     }
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
                         let at = Instant::now();
-                        let version = serde_json::from_slice::<Value>(&p.payload)
-                            .ok()
-                            .and_then(|v| v["version"].as_u64())
-                            .unwrap_or(0);
+                        let version = if versions {
+                            serde_json::from_slice::<Value>(&p.payload)
+                                .ok()
+                                .and_then(|v| v["version"].as_u64())
+                                .unwrap_or(0)
+                        } else {
+                            0
+                        };
                         if tx.send((version, at)).is_err() {
                             return;
                         }
@@ -735,6 +814,10 @@ mod imp {
             (
                 Workload::SharedKey,
                 format!("{n} writers, one shared key/service"),
+            ),
+            (
+                Workload::OwnKeysWatched,
+                format!("{n} writers, own keys, one watcher told of every write"),
             ),
             (
                 Workload::Watch,

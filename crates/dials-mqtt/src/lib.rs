@@ -15,6 +15,7 @@
 
 mod connection;
 pub mod embedded;
+mod link;
 mod metrics;
 mod publisher;
 mod repair;

@@ -1,11 +1,12 @@
 //! The publisher: one task that owns the manager's two MQTT connections and drains the outbox.
 //!
-//! Why one task: rumqttc reports a publish's packet id when it writes it and the broker's
-//! PUBACK by packet id. Owning the queue and handling every event of both connections in one
-//! task lets us tag each packet id with the outbox row it carries without any locking, and know
-//! for certain that a row is marked published only after its PUBACK. Each rumqttc event loop is
-//! polled by a small driver task of its own that only hands its events over, in order, so that
-//! a poll (which may be connecting) is never cancelled by the other connection's events.
+//! Why one task: the task numbers each publish as it encodes it, and the broker acknowledges
+//! by packet id. Owning the queue and handling every event of both connections in one task lets
+//! us tag each packet id with the outbox row it carries without any locking, and know for
+//! certain that a row is marked published only after its PUBACK. Each connection has a small
+//! driver task of its own (`link` for the publishing one; a rumqttc event loop for the
+//! subscribing one) that only hands its events over, in order, so that a connect in progress is
+//! never cancelled by the other connection's events.
 //!
 //! Why two connections: the *publishing* connection only publishes (envelopes, audit, health,
 //! repairs) and carries the last will; the *subscribing* connection only receives (applied
@@ -44,7 +45,7 @@ use dials_store::{OutboxItem, PublisherStore};
 use dials_wire::EnvelopeSigner;
 use dials_wire::mqtt::{AppliedReport, AuditEvent, Health, HealthDatabase, HealthMode};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS,
     SubscribeFilter,
 };
 use serde::Serialize;
@@ -54,6 +55,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::link::{self, BACKOFF_MAX, BACKOFF_MIN, LinkEvent, LinkOptions};
 use crate::repair::{Kind, Repair, Retained};
 use crate::reports::{self, ReportCounters, Reports};
 use crate::window::{Msg, Tag, Window};
@@ -65,6 +67,10 @@ const WINDOW: usize = 256;
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// How often health is republished while connected.
 const HEALTH_EVERY: Duration = Duration::from_secs(30);
+/// The publishing connection's keep-alive: it pings the broker this often.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The largest packet either connection sends or takes.
+const MAX_PACKET: usize = 2 * 1024 * 1024;
 /// Committed changes held in memory for the task at most; past that it reads the store.
 const FRESH_MAX: usize = 4096;
 /// How often the outbox is read even when no change was handed over: a change whose writer
@@ -77,9 +83,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const GAP_WAIT: Duration = Duration::from_millis(50);
 /// How often repairs that had to wait are looked at.
 const REPAIR_TICK: Duration = Duration::from_millis(250);
-/// Reconnect backoff bounds.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the publisher needs to know.
 #[derive(Debug, Clone)]
@@ -381,6 +384,8 @@ struct Task {
     state: watch::Sender<BrokerState>,
     /// The publishing connection is up.
     connected: bool,
+    /// Its writing half, while it is up.
+    link: Option<link::Sender>,
     /// The subscribing connection: up, subscriptions requested, subscriptions acknowledged.
     sub: SubState,
     /// The session's queue, window and acknowledgements.
@@ -415,6 +420,7 @@ impl Task {
             gap_deadline: None,
             state,
             connected: false,
+            link: None,
             sub: SubState::default(),
             window: Window::new(WINDOW),
             retained,
@@ -427,28 +433,33 @@ impl Task {
     /// The options both connections share: the broker, TLS, credentials and room for the
     /// largest message, under `client_id`.
     fn base_options(&self, client_id: String) -> MqttOptions {
-        let broker = self
-            .config
-            .choice
-            .broker_url()
-            .unwrap_or_else(|| dials_wire::mqtt::BrokerUrl::plain("127.0.0.1", 1883));
         let mut options =
-            crate::connection::options(&broker, client_id, self.config.ca_pem.as_deref());
-        options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+            crate::connection::options(&self.broker(), client_id, self.config.ca_pem.as_deref());
+        options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         options
     }
 
-    fn options(&self) -> MqttOptions {
-        let mut options = self.base_options(self.config.client_id.clone());
-        options
-            .set_inflight(WINDOW as u16)
-            .set_last_will(LastWill::new(
+    /// Where both connections connect.
+    fn broker(&self) -> dials_wire::mqtt::BrokerUrl {
+        self.config
+            .choice
+            .broker_url()
+            .unwrap_or_else(|| dials_wire::mqtt::BrokerUrl::plain("127.0.0.1", 1883))
+    }
+
+    /// The publishing connection: the manager's client id, the last will on the health topic.
+    fn link_options(&self) -> LinkOptions {
+        LinkOptions {
+            broker: self.broker(),
+            client_id: self.config.client_id.clone(),
+            keep_alive: KEEP_ALIVE,
+            last_will: (
                 self.config.topics.health(),
                 Health::last_will(self.config.epoch).to_bytes(),
-                QoS::AtLeastOnce,
-                true,
-            ));
-        options
+            ),
+            ca_pem: self.config.ca_pem.clone(),
+            max_packet: MAX_PACKET,
+        }
     }
 
     /// The subscribing connection: its own client id, no last will (the health topic is the
@@ -477,6 +488,7 @@ impl Task {
             // unpublished row on: this one starts afresh if it ever leads again.
             tracing::info!("another replica publishes now; standing by");
             self.connected = false;
+            self.link = None;
             self.sub = SubState::default();
             self.window.reset();
             self.store_behind = true;
@@ -495,17 +507,13 @@ impl Task {
         stop: &mut watch::Receiver<bool>,
         lead: &mut watch::Receiver<bool>,
     ) -> bool {
-        let (client, mut eventloop) = AsyncClient::new(self.options(), WINDOW * 2 + 16);
+        let (mut events, driver) = link::spawn(self.link_options());
         let (subscriber, mut sub_loop) = AsyncClient::new(self.sub_options(), 16);
-        // Without TCP_NODELAY an envelope written right after a PUBACK waits for the broker's
-        // delayed ACK (40 ms on Linux): Nagle would hold it back. The same goes for the PUBACK
-        // of a report written right after the previous one.
-        for events in [&mut eventloop, &mut sub_loop] {
-            let mut network = rumqttc::NetworkOptions::new();
-            network.set_tcp_nodelay(true);
-            events.set_network_options(network);
-        }
-        let (mut events, driver) = drive(eventloop);
+        // Without TCP_NODELAY the PUBACK of a report written right after the previous one
+        // waits for the broker's delayed ACK (40 ms on Linux): Nagle would hold it back.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        sub_loop.set_network_options(network);
         let (mut sub_events, sub_driver) = drive(sub_loop);
         // Health goes out on every connect; the timer only refreshes it in between.
         let mut health =
@@ -515,6 +523,9 @@ impl Task {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut repair_tick = tokio::time::interval(REPAIR_TICK);
         repair_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let wake = self.wake.clone();
         let mut flush_at: Option<tokio::time::Instant> = None;
         let mut stopped = true;
@@ -531,40 +542,48 @@ impl Task {
                     },
                 },
                 event = events.recv() => match event {
-                    Some(Ok(event)) => self.on_event(&client, &subscriber, event).await,
-                    Some(Err(e)) => self.on_disconnect(&e).await,
+                    Some(event) => self.on_event(&subscriber, event).await,
                     None => break,
                 },
                 event = sub_events.recv() => match event {
-                    Some(Ok(event)) => self.on_sub_event(&client, &subscriber, event),
+                    Some(Ok(event)) => self.on_sub_event(&subscriber, event).await,
                     Some(Err(e)) => self.on_sub_disconnect(&e),
                     None => break,
                 },
                 _ = wake.notified(), if self.connected => {
+                    // Let the hand-overs already on their way land first: under load they go
+                    // out together, in one write.
+                    tokio::task::yield_now().await;
                     if self.fresh.lock().map(|mut f| std::mem::take(&mut f.health)).unwrap_or(false) {
                         self.queue_health(true).await;
                     }
                     self.queue_clears();
                     self.refill_fresh().await;
-                    self.pump(&client);
+                    self.pump().await;
                 }
                 _ = until(self.gap_deadline), if self.connected => {
                     self.gap_deadline = None;
                     self.refill().await;
-                    self.pump(&client);
+                    self.pump().await;
                 }
                 _ = sweep.tick(), if self.connected => {
                     self.refill().await;
-                    self.pump(&client);
+                    self.pump().await;
                 }
                 _ = health.tick(), if self.connected => {
                     self.queue_health(true).await;
-                    self.pump(&client);
+                    self.pump().await;
                 }
                 _ = repair_tick.tick(), if self.connected && self.retained.has_due() => {
                     let repairs = self.retained.due(tokio::time::Instant::now());
                     self.queue_repairs(repairs);
-                    self.pump(&client);
+                    self.pump().await;
+                }
+                _ = ping.tick(), if self.connected => {
+                    if let Some(link) = self.link.as_mut() {
+                        link.ping();
+                    }
+                    self.pump().await;
                 }
                 _ = until(flush_at) => {
                     self.flush().await;
@@ -578,7 +597,7 @@ impl Task {
                 flush_at = None;
             }
         }
-        self.stop_gracefully(&client, &mut events, &subscriber, &mut sub_events, stopped)
+        self.stop_gracefully(&mut events, &subscriber, &mut sub_events, stopped)
             .await;
         driver.abort();
         sub_driver.abort();
@@ -623,7 +642,7 @@ impl Task {
 
     /// An event of the subscribing connection. rumqttc answers each publish with its PUBACK as
     /// soon as it is read.
-    fn on_sub_event(&mut self, client: &AsyncClient, subscriber: &AsyncClient, event: Event) {
+    async fn on_sub_event(&mut self, subscriber: &AsyncClient, event: Event) {
         match event {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 self.sub = SubState {
@@ -637,7 +656,7 @@ impl Task {
                 self.show_connected(None);
             }
             Event::Incoming(Incoming::Publish(publish)) => {
-                self.on_publish(client, &publish.topic, &publish.payload);
+                self.on_publish(&publish.topic, &publish.payload).await;
             }
             _ => {}
         }
@@ -648,17 +667,20 @@ impl Task {
             tracing::warn!(error = %error, "lost the MQTT broker's subscriptions; reports wait until they are back");
         }
         self.sub = SubState::default();
-        self.show_connected(Some(error.to_string()));
+        // While the publishing connection is down too, its own error is the one to show: both
+        // usually fail for the same reason, and the two would take turns in the status.
+        self.show_connected(self.connected.then(|| error.to_string()));
     }
 
     /// An event of the publishing connection.
-    async fn on_event(&mut self, client: &AsyncClient, subscriber: &AsyncClient, event: Event) {
+    async fn on_event(&mut self, subscriber: &AsyncClient, event: LinkEvent) {
         match event {
-            Event::Incoming(Incoming::ConnAck(_)) => {
+            LinkEvent::Up(link) => {
                 tracing::info!(broker = ?self.config.choice.display_url(), "connected to the MQTT broker");
                 self.flush().await;
                 self.window.reset();
                 self.connected = true;
+                self.link = Some(link);
                 self.clock.connected();
                 self.show_connected(None);
                 self.queue_health(true).await;
@@ -666,31 +688,24 @@ impl Task {
                 self.queue_clears();
                 self.queue_latest().await;
                 self.refill().await;
-                self.pump(client);
+                self.pump().await;
                 self.subscribe(subscriber);
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                self.clock.sent(pkid);
-                self.window.numbered(pkid);
-            }
-            Event::Incoming(Incoming::PubAck(ack)) => {
-                self.clock.acknowledged(ack.pkid);
-                if self.window.acknowledged(ack.pkid).is_some() {
+            LinkEvent::PubAck(pkid) => {
+                self.clock.acknowledged(pkid);
+                if self.window.acknowledged(pkid).is_some() {
                     self.state.send_modify(|s| s.published += 1);
                 }
                 if self.window.queued() < WINDOW {
                     self.refill_fresh().await;
                 }
-                self.pump(client);
+                self.pump().await;
             }
-            Event::Incoming(Incoming::Publish(publish)) => {
-                self.on_publish(client, &publish.topic, &publish.payload);
-            }
-            _ => {}
+            LinkEvent::Down(why) => self.on_disconnect(&why).await,
         }
     }
 
-    async fn on_disconnect(&mut self, error: &ConnectionError) {
+    async fn on_disconnect(&mut self, error: &str) {
         if self.connected {
             tracing::warn!(error = %error, "lost the MQTT broker; writes continue and wait in the outbox");
         } else {
@@ -698,27 +713,34 @@ impl Task {
         }
         self.clock.disconnected(self.connected);
         self.connected = false;
+        self.link = None;
         self.window.reset();
         self.flush().await;
         self.show_connected(Some(error.to_string()));
     }
 
-    /// Hands queued messages to the client while the window has room.
-    fn pump(&mut self, client: &AsyncClient) {
-        if !self.connected {
-            // Only the subscribing connection is up; the next session republishes what counts.
+    /// Sends queued messages while the window has room: all of them in one write.
+    async fn pump(&mut self) {
+        // Only the subscribing connection may be up; the next session republishes what counts.
+        let Some(link) = self.link.as_mut() else {
             return;
-        }
+        };
         while let Some(msg) = self.window.next() {
             let tag = msg.tag;
-            match client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload) {
-                Ok(()) => self.window.handed(tag),
-                Err(e) => {
-                    // Only when the connection is going away; the next session re-sends.
-                    tracing::debug!(error = %e, "publish not queued");
-                    break;
+            match link.publish(msg.topic, msg.payload, msg.retain) {
+                Ok(pkid) => {
+                    self.window.sent(tag, pkid);
+                    self.clock.sent(pkid);
                 }
+                // Never an envelope (a document is far smaller); an outbox row stays pending.
+                Err(e) => tracing::error!(error = %e, "a message was not published"),
             }
+        }
+        if let Err(e) = link.flush().await {
+            // Dropping the sender ends the connection; its driver reports it and connects
+            // again, and the next session re-sends what was not acknowledged.
+            tracing::debug!(error = %e, "publishing failed");
+            self.link = None;
         }
     }
 
@@ -984,7 +1006,7 @@ impl Task {
     }
 
     /// A message on one of our subscriptions: a report, or one of our retained topics.
-    fn on_publish(&mut self, client: &AsyncClient, topic: &str, payload: &[u8]) {
+    async fn on_publish(&mut self, topic: &str, payload: &[u8]) {
         let topics = &self.config.topics;
         let kind = if let Some(service) = topics.parse_updated(topic) {
             Kind::Updated(service.to_owned())
@@ -997,7 +1019,7 @@ impl Task {
         let now = tokio::time::Instant::now();
         if let Some(repair) = self.retained.received(topic, kind, payload, now) {
             self.queue_repairs(vec![repair]);
-            self.pump(client);
+            self.pump().await;
         }
     }
 
@@ -1056,8 +1078,7 @@ impl Task {
 
     async fn stop_gracefully(
         &mut self,
-        client: &AsyncClient,
-        events: &mut Events,
+        events: &mut mpsc::Receiver<LinkEvent>,
         subscriber: &AsyncClient,
         sub_events: &mut Events,
         stopping: bool,
@@ -1074,33 +1095,26 @@ impl Task {
             };
             let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
         }
-        if !self.connected {
+        let Some(mut link) = self.link.take() else {
             return;
-        }
+        };
         // Handing over to another replica is no outage: the health topic is the new
         // publisher's to keep.
         if stopping {
             let health = Health::stopped(self.config.epoch, OffsetDateTime::now_utc());
-            let _ = client.try_publish(
-                self.config.topics.health(),
-                QoS::AtLeastOnce,
-                true,
-                health.to_bytes(),
-            );
+            let _ = link.publish(self.config.topics.health(), health.to_bytes(), true);
         }
-        let _ = client.try_disconnect();
-        let drain = async {
-            loop {
-                match events.recv().await {
-                    Some(Ok(Event::Incoming(Incoming::PubAck(ack)))) => {
-                        self.window.acknowledged(ack.pkid);
-                    }
-                    Some(Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)) | None => break,
-                    Some(Ok(_)) => {}
+        link.disconnect();
+        if link.flush().await.is_ok() {
+            // The broker acknowledges what came before the DISCONNECT, then closes.
+            let drain = async {
+                while let Some(LinkEvent::PubAck(pkid)) = events.recv().await {
+                    self.window.acknowledged(pkid);
                 }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        }
+        drop(link);
         self.flush().await;
         tracing::info!("disconnected from the MQTT broker");
     }

@@ -1,11 +1,11 @@
 //! The publisher's bookkeeping of one MQTT session as a plain state machine: the queue of
-//! messages waiting for room, the window of publishes handed to the client and not yet
-//! acknowledged, which outbox row each packet id carries, the outbox cursor, and the rows
-//! acknowledged but not yet marked published. No I/O and no clock of its own, so every rule is
-//! unit-tested without a broker.
+//! messages waiting for room, the window of publishes sent and not yet acknowledged, which
+//! outbox row each packet id carries, the outbox cursor, and the rows acknowledged but not yet
+//! marked published. No I/O and no clock of its own, so every rule is unit-tested without a
+//! broker.
 //!
-//! rumqttc numbers a publish only when it writes it (`Outgoing::Publish(pkid)`), in the order
-//! the publishes were handed over; the broker then acknowledges by packet id, in any order.
+//! The publisher numbers each publish as it encodes it (see `link`); the broker acknowledges by
+//! packet id, in any order.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -33,15 +33,13 @@ pub(crate) struct Msg {
 /// One session's publishes, from queued to acknowledged.
 #[derive(Debug)]
 pub(crate) struct Window {
-    /// Most publishes handed to the client and not yet acknowledged.
+    /// Most publishes sent and not yet acknowledged.
     limit: usize,
     /// Messages waiting for a place in the window.
     queue: VecDeque<Msg>,
-    /// Tags of messages handed to the client, in order, waiting for their packet id.
-    unnumbered: VecDeque<Tag>,
     /// Tags by packet id, waiting for their PUBACK.
     in_flight: HashMap<u16, Tag>,
-    /// Messages handed to the client and not yet acknowledged.
+    /// Messages sent and not yet acknowledged.
     outstanding: usize,
     /// The last outbox id queued in this session.
     cursor: i64,
@@ -54,7 +52,6 @@ impl Window {
         Self {
             limit,
             queue: VecDeque::new(),
-            unnumbered: VecDeque::new(),
             in_flight: HashMap::new(),
             outstanding: 0,
             cursor: 0,
@@ -87,8 +84,8 @@ impl Window {
         self.queue.len()
     }
 
-    /// The next message to hand to the client, if the window has room. Call
-    /// [`handed`](Self::handed) once the client took it.
+    /// The next message to send, if the window has room. Call [`sent`](Self::sent) once it
+    /// has its packet id.
     pub fn next(&mut self) -> Option<Msg> {
         if self.outstanding >= self.limit {
             return None;
@@ -96,17 +93,10 @@ impl Window {
         self.queue.pop_front()
     }
 
-    /// The client took the message tagged `tag`; its packet id follows when it is written.
-    pub fn handed(&mut self, tag: Tag) {
-        self.unnumbered.push_back(tag);
+    /// The message tagged `tag` went out under `pkid`: it holds a place until acknowledged.
+    pub fn sent(&mut self, tag: Tag, pkid: u16) {
+        self.in_flight.insert(pkid, tag);
         self.outstanding += 1;
-    }
-
-    /// The client wrote the oldest unnumbered message under `pkid`.
-    pub fn numbered(&mut self, pkid: u16) {
-        if let Some(tag) = self.unnumbered.pop_front() {
-            self.in_flight.insert(pkid, tag);
-        }
     }
 
     /// The broker acknowledged `pkid`: frees its place, and returns the outbox row it carried
@@ -127,7 +117,6 @@ impl Window {
     /// the outbox is read again from the start. Acknowledged rows stay, to be marked published.
     pub fn reset(&mut self) {
         self.queue.clear();
-        self.unnumbered.clear();
         self.in_flight.clear();
         self.outstanding = 0;
         self.cursor = 0;
@@ -173,12 +162,11 @@ mod tests {
         w.push_back(msg(Tag::Outbox(id)));
     }
 
-    /// Hands over everything the window lets through, numbering from `first_pkid`.
+    /// Sends everything the window lets through, numbering from `first_pkid`.
     fn send_all(w: &mut Window, first_pkid: u16) -> Vec<Tag> {
         let mut sent = Vec::new();
         while let Some(m) = w.next() {
-            w.handed(m.tag);
-            w.numbered(first_pkid + sent.len() as u16);
+            w.sent(m.tag, first_pkid + sent.len() as u16);
             sent.push(m.tag);
         }
         sent

@@ -518,6 +518,11 @@ async fn a_tls_broker_with_a_password_is_reached_with_mqtts_and_a_private_ca() {
     .unwrap()
     .clone();
     assert!(!s.connected);
+    let error = s.last_error.unwrap_or_default();
+    assert!(
+        error.contains("refused the connection: not authorized"),
+        "the status says why: {error}"
+    );
     // And a broker whose certificate is not trusted is refused too.
     let dir = tempfile::tempdir().unwrap();
     let mut settings = ServerSettings::local(dir.path());
@@ -537,4 +542,6 @@ async fn a_tls_broker_with_a_password_is_reached_with_mqtts_and_a_private_ca() {
     .unwrap()
     .clone();
     assert!(!s.connected, "{s:?}");
+    let error = s.last_error.unwrap_or_default();
+    assert!(error.contains("TLS with the MQTT broker failed"), "{error}");
 }

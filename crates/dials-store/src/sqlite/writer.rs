@@ -26,8 +26,9 @@
 //! [`CHECKPOINT_BYTES`]. SQLite lets a checkpoint run beside the commits that keep appending to
 //! the log, but starts the log over only at a commit that finds all of it copied; so once the
 //! checkpointer has copied all but the last few frames, the writer copies those itself between
-//! two groups. Should the checkpointer fall behind, the writer copies everything at four times
-//! that length, so the log stays bounded whatever happens to the other thread.
+//! two groups. Should the checkpointer fall behind, the writer waits for the run under way and
+//! copies everything itself at twice that length: the log stays bounded however little CPU the
+//! other thread gets, and commits pause only while it is a whole threshold behind.
 
 use std::cell::Cell;
 use std::path::Path;
@@ -54,12 +55,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// about what SQLite's default of 1,000 pages of 4 KiB gives.
 const CHECKPOINT_BYTES: i64 = 4 << 20;
 
+/// The log's own header, and each frame's, in front of the page it holds (SQLite's WAL format).
+const LOG_HEADER_BYTES: i64 = 32;
+const FRAME_HEADER_BYTES: i64 = 24;
+
 /// How much of the log, at most, the writer copies itself once the checkpointer has copied the
 /// rest, so that SQLite can start the log over.
 const CHECKPOINT_TAIL_BYTES: i64 = 256 << 10;
 
-/// How many times [`CHECKPOINT_BYTES`] the log may grow before the writer checkpoints it itself.
-const INLINE_CHECKPOINT_FACTOR: i64 = 4;
+/// How many times [`CHECKPOINT_BYTES`] the log may grow before the writer checkpoints it itself,
+/// waiting for a checkpoint under way to finish first.
+const INLINE_CHECKPOINT_FACTOR: i64 = 2;
 
 thread_local! {
     /// Frames in the log after the last commit made on this thread (SQLite's WAL hook).
@@ -228,7 +234,7 @@ impl Writer {
                 .map_err(|e| unavailable(format!("cannot start the checkpoint thread: {e}")))?
         };
         let log = Log {
-            page_size: page_size.max(512),
+            frame_bytes: page_size.max(512) + FRAME_HEADER_BYTES,
             poke,
             checkpointing,
             copied,
@@ -375,7 +381,8 @@ fn note_log_length(_: &Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
 
 /// What the writer needs to keep the log short.
 struct Log {
-    page_size: i64,
+    /// What one frame takes in the log: a page and its header.
+    frame_bytes: i64,
     poke: mpsc::SyncSender<()>,
     checkpointing: Arc<Mutex<()>>,
     /// How far into the log the checkpointer's last run copied, in frames.
@@ -386,8 +393,8 @@ impl Log {
     /// After a commit: asks the checkpointer to copy the log once it is long, and copies the
     /// last few frames itself once the checkpointer has done the rest. SQLite starts the log
     /// over only at a commit that finds all of it copied, which a checkpoint on another thread
-    /// seldom leaves behind while commits keep coming. At four times the length (the
-    /// checkpointer stuck or too slow) it copies everything itself.
+    /// seldom leaves behind while commits keep coming. At twice the length (the checkpointer
+    /// short of CPU, or stuck) it waits for a run under way and copies everything itself.
     fn after_commit(&self, conn: &Connection) {
         let frames = LOG_FRAMES.with(Cell::get);
         let mut copied = self.copied.load(Ordering::Relaxed);
@@ -396,15 +403,20 @@ impl Log {
             self.copied.store(0, Ordering::Relaxed);
             copied = 0;
         }
-        let bytes = frames * self.page_size;
+        let bytes = LOG_HEADER_BYTES + frames * self.frame_bytes;
         if bytes < CHECKPOINT_BYTES {
             return;
         }
         let behind = frames - copied;
-        if (behind * self.page_size <= CHECKPOINT_TAIL_BYTES
-            || bytes >= CHECKPOINT_BYTES * INLINE_CHECKPOINT_FACTOR)
-            && let Ok(_held) = self.checkpointing.try_lock()
-        {
+        let held = if bytes >= CHECKPOINT_BYTES * INLINE_CHECKPOINT_FACTOR {
+            // Back-pressure: the next group waits for this copy rather than let the log grow.
+            Some(self.checkpointing.lock().unwrap_or_else(|e| e.into_inner()))
+        } else if behind * self.frame_bytes <= CHECKPOINT_TAIL_BYTES {
+            self.checkpointing.try_lock().ok()
+        } else {
+            None
+        };
+        if let Some(_held) = held {
             if let Ok(copied) = checkpoint(conn) {
                 self.copied.store(copied, Ordering::Relaxed);
             }

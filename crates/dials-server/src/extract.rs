@@ -179,15 +179,27 @@ pub enum IfMatch {
 }
 
 impl IfMatch {
+    /// The header's grammar, as the OpenAPI document states it: `*`, or a comma-separated list
+    /// of version ETags, strong (`"3"`) or weak (`W/"3"`), with optional spaces and tabs around
+    /// the commas and empty elements ignored (RFC 9110 §5.6.1). [`IfMatch::parse`] accepts
+    /// exactly this, less the numbers beyond a version's range.
+    pub const PATTERN: &'static str =
+        r#"^[ \t]*(\*|(,[ \t]*)*(W/)?"[0-9]{1,20}"([ \t]*,([ \t]*(W/)?"[0-9]{1,20}")?)*)[ \t]*$"#;
+
     /// Parses the header's value.
     pub fn parse(text: &str) -> Result<Self, ApiError> {
-        let text = text.trim();
+        const OWS: [char; 2] = [' ', '\t'];
+        let text = text.trim_matches(OWS);
         if text == "*" {
             return Ok(IfMatch::Any);
         }
         let mut versions = Vec::new();
         let mut weak = false;
-        for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        for tag in text
+            .split(',')
+            .map(|t| t.trim_matches(OWS))
+            .filter(|t| !t.is_empty())
+        {
             let (is_weak, tag) = match tag.strip_prefix("W/") {
                 Some(rest) => (true, rest),
                 None => (false, tag),
@@ -195,7 +207,8 @@ impl IfMatch {
             let version = tag
                 .strip_prefix('"')
                 .and_then(|t| t.strip_suffix('"'))
-                .and_then(|t| t.parse::<u64>().ok())
+                .filter(|d| (1..=20).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok())
                 .ok_or_else(|| {
                     ApiError::BadRequest(format!(
                         "If-Match must be `*` or version ETags such as \"3\", not {text:?}"
@@ -278,6 +291,9 @@ pub struct Page {
 }
 
 impl Page {
+    /// A cursor's grammar, as the OpenAPI document states it: a record id, which
+    /// [`Page::parse`] accepts exactly.
+    pub const CURSOR_PATTERN: &'static str = "^[1-9][0-9]{0,17}$";
     const DEFAULT_LIMIT: u32 = 100;
     const MAX_LIMIT: u32 = 1000;
 
@@ -292,9 +308,16 @@ impl Page {
         }
         let before_id = cursor
             .map(|c| {
-                c.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-                    ApiError::BadRequest(format!("cursor {c:?} is not one this API gave out"))
-                })
+                Some(c)
+                    .filter(|c| {
+                        (1..=18).contains(&c.len())
+                            && !c.starts_with('0')
+                            && c.bytes().all(|b| b.is_ascii_digit())
+                    })
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("cursor {c:?} is not one this API gave out"))
+                    })
             })
             .transpose()?;
         Ok(Self { limit, before_id })
@@ -315,6 +338,71 @@ impl Page {
             records.last().map(|r| id(r).to_string())
         } else {
             None
+        }
+    }
+}
+
+/// Reads an optional whole number from the query string as the OpenAPI document types it:
+/// decimal digits only, without a sign, spaces or leading zeros (`str::parse` alone takes `+5`
+/// and `05`). For `#[serde(default, deserialize_with = "whole_number")]`.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+{
+    use serde::Deserialize;
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let digits = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    digits
+        .then(|| text.parse::<T>().ok())
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a whole number")))
+}
+
+/// The cursor's grammar, as the OpenAPI document states it: the last instance name of a page,
+/// in lowercase hex (opaque, and safe in a query string whatever characters the name holds).
+pub const INSTANCE_CURSOR_PATTERN: &str = "^([0-9a-f]{2}){1,256}$";
+
+/// Writes the cursor that follows `instance`.
+pub fn encode_instance_cursor(instance: &str) -> String {
+    hex::encode(instance)
+}
+
+/// Reads a cursor [`encode_instance_cursor`] gave out: the instance name it follows.
+pub fn decode_instance_cursor(cursor: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::BadRequest(format!("cursor {cursor:?} is not one this API gave out"));
+    // `hex` alone would take uppercase digits too, which the pattern rules out.
+    if cursor.is_empty()
+        || cursor.len() > 512
+        || !cursor
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(bad());
+    }
+    let bytes = hex::decode(cursor).map_err(|_| bad())?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_cursor_round_trips_any_instance_name() {
+        for name in ["pi-1", "küche 2", "a&b=c?d"] {
+            assert_eq!(
+                decode_instance_cursor(&encode_instance_cursor(name)).unwrap(),
+                name
+            );
+        }
+        for bad in ["", "7", "zz", "ff", "6A", "+a"] {
+            assert!(decode_instance_cursor(bad).is_err(), "{bad}");
         }
     }
 }

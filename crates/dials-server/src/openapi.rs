@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document's frame; the paths come from the handlers' annotations.
 
+use crate::extract::{INSTANCE_CURSOR_PATTERN, IfMatch, Page};
 use serde_json::{Map, Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -71,13 +72,13 @@ pub fn complete(openapi: utoipa::openapi::OpenApi, extra: utoipa::openapi::OpenA
 
 fn complete_value(doc: &mut Value) {
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
-        for item in paths.values_mut() {
+        for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else {
                 continue;
             };
             for (method, operation) in item.iter_mut() {
                 if ["get", "put", "post", "patch", "delete"].contains(&method.as_str()) {
-                    complete_operation(method, operation);
+                    complete_operation(path, method, operation);
                 }
             }
         }
@@ -90,7 +91,7 @@ fn complete_value(doc: &mut Value) {
     }
 }
 
-fn complete_operation(method: &str, operation: &mut Value) {
+fn complete_operation(path: &str, method: &str, operation: &mut Value) {
     let mut add: Vec<(&str, &str)> = Vec::new();
     // The session routes check a token without declaring bearer security.
     let authenticated = operation["security"]
@@ -133,7 +134,7 @@ fn complete_operation(method: &str, operation: &mut Value) {
                 }
                 _ => {}
             }
-            if let Some(schema) = parameter_rules(method, &place, &name) {
+            if let Some(schema) = parameter_rules(path, method, &place, &name) {
                 parameter["schema"] = schema;
             }
         }
@@ -165,7 +166,7 @@ fn complete_operation(method: &str, operation: &mut Value) {
 }
 
 /// The schema of a parameter whose rules the handler checks but its annotation cannot say.
-fn parameter_rules(method: &str, place: &str, name: &str) -> Option<Value> {
+fn parameter_rules(path: &str, method: &str, place: &str, name: &str) -> Option<Value> {
     let schema = match (place, name) {
         ("path" | "query", "service") => {
             json!({"type": "string", "pattern": "^[a-z][a-z0-9-]{0,62}$"})
@@ -179,9 +180,13 @@ fn parameter_rules(method: &str, place: &str, name: &str) -> Option<Value> {
         ("path" | "query", "key") => json!({"type": "string", "pattern": "^([^~]|~[01])*$"}),
         ("query", "since" | "until" | "at") => json!({"type": "string", "format": "date-time"}),
         ("query", "limit") => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
-        ("query", "cursor") => json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}),
+        // The instances of a service page by name, the newest-first lists by record id.
+        ("query", "cursor") if path.ends_with("/instances") => {
+            json!({"type": "string", "pattern": INSTANCE_CURSOR_PATTERN})
+        }
+        ("query", "cursor") => json!({"type": "string", "pattern": Page::CURSOR_PATTERN}),
         ("query", "complexity") => json!({"type": "string", "enum": ["simple", "advanced"]}),
-        ("header", "If-Match") => json!({"type": "string", "pattern": "^(W/)?\"?[0-9]{1,19}\"?$"}),
+        ("header", "If-Match") => json!({"type": "string", "pattern": IfMatch::PATTERN}),
         ("header", "If-None-Match") if method != "get" => json!({"type": "string", "enum": ["*"]}),
         _ => return None,
     };

@@ -13,7 +13,7 @@ use dials_mqtt::MAX_INSTANCES_PER_SERVICE;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::extract::{Query, ServicePath};
+use crate::extract::{Query, ServicePath, decode_instance_cursor, encode_instance_cursor};
 use crate::{ApiError, AppState, Principal, Role};
 
 /// The Ed25519 key that signs MQTT envelopes, keys retired within the last 7 days (still
@@ -48,6 +48,7 @@ pub async fn keys(State(state): State<AppState>) -> Json<KeysResponse> {
 pub struct InstancesParams {
     /// Page size, 1 to 1000 (default 1000: a service keeps at most 1000 instances, so a request
     /// without paging gets them all).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -79,7 +80,11 @@ pub async fn instances(
             "limit must be 1 to {MAX_INSTANCES_PER_SERVICE}, not {limit}"
         )));
     }
-    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(decode_instance_cursor)
+        .transpose()?;
     let current = state.store.service(&service).await?;
     let mut reports = state
         .store
@@ -90,7 +95,7 @@ pub async fn instances(
     }
     let next_cursor = if reports.len() > limit as usize {
         reports.truncate(limit as usize);
-        reports.last().map(|r| encode_cursor(&r.instance))
+        reports.last().map(|r| encode_instance_cursor(&r.instance))
     } else {
         None
     };
@@ -174,29 +179,6 @@ pub async fn forget_instance(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The cursor is the last instance name of a page, in hex: opaque, and safe in a query string
-/// whatever characters the name holds.
-fn encode_cursor(instance: &str) -> String {
-    instance.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::BadRequest(format!("cursor {cursor:?} is not one this API gave out"));
-    if cursor.is_empty() || !cursor.len().is_multiple_of(2) || cursor.len() > 512 {
-        return Err(bad());
-    }
-    let bytes = (0..cursor.len())
-        .step_by(2)
-        .map(|i| {
-            cursor
-                .get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(bad)?;
-    String::from_utf8(bytes).map_err(|_| bad())
-}
-
 /// Instance counts per service: how many report anything, how many run the current version.
 pub async fn summaries(
     state: &AppState,
@@ -211,19 +193,4 @@ pub async fn summaries(
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_round_trips_any_instance_name() {
-        for name in ["pi-1", "küche 2", "a&b=c?d"] {
-            assert_eq!(decode_cursor(&encode_cursor(name)).unwrap(), name);
-        }
-        for bad in ["", "7", "zz", "ff"] {
-            assert!(decode_cursor(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -36,6 +36,7 @@ pub struct HistoryParams {
     /// Only changes by this actor (token name).
     actor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -267,8 +267,10 @@ fn missing_version(service: &ServiceName, instance: &InstanceName, version: u64)
 #[into_params(parameter_in = Query)]
 pub struct OverrideDiffParams {
     /// The older version (default: the one before `to`; 0 is the empty document).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     from: Option<u64>,
     /// The newer version (default: the current one).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     to: Option<u64>,
 }
 

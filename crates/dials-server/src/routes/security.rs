@@ -345,6 +345,7 @@ pub struct AuditParams {
     #[param(value_type = Option<String>)]
     until: Option<OffsetDateTime>,
     /// Page size, 1 to 1000 (default 100).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -74,8 +74,10 @@ fn parse_version(raw: &str) -> Result<Version, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct DiffParams {
     /// The older version (default: the one before `to`; 0 is the empty document).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     from: Option<u64>,
     /// The newer version (default: the current one).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     to: Option<u64>,
 }
 

@@ -7,7 +7,9 @@
 //! publisher therefore subscribes to its own retained topics and compares what it receives with
 //! what it last published there (the truth, kept in memory):
 //!
-//! - the same bytes, or an earlier publish of ours still arriving (its echo), are fine;
+//! - the same bytes, or an earlier publish of ours still arriving (its echo), are fine. Earlier
+//!   publishes are remembered by a keyed hash of their bytes, not the bytes, so that hundreds of
+//!   them can be on their way to one topic (many writers on one service) at a few bytes each;
 //! - on `config/updated/{s}`, another signing of the same version under our key and epoch (an
 //!   envelope from before a reconnect) is fine too;
 //! - anything else (other bytes, empty, a bad signature, an older version) is repaired: the truth
@@ -24,7 +26,9 @@
 //! Two managers on one broker under the same prefix would repair each other's messages within
 //! these limits forever: each needs its own prefix.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +46,11 @@ pub(crate) const REPAIRS_PER_SECOND: u32 = 100;
 /// Most topics remembered as waiting for a repair.
 const MAX_DUE: usize = 10_000;
 
-/// Most of our own publishes remembered per topic while their echoes are on the way.
-const MAX_ECHOES: usize = 16;
+/// Most of our own publishes remembered per topic while their echoes are on the way. At
+/// thousands of writes a second to one service, a few milliseconds between a publish and its
+/// echo put dozens on the way; one forgotten too soon looks like another client's message and
+/// is "repaired" for nothing.
+const MAX_ECHOES: usize = 4096;
 
 /// What a retained topic is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,14 +73,18 @@ struct Truth {
     payload: Arc<[u8]>,
     /// The envelope's version (none for the health topic and for a deleted service).
     version: Option<u64>,
-    /// Earlier publishes of ours on this topic whose echoes may still arrive, oldest first.
-    echoes: VecDeque<Arc<[u8]>>,
+    /// Earlier publishes of ours on this topic whose echoes may still arrive, oldest first, by
+    /// the keyed hash of their bytes.
+    echoes: VecDeque<u64>,
 }
 
 /// The retained topics' state machine. The caller publishes what it returns.
 #[derive(Debug)]
 pub(crate) struct Retained {
     key: VerifyingKey,
+    /// Keys the hash of remembered echoes with a secret of this process, so that no other
+    /// client can make a payload pass for one of ours.
+    hasher: RandomState,
     epoch: Uuid,
     truth: HashMap<String, Truth>,
     /// Whether the truth of every service is known (after the first full read of the services).
@@ -90,6 +101,7 @@ impl Retained {
     pub(crate) fn new(key: VerifyingKey, epoch: Uuid) -> Self {
         Self {
             key,
+            hasher: RandomState::new(),
             epoch,
             truth: HashMap::new(),
             ready: false,
@@ -107,7 +119,7 @@ impl Retained {
             Some(t) if *t.payload == *payload => {}
             Some(t) => {
                 let old = std::mem::replace(&mut t.payload, payload.into());
-                t.echoes.push_back(old);
+                t.echoes.push_back(self.hasher.hash_one(&*old));
                 if t.echoes.len() > MAX_ECHOES {
                     t.echoes.pop_front();
                 }
@@ -148,7 +160,8 @@ impl Retained {
                 self.due.remove(topic);
                 return None;
             }
-            if let Some(i) = truth.echoes.iter().position(|e| **e == *payload) {
+            let hash = self.hasher.hash_one(payload);
+            if let Some(i) = truth.echoes.iter().position(|e| *e == hash) {
                 truth.echoes.drain(..=i);
                 self.due.remove(topic);
                 return None;
@@ -320,6 +333,21 @@ mod tests {
         assert_eq!(f.receive(&v2), None);
         assert_eq!(f.receive(&v2), None, "again, after a reconnect");
         assert_eq!(f.retained.repairs(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hundreds_of_echoes_on_their_way_to_one_topic_are_still_ours() {
+        // Many writers on one service: every version is published, and the broker's echoes
+        // come back well behind the newest.
+        let mut f = Fixture::new();
+        let sent: Vec<Vec<u8>> = (1..=300).map(|v| f.publish(v)).collect();
+        for echo in &sent {
+            assert_eq!(f.receive(echo), None);
+        }
+        assert_eq!(f.retained.repairs(), 0);
+        assert!(!f.retained.has_due());
+        // Once the newest came back, the older ones are no longer expected.
+        assert!(f.receive(&sent[0]).is_some(), "an older version replayed");
     }
 
     #[tokio::test(start_paused = true)]

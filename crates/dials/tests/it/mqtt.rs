@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::broker::{Mosquitto, Subscriber};
-use crate::process::{cli, start_with};
+use crate::process::{admin_token, cli, create, start_with, status};
 
 #[tokio::test]
 async fn a_manager_that_dies_is_reported_down_by_its_last_will() {
@@ -109,4 +109,51 @@ async fn a_profile_apply_publishes_only_the_services_it_changes() {
     }
     assert_eq!(seen, [("tts-worker".to_owned(), 3)]);
     running.signal("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_writers_on_one_service_repair_nothing_of_their_own() {
+    // Every version is published, and the broker's echoes come back well behind the newest:
+    // none of them may pass for another client's message.
+    let broker = Mosquitto::start_stock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_with(dir.path(), &["--mqtt", &broker.url()]).await;
+    let token = admin_token(dir.path());
+    let base = running.base.clone();
+    let http = reqwest::Client::new();
+    create(&http, &base, &token, "shared", json!({"n": 0})).await;
+
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let (http, base, token) = (http.clone(), base.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut ok = 0u64;
+                while std::time::Instant::now() < until {
+                    let r = http
+                        .put(format!("{base}/api/v1/services/shared/config"))
+                        .bearer_auth(&token)
+                        .json(&json!({"config": {"n": ok, "writer": w}}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), reqwest::StatusCode::OK);
+                    ok += 1;
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    let status = status(&http, &base, &token).await;
+    assert!(written > 500, "the writers got through: {written}");
+    assert_eq!(
+        status["broker"]["repairs"], 0,
+        "{written} writes, and the manager republished some: {status}"
+    );
+    let (_, stderr) = running.signal("TERM").await;
+    assert!(!stderr.contains("overwrote"), "{stderr}");
 }

@@ -70,6 +70,19 @@ pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command 
     cmd
 }
 
+/// `GET /api/v1/status` as JSON.
+pub async fn status(client: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
+    client
+        .get(format!("{base}/api/v1/status"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Starts `dials serve --http 127.0.0.1:0` and waits for the line announcing its address.
 pub async fn start(data_dir: &Path) -> Running {
     start_with(data_dir, &[]).await

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::broker::{Mosquitto, free_port};
-use crate::process::{admin_token, cli, create, start, start_with};
+use crate::process::{admin_token, cli, create, start, start_with, status};
 
 fn data_env(data: &Path) -> Vec<(&'static str, String)> {
     vec![("DIALS_DATA_DIR", data.display().to_string())]
@@ -32,18 +32,6 @@ async fn put(client: &reqwest::Client, base: &str, token: &str, service: &str, c
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-}
-
-async fn status(client: &reqwest::Client, base: &str, token: &str) -> Value {
-    client
-        .get(format!("{base}/api/v1/status"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

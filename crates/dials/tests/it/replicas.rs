@@ -15,8 +15,7 @@ use crate::broker::Mosquitto;
 use crate::harness::{
     Ack, Observer, Rng, SHARED, Writers, check, create_services, history, own, public_key,
 };
-use crate::process::{Running, admin_token, start_with};
-use crate::resilience::status;
+use crate::process::{Running, admin_token, start_with, status};
 use crate::throwaway::ThrowawayDb;
 
 const WRITERS: usize = 6;

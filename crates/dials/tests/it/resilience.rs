@@ -6,20 +6,7 @@ use serde_json::{Value, json};
 
 use crate::broker::{Mosquitto, Subscriber};
 use crate::disk::SmallDisk;
-use crate::process::{admin_token, create, run_to_exit, start, start_with};
-
-/// `GET /api/v1/status` as JSON.
-pub async fn status(client: &reqwest::Client, base: &str, token: &str) -> Value {
-    client
-        .get(format!("{base}/api/v1/status"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
+use crate::process::{admin_token, create, run_to_exit, start, start_with, status};
 
 #[tokio::test]
 async fn a_full_disk_is_503_with_retry_after_and_writes_resume_by_themselves() {

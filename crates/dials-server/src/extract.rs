@@ -354,14 +354,30 @@ where
     let Some(text) = Option::<String>::deserialize(deserializer)? else {
         return Ok(None);
     };
+    digits(&text)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a whole number")))
+}
+
+/// A version in the path (`…/versions/{version}`), as the OpenAPI document types it: a whole
+/// number from 1, in decimal digits only.
+pub fn path_version(raw: &str) -> Result<Version, ApiError> {
+    digits::<u64>(raw)
+        .filter(|v| *v >= 1)
+        .map(Version)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "version must be a whole number from 1, not {raw:?}"
+            ))
+        })
+}
+
+/// `text` as a number if it is decimal digits without a leading zero (or `0` itself).
+fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
     let digits = !text.is_empty()
         && text.bytes().all(|b| b.is_ascii_digit())
         && (text == "0" || !text.starts_with('0'));
-    digits
-        .then(|| text.parse::<T>().ok())
-        .flatten()
-        .map(Some)
-        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a whole number")))
+    digits.then(|| text.parse::<T>().ok()).flatten()
 }
 
 /// The cursor's grammar, as the OpenAPI document states it: the last instance name of a page,

@@ -13,7 +13,7 @@ use dials_wire::{
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::extract::{Conditions, JsonBody, Query, ServicePath};
+use crate::extract::{Conditions, JsonBody, Query, ServicePath, path_version};
 use crate::ops::{self, OverrideIntent, Preconditions};
 use crate::{ApiError, AppState, Principal, Role};
 
@@ -226,7 +226,7 @@ pub async fn get_override_version(
 ) -> Result<Json<VersionResponse>, ApiError> {
     principal.require(Role::Viewer)?;
     let instance = ops::instance_name(&params.1)?;
-    let version = parse_version(&params.2)?;
+    let version = path_version(&params.2)?;
     let (_, schema) = ops::existing_service(&state, &service).await?;
     let id = ops::override_id(&service, &instance);
     let record = state
@@ -248,12 +248,6 @@ pub async fn get_override_version(
             .map(|d| secret::mask(&d, &secret_keys).into_value())
             .unwrap_or(serde_json::Value::Null),
     }))
-}
-
-fn parse_version(raw: &str) -> Result<Version, ApiError> {
-    raw.parse::<u64>()
-        .map(Version)
-        .map_err(|_| ApiError::BadRequest(format!("version must be a whole number, not {raw:?}")))
 }
 
 fn missing_version(service: &ServiceName, instance: &InstanceName, version: u64) -> ApiError {

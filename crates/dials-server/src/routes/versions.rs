@@ -9,7 +9,7 @@ use dials_wire::{ConfigResponse, DiffResponse, KeyDiff, Problem, RestoreRequest,
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::extract::{Conditions, JsonBody, Query, ServicePath};
+use crate::extract::{Conditions, JsonBody, Query, ServicePath, path_version};
 use crate::ops::{self, Intent, Preconditions};
 use crate::{ApiError, AppState, Principal, Role};
 
@@ -32,7 +32,7 @@ pub async fn get_version(
     Path(params): Path<(String, String)>,
 ) -> Result<Json<VersionResponse>, ApiError> {
     principal.require(Role::Viewer)?;
-    let version = parse_version(&params.1)?;
+    let version = path_version(&params.1)?;
     let record = state
         .store
         .version(&service, version)
@@ -61,12 +61,6 @@ async fn secret_keys_of(
 ) -> Result<Vec<dials_domain::KeyPath>, ApiError> {
     let schema = crate::schemas::schema_of(state, service).await?;
     Ok(crate::secrets::keys_of(schema.as_deref()))
-}
-
-fn parse_version(raw: &str) -> Result<Version, ApiError> {
-    raw.parse::<u64>()
-        .map(Version)
-        .map_err(|_| ApiError::BadRequest(format!("version must be a whole number, not {raw:?}")))
 }
 
 /// Query of `GET …/diff`.

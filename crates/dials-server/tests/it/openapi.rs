@@ -303,6 +303,41 @@ async fn numbers_and_instance_cursors_are_refused_exactly_where_the_document_say
         "0 is the empty document"
     );
 
+    // A version in the path: a whole number from 1. The service has versions 1 and 2; an
+    // instance of it has no override, so each version the document allows is 404 there.
+    let documented_version = documented(
+        &spec,
+        "get",
+        "/api/v1/services/{service}/versions/{version}",
+        "path",
+        "version",
+    );
+    for (value, in_path) in [
+        ("1", "1"),
+        ("2", "2"),
+        ("3", "3"),
+        ("0", "0"),
+        ("+1", "%2B1"),
+        ("01", "01"),
+        ("1e0", "1e0"),
+        (" 1", "%201"),
+        ("-1", "-1"),
+        ("0x1", "0x1"),
+    ] {
+        let allowed = value
+            .parse::<i64>()
+            .is_ok_and(|n| documented_version.is_valid(&json!(n)) && n.to_string() == value);
+        let (service, instance) = match (allowed, value) {
+            (true, "3") => (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND),
+            (true, _) => (StatusCode::OK, StatusCode::NOT_FOUND),
+            (false, _) => (StatusCode::BAD_REQUEST, StatusCode::BAD_REQUEST),
+        };
+        let path = format!("/api/v1/services/router/versions/{in_path}");
+        assert_eq!(status(path).await, service, "version {value:?}");
+        let path = format!("/api/v1/services/router/instances/mic-1/config/versions/{in_path}");
+        assert_eq!(status(path).await, instance, "override version {value:?}");
+    }
+
     // The instances of a service page by name, in lowercase hex.
     query_follows_document(
         &app,

@@ -21,6 +21,10 @@ mod publisher;
 mod repair;
 mod reports;
 mod setting;
+/// A real Mosquitto for the tests, the one the other crates' suites use.
+#[cfg(test)]
+#[path = "../../dials-server/tests/it/broker.rs"]
+mod test_broker;
 mod window;
 
 pub use connection::options as broker_options;

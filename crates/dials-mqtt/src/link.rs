@@ -356,41 +356,8 @@ async fn read_acks(
 
 #[cfg(test)]
 mod tests {
-    use std::process::Stdio;
-
-    use tokio::process::{Child, Command};
-
     use super::*;
-
-    /// A stock Mosquitto of the test's own on a free port.
-    async fn mosquitto(dir: &tempfile::TempDir) -> (Child, u16) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("mosquitto is installed");
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return (child, port);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("mosquitto did not start");
-    }
+    use crate::test_broker::Mosquitto;
 
     fn options(port: u16, keep_alive: Duration) -> LinkOptions {
         LinkOptions {
@@ -417,21 +384,10 @@ mod tests {
         }
     }
 
-    fn signal(child: &Child, signal: &str) {
-        let pid = child.id().unwrap().to_string();
-        let ok = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {signal} {pid}");
-    }
-
     #[tokio::test]
     async fn many_publishes_written_at_once_are_each_acknowledged_by_their_number() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_broker, port) = mosquitto(&dir).await;
-        let (mut events, driver) = spawn(options(port, Duration::from_secs(15)));
+        let broker = Mosquitto::start_stock().await;
+        let (mut events, driver) = spawn(options(broker.port, Duration::from_secs(15)));
         let mut sender = up(&mut events).await;
         let ids: Vec<u16> = (0..300)
             .map(|i| {
@@ -500,11 +456,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_broker_that_stops_answering_is_left_and_reconnected_once_it_is_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let (broker, port) = mosquitto(&dir).await;
-        let (mut events, driver) = spawn(options(port, Duration::from_secs(1)));
+        let broker = Mosquitto::start_stock().await;
+        let (mut events, driver) = spawn(options(broker.port, Duration::from_secs(1)));
         let mut sender = up(&mut events).await;
-        signal(&broker, "-STOP");
+        broker.pause();
         // The publisher pings every keep-alive; nothing answers.
         sender.ping();
         sender.flush().await.unwrap();
@@ -513,7 +468,7 @@ mod tests {
             other => panic!("expected the connection to be left, got {other:?}"),
         }
         drop(sender);
-        signal(&broker, "-CONT");
+        broker.resume();
         loop {
             match next(&mut events, Duration::from_secs(20)).await {
                 LinkEvent::Up(_) => break,

@@ -1,5 +1,6 @@
 //! A real Mosquitto, started by the test on a free port, and an MQTT subscriber that collects
-//! what it receives. Shared by the server suite and the binary suite.
+//! what it receives. Shared by the server suite, the binary and client suites, and the unit
+//! tests of `dials-mqtt`'s publishing connection.
 #![allow(dead_code, reason = "shared by two test suites; each uses a part")]
 
 use std::net::SocketAddr;
@@ -186,6 +187,30 @@ impl Mosquitto {
             .expect("mosquitto is installed (scripts/test installs it)");
         self.child = Some(child);
         wait_for_port(self.addr()).await;
+    }
+
+    /// Freezes the broker (SIGSTOP): its connections stay open and nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the broker runs");
+        let ok = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} {pid}");
     }
 
     pub async fn stop(&mut self) {

@@ -16,7 +16,7 @@ use crate::harness::{
     Follower, Observer, Proxy, Rng, SHARED, Writers, check, check_follower, create_services,
     history, own, public_key, rounds, service_token,
 };
-use crate::process::{Running, admin_token, start_with};
+use crate::process::{Running, admin_token, get_json, start_with};
 
 const WRITERS: usize = 4;
 
@@ -193,14 +193,12 @@ pub async fn current_version(
     token: &str,
     service: &str,
 ) -> u64 {
-    let body: serde_json::Value = http
-        .get(format!("{base}/api/v1/services/{service}/config"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = get_json(
+        http,
+        base,
+        token,
+        &format!("/api/v1/services/{service}/config"),
+    )
+    .await;
     body["version"].as_u64().unwrap()
 }

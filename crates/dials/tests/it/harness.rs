@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::process::get_json;
 use dials_wire::envelope::{Envelope, parse_public_key};
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
@@ -657,15 +658,13 @@ impl Follower {
 
 /// Every version of `service` from 1 to its current one, as the manager's history holds it.
 pub async fn history(http: &reqwest::Client, base: &str, token: &str, service: &str) -> Vec<Value> {
-    let current: Value = http
-        .get(format!("{base}/api/v1/services/{service}/config"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let current = get_json(
+        http,
+        base,
+        token,
+        &format!("/api/v1/services/{service}/config"),
+    )
+    .await;
     let latest = current["version"].as_u64().unwrap();
     let mut docs = Vec::new();
     for v in 1..=latest {

@@ -7,20 +7,12 @@ use serde_json::{Value, json};
 
 use crate::broker::Mosquitto;
 use crate::harness::{public_key, service_token};
-use crate::process::{admin_token, create, start_with};
+use crate::process::{admin_token, create, get_json, start_with};
 
 async fn instance_row(http: &reqwest::Client, base: &str, token: &str, want: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let list: Value = http
-            .get(format!("{base}/api/v1/services/tts/instances"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = get_json(http, base, token, "/api/v1/services/tts/instances").await;
         if let Some(row) = list["instances"]
             .as_array()
             .and_then(|a| a.iter().find(|i| i["instance"] == "pi-kitchen"))

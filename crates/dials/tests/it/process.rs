@@ -70,10 +70,15 @@ pub fn command(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command 
     cmd
 }
 
-/// `GET /api/v1/status` as JSON.
-pub async fn status(client: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
+/// `GET {base}{path}` with the bearer token, as JSON.
+pub async fn get_json(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+) -> serde_json::Value {
     client
-        .get(format!("{base}/api/v1/status"))
+        .get(format!("{base}{path}"))
         .bearer_auth(token)
         .send()
         .await
@@ -81,6 +86,11 @@ pub async fn status(client: &reqwest::Client, base: &str, token: &str) -> serde_
         .json()
         .await
         .unwrap()
+}
+
+/// `GET /api/v1/status` as JSON.
+pub async fn status(client: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
+    get_json(client, base, token, "/api/v1/status").await
 }
 
 /// Starts `dials serve --http 127.0.0.1:0` and waits for the line announcing its address.

@@ -308,13 +308,8 @@ impl Page {
         }
         let before_id = cursor
             .map(|c| {
-                Some(c)
-                    .filter(|c| {
-                        (1..=18).contains(&c.len())
-                            && !c.starts_with('0')
-                            && c.bytes().all(|b| b.is_ascii_digit())
-                    })
-                    .and_then(|c| c.parse::<i64>().ok())
+                digits::<i64>(c)
+                    .filter(|id| *id > 0 && c.len() <= 18)
                     .ok_or_else(|| {
                         ApiError::BadRequest(format!("cursor {c:?} is not one this API gave out"))
                     })

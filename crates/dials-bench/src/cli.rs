@@ -59,7 +59,8 @@ pub enum Command {
     Client(ClientArgs),
     /// dials against etcd on this machine, side by side in alternating rounds: sequential,
     /// CAS, 16 writers (own keys, one shared key, own keys with one watcher of them all),
-    /// write → watcher. Needs a build with `--features dials-bench/etcd`.
+    /// write → watcher; the writes again on a second dials server with MQTT off. Needs a build
+    /// with `--features dials-bench/etcd`.
     VersusEtcd(VersusEtcdArgs),
     /// Many-service writes: profile apply over the demo fleet (`dials seed`), and an import of
     /// a generated fleet into an empty manager, then again.

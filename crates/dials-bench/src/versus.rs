@@ -67,6 +67,16 @@ mod imp {
     enum System {
         Etcd,
         Dials,
+        /// A second dials server with MQTT off (`--mqtt none`): the same write path without
+        /// the signature and the broker, which etcd has no counterpart of.
+        DialsQuiet,
+    }
+
+    impl Workload {
+        /// Whether it needs a broker: a watcher hears of writes over MQTT.
+        fn watched(self) -> bool {
+            matches!(self, Workload::Watch | Workload::OwnKeysWatched)
+        }
     }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +256,17 @@ mod imp {
     struct DialsSide {
         server: Server,
         api: Api,
-        broker: Mosquitto,
+        /// The broker it publishes to; `None` with MQTT off.
+        broker: Option<Mosquitto>,
+    }
+
+    impl DialsSide {
+        fn broker_port(&self) -> anyhow::Result<u16> {
+            self.broker
+                .as_ref()
+                .map(|b| b.port)
+                .context("a watched workload needs the server that publishes")
+        }
     }
 
     pub fn run(args: &VersusEtcdArgs) -> anyhow::Result<()> {
@@ -292,12 +312,33 @@ mod imp {
         let dials = DialsSide {
             server,
             api,
-            broker,
+            broker: Some(broker),
         };
-        let measured = rounds(args, &mut etcd, &dials).await;
+        let mut quiet_launch = Launch::new(&args.binary, &[])?;
+        quiet_launch
+            .extra
+            .extend(["--mqtt".to_owned(), "none".to_owned()]);
+        let (quiet, _) = Server::start(
+            &quiet_launch,
+            &root.path().join("dials-quiet"),
+            &root.path().join("dials-quiet.log"),
+        )
+        .await?;
+        eprintln!(
+            "versus-etcd: the same binary with MQTT off on {}",
+            quiet.addr()
+        );
+        let quiet = DialsSide {
+            api: Api::at(quiet.addr(), &quiet.admin_token()?)?,
+            server: quiet,
+            broker: None,
+        };
+        let measured = rounds(args, &mut etcd, &dials, &quiet).await;
         let stopped = dials.server.stop().await;
+        let quiet_stopped = quiet.server.stop().await;
         let results = measured?;
         stopped?;
+        quiet_stopped?;
         print!("{}", table(args, &etcd_version, &results));
         Ok(())
     }
@@ -311,14 +352,19 @@ mod imp {
         args: &VersusEtcdArgs,
         etcd: &mut EtcdServer,
         dials: &DialsSide,
+        quiet: &DialsSide,
     ) -> anyhow::Result<Results> {
         // Services (and keys) exist before the first round.
-        let mut conn = Conn::open(dials.api.addr()).await?;
         let mut names = vec!["seq".to_owned(), "cas".to_owned(), "shared".to_owned()];
         names.push("watch".to_owned());
         names.extend((0..args.writers).map(|i| format!("own-{i}")));
+        for side in [dials, quiet] {
+            let mut conn = Conn::open(side.api.addr()).await?;
+            for name in &names {
+                put::ensure_service(&side.api, &mut conn, name).await?;
+            }
+        }
         for name in &names {
-            put::ensure_service(&dials.api, &mut conn, name).await?;
             etcd.client.put(name.as_str(), etcd_value(0)?, None).await?;
         }
         let counter = Arc::new(Counter(AtomicU64::new(
@@ -329,21 +375,23 @@ mod imp {
 
         let mut results: Results = Vec::new();
         for w in WORKLOADS {
-            for s in [System::Etcd, System::Dials] {
+            for s in [System::Etcd, System::Dials, System::DialsQuiet] {
                 results.push((w, s, Vec::new()));
             }
         }
         for round in 0..args.rounds {
             let order = if round % 2 == 0 {
-                [System::Dials, System::Etcd]
+                [System::Dials, System::DialsQuiet, System::Etcd]
             } else {
-                [System::Etcd, System::Dials]
+                [System::Etcd, System::DialsQuiet, System::Dials]
             };
             for workload in WORKLOADS {
                 for system in order {
                     let figures = match system {
                         System::Etcd => etcd_workload(args, etcd, workload, &counter).await,
                         System::Dials => dials_workload(args, dials, workload, &counter).await,
+                        System::DialsQuiet if workload.watched() => continue,
+                        System::DialsQuiet => dials_workload(args, quiet, workload, &counter).await,
                     }
                     .with_context(|| format!("{workload:?} on {system:?}"))?;
                     eprintln!(
@@ -581,7 +629,7 @@ mod imp {
             Workload::OwnKeys | Workload::SharedKey | Workload::OwnKeysWatched => {
                 let watcher = if workload == Workload::OwnKeysWatched {
                     let (subscriber, mut rx) =
-                        subscriber(dials.broker.port, "config/updated/+", false).await?;
+                        subscriber(dials.broker_port()?, "config/updated/+", false).await?;
                     // The retained message of every topic comes first: it is no write of
                     // this workload's.
                     while let Ok(Some(_)) =
@@ -636,7 +684,7 @@ mod imp {
             }
             Workload::Watch => {
                 let (_subscriber, mut rx) =
-                    subscriber(dials.broker.port, "config/updated/watch", true).await?;
+                    subscriber(dials.broker_port()?, "config/updated/watch", true).await?;
                 let uri = api.config_uri("watch")?;
                 let mut conn = Conn::open(api.addr()).await?;
                 let mut tally = Tally::new()?;
@@ -794,8 +842,10 @@ mod imp {
         let mut out = format!(
             "dials against {etcd_version}, {} rounds (first system alternating), 1 KiB JSON \
              document; medians over the rounds, the rounds' range in brackets; \
-             dials / etcd: above 1 means dials takes longer (latency) or does more (writes/s)\n\n\
-             | figure | etcd | dials | dials / etcd |\n|---|---|---|---|\n",
+             dials / etcd: above 1 means dials takes longer (latency) or does more (writes/s); \
+             MQTT off: a second dials server that publishes nothing (no signature, no broker)\n\n\
+             | figure | etcd | dials | dials / etcd | dials, MQTT off | MQTT off / etcd |\n\
+             |---|---|---|---|---|---|\n",
             args.rounds
         );
         let rows = [
@@ -828,26 +878,33 @@ mod imp {
         for (workload, name) in rows {
             let e = find(workload, System::Etcd);
             let d = find(workload, System::Dials);
-            let stat = |f: &[Figures], pick: fn(&Figures) -> f64| -> (f64, f64, f64) {
+            let q = find(workload, System::DialsQuiet);
+            let stat = |f: &[Figures], pick: fn(&Figures) -> f64| -> Option<(f64, f64, f64)> {
                 let v: Vec<f64> = f.iter().map(pick).collect();
                 let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
                 let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                (median(v), lo, hi)
+                (!v.is_empty()).then(|| (median(v), lo, hi))
             };
             let mut line =
                 |label: &str, pick: fn(&Figures) -> f64, show: &dyn Fn(f64) -> String| {
-                    let (em, elo, ehi) = stat(e, pick);
-                    let (dm, dlo, dhi) = stat(d, pick);
-                    let ratio = if em > 0.0 { dm / em } else { f64::NAN };
+                    let cell = |f: &[Figures]| match stat(f, pick) {
+                        Some((m, lo, hi)) => {
+                            format!("{} ({}–{})", show(m), bare(show(lo)), bare(show(hi)))
+                        }
+                        None => "—".to_owned(),
+                    };
+                    let over_etcd = |f: &[Figures]| match (stat(f, pick), stat(e, pick)) {
+                        (Some((m, ..)), Some((em, ..))) if em > 0.0 => format!("{:.2}", m / em),
+                        _ => "—".to_owned(),
+                    };
                     let _ = writeln!(
                         out,
-                        "| {name}, {label} | {} ({}–{}) | {} ({}–{}) | {ratio:.2} |",
-                        show(em),
-                        bare(show(elo)),
-                        bare(show(ehi)),
-                        show(dm),
-                        bare(show(dlo)),
-                        bare(show(dhi)),
+                        "| {name}, {label} | {} | {} | {} | {} | {} |",
+                        cell(e),
+                        cell(d),
+                        over_etcd(d),
+                        cell(q),
+                        over_etcd(q),
                     );
                 };
             line("p50", |f| f.p50.as_secs_f64(), &ms);
@@ -864,12 +921,15 @@ mod imp {
             };
             let (ee, _, ew) = errors(e);
             let (de, d5, dw) = errors(d);
-            if ee + de > 0 {
+            let (qe, q5, qw) = errors(q);
+            if ee + de + qe > 0 {
                 let _ = writeln!(
                     out,
-                    "| {name}, failed writes | {ee} of {} | {de} of {} ({d5} answered 5xx) | — |",
+                    "| {name}, failed writes | {ee} of {} | {de} of {} ({d5} answered 5xx) | — \
+                     | {qe} of {} ({q5} answered 5xx) | — |",
                     ee + ew,
-                    de + dw
+                    de + dw,
+                    qe + qw
                 );
             }
         }
@@ -895,23 +955,27 @@ mod imp {
                     Some(x) => format!("{x:.1}"),
                     None => "—".to_owned(),
                 };
-                let (e, d) = (of(System::Etcd), of(System::Dials));
-                let ratio = match (e, d) {
-                    (Some(e), Some(d)) if e > 0.0 => format!("{:.2}", d / e),
+                let (e, d, q) = (of(System::Etcd), of(System::Dials), of(System::DialsQuiet));
+                let ratio = |x: Option<f64>| match (e, x) {
+                    (Some(e), Some(x)) if e > 0.0 => format!("{:.2}", x / e),
                     _ => "—".to_owned(),
                 };
                 let _ = writeln!(
                     out,
-                    "| {label} ({shape}) | {} | {} | {ratio} |",
+                    "| {label} ({shape}) | {} | {} | {} | {} | {} |",
                     show(e),
-                    show(d)
+                    show(d),
+                    ratio(d),
+                    show(q),
+                    ratio(q)
                 );
             }
         }
         let _ = writeln!(
             out,
             "\n{} writes per sequential workload per round, {} s per {n}-writer workload; \
-             dials publishes every write to the stock Mosquitto (MQTT on) in every workload.",
+             dials publishes every write to the stock Mosquitto (MQTT on) in every workload; \
+             the server with MQTT off runs the workloads that need no watcher.",
             args.writes, args.seconds
         );
         out

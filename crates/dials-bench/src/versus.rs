@@ -261,6 +261,39 @@ mod imp {
     }
 
     impl DialsSide {
+        /// Starts `binary` on a fresh data directory `root/name`, publishing to `broker`, or
+        /// with MQTT off without one.
+        async fn start(
+            binary: &Path,
+            root: &Path,
+            name: &str,
+            broker: Option<Mosquitto>,
+        ) -> anyhow::Result<Self> {
+            let mqtt = broker
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), Mosquitto::url);
+            let launch = Launch::new(binary, &["--mqtt".to_owned(), mqtt])?;
+            let (server, _) =
+                Server::start(&launch, &root.join(name), &root.join(format!("{name}.log"))).await?;
+            match &broker {
+                Some(broker) => eprintln!(
+                    "versus-etcd: {} on {}, publishing to a stock Mosquitto on port {}",
+                    launch.binary.display(),
+                    server.addr(),
+                    broker.port
+                ),
+                None => eprintln!(
+                    "versus-etcd: the same binary with MQTT off on {}",
+                    server.addr()
+                ),
+            }
+            Ok(Self {
+                api: Api::at(server.addr(), &server.admin_token()?)?,
+                server,
+                broker,
+            })
+        }
+
         fn broker_port(&self) -> anyhow::Result<u16> {
             self.broker
                 .as_ref()
@@ -294,45 +327,8 @@ mod imp {
         eprintln!("versus-etcd: {etcd_version} on 127.0.0.1:{}", etcd.port);
 
         let broker = Mosquitto::start(Tuning::Stock).await?;
-        let mut launch = Launch::new(&args.binary, &[])?;
-        launch.extra.extend(["--mqtt".to_owned(), broker.url()]);
-        let (server, _) = Server::start(
-            &launch,
-            &root.path().join("dials"),
-            &root.path().join("dials.log"),
-        )
-        .await?;
-        eprintln!(
-            "versus-etcd: {} on {}, publishing to a stock Mosquitto on port {}",
-            launch.binary.display(),
-            server.addr(),
-            broker.port
-        );
-        let api = Api::at(server.addr(), &server.admin_token()?)?;
-        let dials = DialsSide {
-            server,
-            api,
-            broker: Some(broker),
-        };
-        let mut quiet_launch = Launch::new(&args.binary, &[])?;
-        quiet_launch
-            .extra
-            .extend(["--mqtt".to_owned(), "none".to_owned()]);
-        let (quiet, _) = Server::start(
-            &quiet_launch,
-            &root.path().join("dials-quiet"),
-            &root.path().join("dials-quiet.log"),
-        )
-        .await?;
-        eprintln!(
-            "versus-etcd: the same binary with MQTT off on {}",
-            quiet.addr()
-        );
-        let quiet = DialsSide {
-            api: Api::at(quiet.addr(), &quiet.admin_token()?)?,
-            server: quiet,
-            broker: None,
-        };
+        let dials = DialsSide::start(&args.binary, root.path(), "dials", Some(broker)).await?;
+        let quiet = DialsSide::start(&args.binary, root.path(), "dials-quiet", None).await?;
         let measured = rounds(args, &mut etcd, &dials, &quiet).await;
         let stopped = dials.server.stop().await;
         let quiet_stopped = quiet.server.stop().await;

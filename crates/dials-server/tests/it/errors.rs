@@ -241,22 +241,29 @@ async fn a_wrong_method_is_405_as_problem_json() {
     .await;
 }
 
+/// A database outage, made by closing the store under the running server and taking the
+/// file's permissions away, so that the manager cannot simply open it again. Until its check
+/// (every second) notices, the store's own error answers; after that, read-only mode does.
+/// Either way a request that needs the database is 503 with `Retry-After` and names no
+/// internals, and what was already read stays readable from memory.
 #[tokio::test]
 async fn a_database_outage_is_503_with_retry_after_and_no_internal_detail() {
+    use std::os::unix::fs::PermissionsExt;
     let app = spawn_app().await;
     app.create("router", json!({"a": 1})).await;
     app.state.store.close().await;
-    let r = app.put_config("router", json!({"config": {"a": 2}})).await;
-    assert_eq!(r.headers()["retry-after"], "1");
-    let body = problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert_eq!(body["detail"], "the database is unavailable");
+    let file = dials_server::backup::database_path(&app.state.settings.database_url).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    outage(app.put_config("router", json!({"config": {"a": 2}})).await).await;
     let r = app
         .req(Method::GET, "/api/v1/services/other/config")
         .send()
         .await
         .unwrap();
-    problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
-    // What was already read stays readable from memory.
+    outage(r).await;
+    // Once the check has run, the manager stays read-only: the file cannot be used.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    outage(app.put_config("router", json!({"config": {"a": 2}})).await).await;
     assert_eq!(app.get_config("router").await.status(), StatusCode::OK);
     assert_eq!(
         app.req(Method::GET, "/health")
@@ -266,6 +273,25 @@ async fn a_database_outage_is_503_with_retry_after_and_no_internal_detail() {
             .status(),
         StatusCode::OK
     );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A 503 for an outage, as the store says it or as read-only mode does.
+async fn outage(r: reqwest::Response) {
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = problem(r, StatusCode::SERVICE_UNAVAILABLE).await;
+    let detail = body["detail"].as_str().unwrap();
+    match retry_after.as_deref() {
+        Some("1") => assert_eq!(detail, "the database is unavailable", "{body}"),
+        Some("5") => assert!(detail.starts_with("dials is read-only"), "{body}"),
+        other => panic!("Retry-After {other:?}: {body}"),
+    }
+    for internal in ["sqlite", "sqlx", "pool", "rusqlite"] {
+        assert!(!detail.to_lowercase().contains(internal), "{body}");
+    }
 }
 
 /// The current version and config of a service, to show a refused write changed nothing.

@@ -259,6 +259,10 @@ pub struct SetArgs {
     /// Why: recorded in the history.
     #[arg(long, short)]
     pub reason: Option<String>,
+    /// Create the service if it does not exist yet (it has no config and no registered
+    /// schema); without it, a misspelt name is an error instead of a new service.
+    #[arg(long)]
+    pub create: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }

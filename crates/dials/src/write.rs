@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::cli::{RestoreArgs, SetArgs};
-use crate::client::{Api, failure, service_path, usage};
+use crate::client::{Api, EXIT_ERROR, Failure, failure, service_path, usage};
 use crate::output::{Paint, compact, paint, print_json};
 use crate::values::{insert, key_segments, parse_time, pointer, typed_value};
 
@@ -49,9 +49,7 @@ pub async fn set(args: SetArgs) -> anyhow::Result<()> {
         reason: args.reason.clone(),
     };
     let path = format!("{}/config", service_path(&args.service)?);
-    let answer: ConfigResponse = api
-        .call(api.request(Method::PATCH, &path).json(&body))
-        .await?;
+    let answer = send_patch(&api, &path, &body, &args).await?;
     if args.client.json {
         return print_json(&answer);
     }
@@ -68,6 +66,53 @@ pub async fn set(args: SetArgs) -> anyhow::Result<()> {
         crate::output::outln!("  {key} = {}", compact(stored));
     }
     Ok(())
+}
+
+/// Sends the merge patch. A service that does not exist is created only with `--create`: a
+/// misspelt name is not a new service.
+async fn send_patch(
+    api: &Api,
+    path: &str,
+    body: &PatchConfig,
+    args: &SetArgs,
+) -> anyhow::Result<ConfigResponse> {
+    let response = api
+        .send(api.request(Method::PATCH, path).json(body))
+        .await?;
+    if response.status() != StatusCode::NOT_FOUND {
+        return answer(response).await;
+    }
+    if !args.create {
+        return Err(Failure::new(
+            EXIT_ERROR,
+            format!(
+                "service {} does not exist: it has no config and no registered schema; add \
+                 --create to create it",
+                args.service
+            ),
+        )
+        .into());
+    }
+    let response = api
+        .send(
+            api.request(Method::PATCH, path)
+                .header("If-None-Match", "*")
+                .json(body),
+        )
+        .await?;
+    if response.status() == StatusCode::PRECONDITION_FAILED {
+        // Someone else created it meanwhile: the patch goes on top of theirs.
+        return api.call(api.request(Method::PATCH, path).json(body)).await;
+    }
+    answer(response).await
+}
+
+/// A successful answer read as `T`, or the error answer as a [`Failure`].
+async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+    if !response.status().is_success() {
+        return Err(failure(response).await.into());
+    }
+    Ok(response.json().await?)
 }
 
 /// `dials restore SERVICE --version V | --at T`, and `dials restore --all --at T [SERVICE…]`.

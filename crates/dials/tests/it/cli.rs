@@ -214,6 +214,61 @@ async fn set_reads_each_value_as_its_schema_types_it_in_one_patch() {
 }
 
 #[tokio::test]
+async fn set_creates_a_service_only_when_asked() {
+    let s = Session::start().await;
+    // A name nobody configured and no service registered: a typo must not become a service.
+    let out = s.quiet(&["set", "tts-wokrer", "volume=5"], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tts-wokrer does not exist") && out.stderr.contains("--create"),
+        "{}",
+        out.stderr
+    );
+    let listed = s.quiet(&["services", "--json"], &[]).await;
+    assert!(
+        !listed.stdout.contains("tts-wokrer"),
+        "nothing was created: {}",
+        listed.stdout
+    );
+    let out = s
+        .quiet(
+            &[
+                "set",
+                "kitchen",
+                "volume=5",
+                "voice=amy",
+                "--create",
+                "-r",
+                "new",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("kitchen is now at version 1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        s.config("kitchen").await,
+        (1, serde_json::json!({"volume": 5, "voice": "amy"}))
+    );
+    // Once it exists, --create changes nothing about a write: it patches what is there.
+    for args in [
+        &["set", "kitchen", "volume=6", "--create"][..],
+        &["set", "kitchen", "voice=jenny"][..],
+    ] {
+        let out = s.quiet(args, &[]).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(
+        s.config("kitchen").await,
+        (3, serde_json::json!({"volume": 6, "voice": "jenny"}))
+    );
+}
+
+#[tokio::test]
 async fn a_value_the_schema_refuses_exits_4_with_one_line_per_field() {
     let mut s = Session::seeded().await;
     let out = s

@@ -118,6 +118,15 @@ pub enum Command {
     #[command(disable_version_flag = true)]
     Restore(RestoreArgs),
 
+    /// Delete a service: its config and its instances' overrides. Its history stays.
+    ///
+    /// Versions are never reused, and `dials restore SERVICE --version V` brings a deleted
+    /// service back. Deletes the version it reads (or --version) only: if the service changes
+    /// meanwhile, nothing is deleted (exit code 3). Needs an admin token.
+    ///
+    /// Example: dials delete kitchen-lights
+    Delete(DeleteArgs),
+
     /// Named snapshots of services: save, list, show, apply, delete.
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -308,6 +317,17 @@ pub struct HistoryArgs {
     /// At most this many records [default: the server's, 100].
     #[arg(long, short = 'n', value_name = "N")]
     pub limit: Option<u32>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The service.
+    pub service: String,
+    /// Delete only if the service is still at this version.
+    #[arg(long, value_name = "V")]
+    pub version: Option<u64>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

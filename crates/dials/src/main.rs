@@ -63,6 +63,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => run_client(done(read::diff(args))),
         Command::History(args) => run_client(done(read::history(args))),
         Command::Restore(args) => run_client(done(write::restore(args))),
+        Command::Delete(args) => run_client(done(write::delete(args))),
         Command::Profile(command) => run_client(done(profiles::run(command))),
         Command::Export(args) => run_client(done(transfer::export(args))),
         Command::Import(args) => run_client(done(transfer::import(args))),

@@ -1,10 +1,10 @@
-//! The commands that change a service: `set` (one merge patch) and `restore`.
+//! The commands that change a service: `set` (one merge patch), `restore` and `delete`.
 
 use dials_wire::{ConfigResponse, FleetRestore, PatchConfig, Plan, RestoreRequest, SchemaResponse};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::cli::{RestoreArgs, SetArgs};
+use crate::cli::{DeleteArgs, RestoreArgs, SetArgs};
 use crate::client::{Api, EXIT_ERROR, Failure, failure, service_path, usage};
 use crate::output::{Paint, compact, paint, print_json};
 use crate::values::{insert, key_segments, parse_time, pointer, typed_value};
@@ -113,6 +113,46 @@ async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> 
         return Err(failure(response).await.into());
     }
     Ok(response.json().await?)
+}
+
+/// `dials delete SERVICE [--version V]`: deletes the version it read (or was told), only.
+pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    let api = Api::from_args(&args.client)?;
+    let base = service_path(&args.service)?;
+    let version = match args.version {
+        Some(v) => v,
+        None => {
+            let current: ConfigResponse = api.get(&format!("{base}/config")).await?;
+            current.version
+        }
+    };
+    let response = api
+        .send(
+            api.request(Method::DELETE, &base)
+                .header("If-Match", format!("\"{version}\"")),
+        )
+        .await?;
+    if !response.status().is_success() {
+        return Err(failure(response).await.into());
+    }
+    if args.client.json {
+        return print_json(&serde_json::json!({
+            "service": args.service,
+            "deleted_version": version,
+        }));
+    }
+    crate::output::outln!(
+        "{}",
+        paint(
+            &format!("deleted {} (it was at version {version})", args.service),
+            Paint::Green
+        )
+    );
+    crate::output::outln!(
+        "  its history stays; `dials restore {} --version {version}` brings it back",
+        args.service
+    );
+    Ok(())
 }
 
 /// `dials restore SERVICE --version V | --at T`, and `dials restore --all --at T [SERVICE…]`.

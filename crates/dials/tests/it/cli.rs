@@ -269,6 +269,46 @@ async fn set_creates_a_service_only_when_asked() {
 }
 
 #[tokio::test]
+async fn delete_removes_a_service_only_at_the_version_read_and_restore_brings_it_back() {
+    let s = Session::seeded().await;
+    let before = s.config("tts-worker").await;
+    // A stale version deletes nothing.
+    let out = s
+        .quiet(&["delete", "tts-worker", "--version", "9"], &[])
+        .await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(s.config("tts-worker").await, before);
+    let out = s.quiet(&["delete", "tts-worker"], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("deleted tts-worker (it was at version 1)")
+            && out.stdout.contains("dials restore tts-worker --version 1"),
+        "{}",
+        out.stdout
+    );
+    let listed = s.quiet(&["services", "--json"], &[]).await.json();
+    let names: Vec<&str> = listed["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|row| row["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"tts-worker"), "{names:?}");
+    assert!(names.contains(&"stt-worker"), "{names:?}");
+    // The global service holds the fleet's shared settings: refused, exit code 3.
+    let out = s.quiet(&["delete", "global"], &[]).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot be deleted"), "{}", out.stderr);
+    let out = s
+        .quiet(&["restore", "tts-worker", "--version", "1"], &[])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (version, config) = s.config("tts-worker").await;
+    assert_eq!((version, config), (3, before.1), "back, as a new version");
+}
+
+#[tokio::test]
 async fn a_value_the_schema_refuses_exits_4_with_one_line_per_field() {
     let mut s = Session::seeded().await;
     let out = s

@@ -32,7 +32,25 @@ pub async fn set(args: SetArgs) -> anyhow::Result<()> {
                 "expected KEY=VALUE, got {pair:?} (e.g. volume_percent=60)"
             )));
         };
-        pairs.push((key_segments(key)?, value.to_owned()));
+        let segments = key_segments(key)?;
+        // One patch cannot set a key and a key inside it: one would silently undo the other.
+        let overlap = pairs
+            .iter()
+            .map(|(other, _): &(Vec<String>, String)| other)
+            .find(|other| other.starts_with(&segments) || segments.starts_with(other));
+        if let Some(other) = overlap {
+            return Err(usage(if *other == segments {
+                format!("{} is given twice; give it once", pointer(&segments))
+            } else {
+                format!(
+                    "{} and {} overlap: one would undo the other in one patch; set them in \
+                     two commands",
+                    pointer(other),
+                    pointer(&segments)
+                )
+            }));
+        }
+        pairs.push((segments, value.to_owned()));
     }
     let api = Api::from_args(&args.client)?;
     let schema = schema(&api, &args.service).await?;

@@ -269,6 +269,31 @@ async fn set_creates_a_service_only_when_asked() {
 }
 
 #[tokio::test]
+async fn set_refuses_keys_that_overlap_and_changes_nothing() {
+    let s = Session::seeded().await;
+    let before = s.config("global").await;
+    for (args, said) in [
+        (
+            &["set", "global", "mqtt.port=1885", "mqtt={}"][..],
+            "/mqtt/port and /mqtt overlap",
+        ),
+        (
+            &["set", "global", "/mqtt={}", "mqtt.host=broker"][..],
+            "/mqtt and /mqtt/host overlap",
+        ),
+        (
+            &["set", "global", "log_level=INFO", "log_level=DEBUG"][..],
+            "/log_level is given twice",
+        ),
+    ] {
+        let out = s.quiet(args, &[]).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains(said), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(s.config("global").await, before, "nothing was sent");
+}
+
+#[tokio::test]
 async fn delete_removes_a_service_only_at_the_version_read_and_restore_brings_it_back() {
     let s = Session::seeded().await;
     let before = s.config("tts-worker").await;

@@ -549,17 +549,38 @@ fn parse_file(headers: &HeaderMap, body: &[u8]) -> Result<ExportFile, ApiError> 
                 .trim()
                 .to_ascii_lowercase()
         });
-    match content_type.as_deref() {
-        None | Some("application/json") => serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("the file is not a dials export: {e}"))),
-        Some("application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml") => {
-            serde_yaml_ng::from_slice(body)
-                .map_err(|e| ApiError::BadRequest(format!("the file is not a dials export: {e}")))
-        }
-        Some(other) => Err(ApiError::UnsupportedMediaType(format!(
-            "an import is JSON (application/json) or YAML (application/yaml), not {other:?}"
-        ))),
+    /// Only the format of a file, to tell one of another format from one that is broken.
+    #[derive(serde::Deserialize)]
+    struct Format {
+        format: u32,
     }
+    let yaml = match content_type.as_deref() {
+        None | Some("application/json") => false,
+        Some("application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml") => true,
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "an import is JSON (application/json) or YAML (application/yaml), not {other:?}"
+            )));
+        }
+    };
+    let parsed = if yaml {
+        serde_yaml_ng::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|e| {
+        let format = if yaml {
+            serde_yaml_ng::from_slice::<Format>(body).ok()
+        } else {
+            serde_json::from_slice::<Format>(body).ok()
+        };
+        match format {
+            Some(Format { format }) if format != EXPORT_FORMAT => ApiError::BadRequest(format!(
+                "export format {format} is not one this build reads (it reads {EXPORT_FORMAT})"
+            )),
+            _ => ApiError::BadRequest(format!("the file is not a dials export: {e}")),
+        }
+    })
 }
 
 fn sealed_secrets(sealed: &PassphraseSealed) -> SealedSecrets {

@@ -539,6 +539,49 @@ async fn an_export_imported_into_an_empty_manager_gives_the_same_fleet_and_a_rei
 }
 
 #[tokio::test]
+async fn a_file_of_another_format_or_none_is_400_saying_which() {
+    let app = spawn_app().await;
+    // A later format, whose fields this build does not know, in JSON and in YAML.
+    for (file, content_type) in [
+        (
+            json!({"format": 2, "written": "2027-01-01T00:00:00Z", "fleet": []}).to_string(),
+            "application/json",
+        ),
+        (
+            "format: 2\nwritten: 2027-01-01T00:00:00Z\nfleet: []\n".to_owned(),
+            "application/yaml",
+        ),
+    ] {
+        let r = import(&app, &file, content_type, None, false).await;
+        let body = problem(r, StatusCode::BAD_REQUEST).await;
+        assert_eq!(
+            body["detail"], "export format 2 is not one this build reads (it reads 1)",
+            "{content_type}"
+        );
+    }
+    // A broken file of this format, and a file that is no export at all, say what is wrong.
+    for file in [
+        json!({"format": 1, "services": []}).to_string(),
+        "{\"format\": 1, \"services\": [".to_owned(),
+        "[1, 2]".to_owned(),
+    ] {
+        let r = import(&app, &file, "application/json", None, false).await;
+        let body = problem(r, StatusCode::BAD_REQUEST).await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("the file is not a dials export: "),
+            "{file}: {detail}"
+        );
+    }
+    assert!(
+        app.get_json("/api/v1/services").await["services"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn an_import_with_one_invalid_service_writes_nothing() {
     let app = spawn_app().await;
     let file = json!({

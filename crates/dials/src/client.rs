@@ -150,6 +150,12 @@ impl Api {
     /// [`Failure`] with the exit code of its status.
     pub async fn call<T: DeserializeOwned>(&self, request: RequestBuilder) -> anyhow::Result<T> {
         let response = self.send(request).await?;
+        self.answer(response).await
+    }
+
+    /// A successful answer read as `T`; an error answer becomes a [`Failure`] with the exit
+    /// code of its status.
+    pub async fn answer<T: DeserializeOwned>(&self, response: Response) -> anyhow::Result<T> {
         if !response.status().is_success() {
             return Err(failure(response).await.into());
         }

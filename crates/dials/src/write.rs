@@ -98,7 +98,7 @@ async fn send_patch(
         .send(api.request(Method::PATCH, path).json(body))
         .await?;
     if response.status() != StatusCode::NOT_FOUND {
-        return answer(response).await;
+        return api.answer(response).await;
     }
     if !args.create {
         return Err(Failure::new(
@@ -122,15 +122,7 @@ async fn send_patch(
         // Someone else created it meanwhile: the patch goes on top of theirs.
         return api.call(api.request(Method::PATCH, path).json(body)).await;
     }
-    answer(response).await
-}
-
-/// A successful answer read as `T`, or the error answer as a [`Failure`].
-async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
-    if !response.status().is_success() {
-        return Err(failure(response).await.into());
-    }
-    Ok(response.json().await?)
+    api.answer(response).await
 }
 
 /// `dials delete SERVICE [--version V]`: deletes the version it read (or was told), only.

@@ -211,12 +211,6 @@ pub async fn import(
         }
     })?;
     let file = parse_file(&headers, &body)?;
-    if file.format != EXPORT_FORMAT {
-        return Err(ApiError::BadRequest(format!(
-            "export format {} is not one this build reads (it reads {EXPORT_FORMAT})",
-            file.format
-        )));
-    }
     let values = match (&file.secrets, passphrase_of(&headers)?) {
         (None, _) => SecretValues::default(),
         (Some(_), None) => {
@@ -549,10 +543,17 @@ fn parse_file(headers: &HeaderMap, body: &[u8]) -> Result<ExportFile, ApiError> 
                 .trim()
                 .to_ascii_lowercase()
         });
-    /// Only the format of a file, to tell one of another format from one that is broken.
+    /// Only the format of a file, read when it does not parse as this build's format.
     #[derive(serde::Deserialize)]
     struct Format {
         format: u32,
+    }
+    fn decode<T: serde::de::DeserializeOwned>(yaml: bool, body: &[u8]) -> Result<T, String> {
+        if yaml {
+            serde_yaml_ng::from_slice(body).map_err(|e| e.to_string())
+        } else {
+            serde_json::from_slice(body).map_err(|e| e.to_string())
+        }
     }
     let yaml = match content_type.as_deref() {
         None | Some("application/json") => false,
@@ -563,24 +564,18 @@ fn parse_file(headers: &HeaderMap, body: &[u8]) -> Result<ExportFile, ApiError> 
             )));
         }
     };
-    let parsed = if yaml {
-        serde_yaml_ng::from_slice(body).map_err(|e| e.to_string())
-    } else {
-        serde_json::from_slice(body).map_err(|e| e.to_string())
+    let parsed = decode::<ExportFile>(yaml, body);
+    // A file of another format is named as such, whether or not it also parses as this one.
+    let format = match &parsed {
+        Ok(file) => Some(file.format),
+        Err(_) => decode::<Format>(yaml, body).ok().map(|f| f.format),
     };
-    parsed.map_err(|e| {
-        let format = if yaml {
-            serde_yaml_ng::from_slice::<Format>(body).ok()
-        } else {
-            serde_json::from_slice::<Format>(body).ok()
-        };
-        match format {
-            Some(Format { format }) if format != EXPORT_FORMAT => ApiError::BadRequest(format!(
-                "export format {format} is not one this build reads (it reads {EXPORT_FORMAT})"
-            )),
-            _ => ApiError::BadRequest(format!("the file is not a dials export: {e}")),
-        }
-    })
+    if let Some(format) = format.filter(|f| *f != EXPORT_FORMAT) {
+        return Err(ApiError::BadRequest(format!(
+            "export format {format} is not one this build reads (it reads {EXPORT_FORMAT})"
+        )));
+    }
+    parsed.map_err(|e| ApiError::BadRequest(format!("the file is not a dials export: {e}")))
 }
 
 fn sealed_secrets(sealed: &PassphraseSealed) -> SealedSecrets {
